@@ -1,0 +1,1 @@
+//! From timings tables to the coefficients file (DESIGN.md "Contracts").

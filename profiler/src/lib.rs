@@ -1,0 +1,1 @@
+//! Drives a model over (batch, input, output) grids and records every timed step.

@@ -1,0 +1,1 @@
+//! Event-driven simulator of every tokenq serving policy (MATH.md §11, SERVING.md).

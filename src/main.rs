@@ -1,0 +1,23 @@
+//! `tokenq`: how long will my users wait, and which settings make them wait least?
+//!
+//! One binary, clap derive subcommands. Each subcommand lives in `src/cmd/<name>.rs`, parses
+//! its arguments, validates them into a typed config, then calls the library crates.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "tokenq", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {}
+}
