@@ -4,6 +4,7 @@
 //! [`Method`] produced it: an exact value, a bound, an approximation or a simulation.
 
 pub mod dist;
+pub mod numeric;
 
 use serde::{Deserialize, Serialize};
 
