@@ -1,0 +1,476 @@
+//! Fitted step-time model for continuous batching (SERVING.md, "Step-time model", "Fitted").
+//!
+//! One engine iteration is summarised by a few features ([`StepFeatures`]): decode requests
+//! `n_d`, the sum of their contexts `Σctx`, prefill tokens `Σp` and the cached context of those
+//! chunks `Σkv_p`; `T = Σp + n_d` tokens in the step. Two linear forms are fitted *separately*
+//! by ordinary least squares (SVD of the column-scaled design matrix, nalgebra):
+//!
+//! ```text
+//! decode-only: t = c0 + c1·n_d + c2·(n_d − 128)⁺ + c3·Σctx
+//! mixed:       t = c0 + c1·T   + c2·(T − 128)⁺   + c3·n_d + c4·Σctx + c5·Σp·Σkv_p
+//! ```
+//!
+//! SERVING.md asks for the fit on the configurations the engine can actually run (contexts that
+//! fit in the KV cache) and for its error on the batches a replay actually runs (MAPE and bias
+//! of the summed time): [`ReplayCheck`] carries the latter. The samples are produced elsewhere
+//! (`sim::continuous::fit_from_tables` samples the per-layer tables on the KV-feasible region;
+//! a tokenq profile can supply measured steps the same way).
+
+use serde::{Deserialize, Serialize};
+
+/// Knee of the piecewise-linear terms, in decode requests (decode form) or tokens (mixed form).
+pub const KNEE: f64 = 128.0;
+
+/// Fewest samples per form: a few per coefficient, so the fit is over-determined.
+pub const MIN_SAMPLES_PER_FORM: usize = 12;
+
+/// Errors of the step-time fit.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum StepFitError {
+    /// Too few samples for one form.
+    #[error(
+        "step-time fit: {form} form has {got} samples, needs at least {need}; sample more step configurations"
+    )]
+    TooFewSamples {
+        /// `decode` or `mixed`.
+        form: &'static str,
+        /// Samples given.
+        got: usize,
+        /// Samples needed.
+        need: usize,
+    },
+    /// A sample time or feature is not finite or negative.
+    #[error("step-time fit: sample {index} of the {form} form is not finite or negative")]
+    BadSample {
+        /// `decode` or `mixed`.
+        form: &'static str,
+        /// Index of the offending sample.
+        index: usize,
+    },
+    /// The least-squares system could not be solved.
+    #[error("step-time fit: the {form} design matrix is degenerate ({why})")]
+    Degenerate {
+        /// `decode` or `mixed`.
+        form: &'static str,
+        /// Reason.
+        why: String,
+    },
+}
+
+/// What a step-time model needs to know about one iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct StepFeatures {
+    /// Decode requests in the step (one token each).
+    pub n_decode: f64,
+    /// Sum of the decode requests' contexts (tokens).
+    pub decode_context_sum: f64,
+    /// Prefill tokens in the step (sum of the chunks).
+    pub prefill_tokens: f64,
+    /// Sum of the cached context the prefill chunks attend to (tokens).
+    pub prefill_context_sum: f64,
+}
+
+impl StepFeatures {
+    /// `true` when the step carries no prefill chunk.
+    pub fn is_decode_only(&self) -> bool {
+        self.prefill_tokens <= 0.0
+    }
+
+    fn decode_row(&self) -> [f64; 4] {
+        [
+            1.0,
+            self.n_decode,
+            (self.n_decode - KNEE).max(0.0),
+            self.decode_context_sum,
+        ]
+    }
+
+    fn mixed_row(&self) -> [f64; 6] {
+        let t = self.prefill_tokens + self.n_decode;
+        [
+            1.0,
+            t,
+            (t - KNEE).max(0.0),
+            self.n_decode,
+            self.decode_context_sum,
+            self.prefill_tokens * self.prefill_context_sum,
+        ]
+    }
+
+    fn is_valid(&self) -> bool {
+        [
+            self.n_decode,
+            self.decode_context_sum,
+            self.prefill_tokens,
+            self.prefill_context_sum,
+        ]
+        .iter()
+        .all(|v| v.is_finite() && *v >= 0.0)
+    }
+}
+
+/// Decode-only form: `intercept_s + per_decode_s·n_d + per_decode_above_knee_s·(n_d − 128)⁺ +
+/// per_context_token_s·Σctx`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecodeStepCoefficients {
+    /// c0, seconds.
+    pub intercept_s: f64,
+    /// c1, seconds per decode request.
+    pub per_decode_s: f64,
+    /// c2, seconds per decode request above 128.
+    pub per_decode_above_knee_s: f64,
+    /// c3, seconds per context token summed over the decodes.
+    pub per_context_token_s: f64,
+}
+
+/// Mixed form (steps with a prefill chunk): `intercept_s + per_token_s·T +
+/// per_token_above_knee_s·(T − 128)⁺ + per_decode_s·n_d + per_decode_context_token_s·Σctx +
+/// per_prefill_token_context_token_s·Σp·Σkv_p`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MixedStepCoefficients {
+    /// c0, seconds.
+    pub intercept_s: f64,
+    /// c1, seconds per token in the step.
+    pub per_token_s: f64,
+    /// c2, seconds per token above 128.
+    pub per_token_above_knee_s: f64,
+    /// c3, seconds per decode request.
+    pub per_decode_s: f64,
+    /// c4, seconds per decode context token.
+    pub per_decode_context_token_s: f64,
+    /// c5, seconds per (prefill token × cached prefill context token).
+    pub per_prefill_token_context_token_s: f64,
+}
+
+/// Quality of one form on its training samples.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct FormQuality {
+    /// Samples fitted.
+    pub n: usize,
+    /// Coefficient of determination.
+    pub r2: f64,
+    /// Mean absolute percentage error, percent.
+    pub mape_pct: f64,
+    /// Bias of the summed time: (Σ predicted − Σ actual)/Σ actual, percent.
+    pub sum_bias_pct: f64,
+}
+
+/// Error of the fitted model on the steps a replay actually ran (SERVING.md: report this, not
+/// only the training error).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplayCheck {
+    /// What was replayed (trace and engine settings).
+    pub replay: String,
+    /// Steps compared.
+    pub steps: usize,
+    /// Mean absolute percentage error per step, percent.
+    pub mape_pct: f64,
+    /// (Σ fitted − Σ reference)/Σ reference over all steps, percent.
+    pub sum_bias_pct: f64,
+}
+
+/// The optional `[step_time]` section of the coefficients file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepTimeCoefficients {
+    /// Where the samples came from (e.g. per-layer tables directory, profile).
+    pub source: String,
+    /// KV cache (blocks × block size, tokens) the feasible region was bounded by.
+    pub kv_capacity_tokens: u64,
+    /// Decode-only steps.
+    pub decode: DecodeStepCoefficients,
+    /// Steps that carry a prefill chunk.
+    pub mixed: MixedStepCoefficients,
+    /// Training quality of the decode form.
+    pub decode_fit: FormQuality,
+    /// Training quality of the mixed form.
+    pub mixed_fit: FormQuality,
+    /// Error on a replay's own steps, when checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_check: Option<ReplayCheck>,
+}
+
+impl StepTimeCoefficients {
+    /// Predicted step time in seconds (0 for an empty step).
+    pub fn predict_s(&self, f: &StepFeatures) -> f64 {
+        if f.prefill_tokens <= 0.0 && f.n_decode <= 0.0 {
+            return 0.0;
+        }
+        if f.is_decode_only() {
+            let c = &self.decode;
+            let r = f.decode_row();
+            c.intercept_s * r[0]
+                + c.per_decode_s * r[1]
+                + c.per_decode_above_knee_s * r[2]
+                + c.per_context_token_s * r[3]
+        } else {
+            let c = &self.mixed;
+            let r = f.mixed_row();
+            c.intercept_s * r[0]
+                + c.per_token_s * r[1]
+                + c.per_token_above_knee_s * r[2]
+                + c.per_decode_s * r[3]
+                + c.per_decode_context_token_s * r[4]
+                + c.per_prefill_token_context_token_s * r[5]
+        }
+    }
+}
+
+/// Ordinary least squares on column-scaled rows; returns the coefficients in original units.
+fn ols<const K: usize>(
+    form: &'static str,
+    rows: &[[f64; K]],
+    y: &[f64],
+) -> Result<[f64; K], StepFitError> {
+    let n = rows.len();
+    let mut scale = [0.0f64; K];
+    for r in rows {
+        for (s, v) in scale.iter_mut().zip(r) {
+            *s = s.max(v.abs());
+        }
+    }
+    // A column that is zero everywhere (e.g. no knee excess in the region) gets coefficient 0.
+    let live: Vec<usize> = (0..K).filter(|&j| scale[j] > 0.0).collect();
+    let a = nalgebra::DMatrix::from_fn(n, live.len(), |i, j| rows[i][live[j]] / scale[live[j]]);
+    let b = nalgebra::DVector::from_column_slice(y);
+    let svd = a.svd(true, true);
+    let smax = svd.singular_values.max();
+    let sol = svd
+        .solve(&b, smax * 1e-12)
+        .map_err(|e| StepFitError::Degenerate {
+            form,
+            why: e.to_string(),
+        })?;
+    let mut out = [0.0; K];
+    for (j, &col) in live.iter().enumerate() {
+        out[col] = sol[j] / scale[col];
+    }
+    Ok(out)
+}
+
+/// Training quality of predictions `p` against `y`.
+pub fn quality(p: &[f64], y: &[f64]) -> FormQuality {
+    let n = y.len();
+    let mean = y.iter().sum::<f64>() / n as f64;
+    let ss_tot: f64 = y.iter().map(|v| (v - mean).powi(2)).sum();
+    let ss_res: f64 = p.iter().zip(y).map(|(a, b)| (a - b).powi(2)).sum();
+    let mape = 100.0
+        * p.iter()
+            .zip(y)
+            .map(|(a, b)| ((a - b) / b).abs())
+            .sum::<f64>()
+        / n as f64;
+    let sp: f64 = p.iter().sum();
+    let sy: f64 = y.iter().sum();
+    FormQuality {
+        n,
+        r2: if ss_tot > 0.0 {
+            1.0 - ss_res / ss_tot
+        } else {
+            1.0
+        },
+        mape_pct: mape,
+        sum_bias_pct: 100.0 * (sp - sy) / sy,
+    }
+}
+
+/// Fit both forms. `samples` are `(features, seconds)`; decode-only steps (no prefill tokens)
+/// go to the decode form, the rest to the mixed form.
+pub fn fit_step_time(
+    source: &str,
+    kv_capacity_tokens: u64,
+    samples: &[(StepFeatures, f64)],
+) -> Result<StepTimeCoefficients, StepFitError> {
+    let mut dec_rows = Vec::new();
+    let mut dec_y = Vec::new();
+    let mut mix_rows = Vec::new();
+    let mut mix_y = Vec::new();
+    let (mut di, mut mi) = (0usize, 0usize);
+    for (f, t) in samples {
+        let decode = f.is_decode_only();
+        let (form, idx) = if decode {
+            ("decode", di)
+        } else {
+            ("mixed", mi)
+        };
+        if !f.is_valid() || !t.is_finite() || *t <= 0.0 {
+            return Err(StepFitError::BadSample { form, index: idx });
+        }
+        if decode {
+            dec_rows.push(f.decode_row());
+            dec_y.push(*t);
+            di += 1;
+        } else {
+            mix_rows.push(f.mixed_row());
+            mix_y.push(*t);
+            mi += 1;
+        }
+    }
+    for (form, got) in [("decode", dec_rows.len()), ("mixed", mix_rows.len())] {
+        if got < MIN_SAMPLES_PER_FORM {
+            return Err(StepFitError::TooFewSamples {
+                form,
+                got,
+                need: MIN_SAMPLES_PER_FORM,
+            });
+        }
+    }
+    let d = ols("decode", &dec_rows, &dec_y)?;
+    let m = ols("mixed", &mix_rows, &mix_y)?;
+    let mut coef = StepTimeCoefficients {
+        source: source.to_string(),
+        kv_capacity_tokens,
+        decode: DecodeStepCoefficients {
+            intercept_s: d[0],
+            per_decode_s: d[1],
+            per_decode_above_knee_s: d[2],
+            per_context_token_s: d[3],
+        },
+        mixed: MixedStepCoefficients {
+            intercept_s: m[0],
+            per_token_s: m[1],
+            per_token_above_knee_s: m[2],
+            per_decode_s: m[3],
+            per_decode_context_token_s: m[4],
+            per_prefill_token_context_token_s: m[5],
+        },
+        decode_fit: FormQuality {
+            n: 0,
+            r2: 0.0,
+            mape_pct: 0.0,
+            sum_bias_pct: 0.0,
+        },
+        mixed_fit: FormQuality {
+            n: 0,
+            r2: 0.0,
+            mape_pct: 0.0,
+            sum_bias_pct: 0.0,
+        },
+        replay_check: None,
+    };
+    let (mut dp, mut mp) = (Vec::new(), Vec::new());
+    for (f, _) in samples {
+        if f.is_decode_only() {
+            dp.push(coef.predict_s(f));
+        } else {
+            mp.push(coef.predict_s(f));
+        }
+    }
+    coef.decode_fit = quality(&dp, &dec_y);
+    coef.mixed_fit = quality(&mp, &mix_y);
+    Ok(coef)
+}
+
+/// Error of `coef` on reference steps `(features, seconds)` (e.g. a replay's own steps timed by
+/// the per-layer tables).
+pub fn replay_check(
+    coef: &StepTimeCoefficients,
+    replay: &str,
+    steps: &[(StepFeatures, f64)],
+) -> ReplayCheck {
+    let p: Vec<f64> = steps.iter().map(|(f, _)| coef.predict_s(f)).collect();
+    let y: Vec<f64> = steps.iter().map(|(_, t)| *t).collect();
+    let q = quality(&p, &y);
+    ReplayCheck {
+        replay: replay.to_string(),
+        steps: steps.len(),
+        mape_pct: q.mape_pct,
+        sum_bias_pct: q.sum_bias_pct,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(n_d: f64, ctx: f64, p: f64, kvp: f64) -> StepFeatures {
+        StepFeatures {
+            n_decode: n_d,
+            decode_context_sum: ctx,
+            prefill_tokens: p,
+            prefill_context_sum: kvp,
+        }
+    }
+
+    /// Data generated exactly by both forms (with the knees active) is recovered to rounding.
+    #[test]
+    fn recovers_exact_piecewise_linear_forms() {
+        let dec = |n: f64, c: f64| 4e-3 + 2e-5 * n + 3e-5 * (n - 128.0).max(0.0) + 1e-8 * c;
+        let mix = |n: f64, c: f64, p: f64, k: f64| {
+            let t = n + p;
+            6e-3 + 5e-6 * t + 2e-5 * (t - 128.0).max(0.0) + 1e-5 * n + 2e-8 * c + 3e-12 * p * k
+        };
+        let mut s = Vec::new();
+        for i in 0..40 {
+            let n = 1.0 + (i * 7 % 256) as f64;
+            let c = n * (100.0 + (i * 97 % 900) as f64);
+            s.push((f(n, c, 0.0, 0.0), dec(n, c)));
+            let p = 16.0 + (i * 53 % 2000) as f64;
+            let k = (i * 311 % 4000) as f64;
+            let nm = (i * 5 % 40) as f64;
+            let cm = nm * 300.0 + (i % 3) as f64 * 50.0 * nm;
+            s.push((f(nm, cm, p, k), mix(nm, cm, p, k)));
+        }
+        let c = fit_step_time("test", 1 << 20, &s).unwrap();
+        assert!((c.decode.intercept_s - 4e-3).abs() < 1e-12);
+        assert!((c.decode.per_decode_above_knee_s - 3e-5).abs() < 1e-12);
+        assert!((c.decode.per_context_token_s - 1e-8).abs() < 1e-16);
+        assert!((c.mixed.per_token_above_knee_s - 2e-5).abs() < 1e-12);
+        assert!((c.mixed.per_prefill_token_context_token_s - 3e-12).abs() < 1e-18);
+        assert!(c.decode_fit.r2 > 0.999_999 && c.mixed_fit.mape_pct < 1e-6);
+        // Prediction on a fresh point equals the generating form.
+        let q = f(200.0, 200.0 * 700.0, 0.0, 0.0);
+        assert!((c.predict_s(&q) - dec(200.0, 140_000.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn too_few_samples_and_bad_samples_are_errors() {
+        let s: Vec<_> = (0..5)
+            .map(|i| (f(i as f64 + 1.0, 10.0, 0.0, 0.0), 1e-3))
+            .collect();
+        assert!(matches!(
+            fit_step_time("t", 1, &s),
+            Err(StepFitError::TooFewSamples { form: "decode", .. })
+        ));
+        let s = vec![(f(1.0, 10.0, 0.0, 0.0), f64::NAN)];
+        assert!(matches!(
+            fit_step_time("t", 1, &s),
+            Err(StepFitError::BadSample { .. })
+        ));
+    }
+
+    /// Replay check: a model 10% slow everywhere has +10% bias and 10% MAPE.
+    #[test]
+    fn replay_check_reports_bias() {
+        let c = StepTimeCoefficients {
+            source: "t".into(),
+            kv_capacity_tokens: 1,
+            decode: DecodeStepCoefficients {
+                intercept_s: 0.011,
+                per_decode_s: 0.0,
+                per_decode_above_knee_s: 0.0,
+                per_context_token_s: 0.0,
+            },
+            mixed: MixedStepCoefficients {
+                intercept_s: 0.022,
+                per_token_s: 0.0,
+                per_token_above_knee_s: 0.0,
+                per_decode_s: 0.0,
+                per_decode_context_token_s: 0.0,
+                per_prefill_token_context_token_s: 0.0,
+            },
+            decode_fit: quality(&[1.0], &[1.0]),
+            mixed_fit: quality(&[1.0], &[1.0]),
+            replay_check: None,
+        };
+        let steps = vec![
+            (f(3.0, 30.0, 0.0, 0.0), 0.010),
+            (f(3.0, 30.0, 100.0, 0.0), 0.020),
+        ];
+        let r = replay_check(&c, "x", &steps);
+        assert!((r.sum_bias_pct - 10.0).abs() < 1e-9);
+        assert!((r.mape_pct - 10.0).abs() < 1e-9);
+        let toml = toml::to_string(&c).unwrap();
+        let back: StepTimeCoefficients = toml::from_str(&toml).unwrap();
+        assert_eq!(back, c);
+    }
+}
