@@ -16,7 +16,48 @@ pub struct Builtin {
 }
 
 /// Every built-in dataset, output lengths first.
-pub const BUILTINS: &[Builtin] = &[];
+pub const BUILTINS: &[Builtin] = &[
+    Builtin {
+        name: "sharegpt",
+        description: "ShareGPT output tokens (Llama-2 tokenizer, decode capped at 1024; sarathi-serve)",
+        csv: include_str!("../../../datasets/lengths/sharegpt.csv"),
+    },
+    Builtin {
+        name: "azure-conv",
+        description: "Azure LLM inference 2023, conversation service, generated tokens",
+        csv: include_str!("../../../datasets/lengths/azure-conv.csv"),
+    },
+    Builtin {
+        name: "azure-code",
+        description: "Azure LLM inference 2023, code service, generated tokens",
+        csv: include_str!("../../../datasets/lengths/azure-code.csv"),
+    },
+    Builtin {
+        name: "arxiv",
+        description: "arXiv summarisation output tokens (Llama-2 tokenizer; vidur)",
+        csv: include_str!("../../../datasets/lengths/arxiv.csv"),
+    },
+    Builtin {
+        name: "sharegpt-input",
+        description: "ShareGPT input (prompt) tokens (Llama-2 tokenizer; sarathi-serve)",
+        csv: include_str!("../../../datasets/lengths/sharegpt-input.csv"),
+    },
+    Builtin {
+        name: "azure-conv-input",
+        description: "Azure LLM inference 2023, conversation service, context tokens",
+        csv: include_str!("../../../datasets/lengths/azure-conv-input.csv"),
+    },
+    Builtin {
+        name: "azure-code-input",
+        description: "Azure LLM inference 2023, code service, context tokens",
+        csv: include_str!("../../../datasets/lengths/azure-code-input.csv"),
+    },
+    Builtin {
+        name: "arxiv-input",
+        description: "arXiv summarisation input tokens (Llama-2 tokenizer; vidur)",
+        csv: include_str!("../../../datasets/lengths/arxiv-input.csv"),
+    },
+];
 
 /// Look up a built-in dataset by name (case-insensitive).
 pub fn lookup(name: &str) -> Option<&'static Builtin> {

@@ -351,3 +351,55 @@ fn empirical_spec_reads_a_file_and_column() {
     assert!(e.contains("lens.csv") && e.contains("COLUMN"), "{e}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Mean of a column of a raw trace in `../shared/data` (tests only; the product never reads it).
+fn raw_trace_mean(rel: &str, column: &str) -> Option<(f64, usize)> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let idx = header.iter().position(|h| h.trim() == column)?;
+    let (mut sum, mut n) = (0.0, 0usize);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        sum += line.split(',').nth(idx)?.trim().parse::<f64>().ok()?;
+        n += 1;
+    }
+    Some((sum / n as f64, n))
+}
+
+#[test]
+fn builtin_means_match_the_raw_traces() {
+    let cases = [
+        ("sharegpt", "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv", "num_decode_tokens"),
+        ("sharegpt-input", "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv", "num_prefill_tokens"),
+        ("azure-conv", "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv", "GeneratedTokens"),
+        ("azure-conv-input", "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv", "ContextTokens"),
+        ("azure-code", "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv", "GeneratedTokens"),
+        ("azure-code-input", "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv", "ContextTokens"),
+        ("arxiv", "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", "num_decode_tokens"),
+        ("arxiv-input", "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", "num_prefill_tokens"),
+    ];
+    assert_eq!(builtin::BUILTINS.len(), cases.len());
+    let mut checked = 0;
+    for (name, rel, col) in cases {
+        let d = TokenDist::parse(name).unwrap();
+        let TokenDist::Empirical(e) = &d else {
+            panic!("{name} is not empirical")
+        };
+        assert_eq!(e.source, name);
+        assert!(e.values.len() < 400, "{name}: not compact ({} atoms)", e.values.len());
+        // Also documented in the README table of datasets/README.md (trace means).
+        if let Some((mean, n)) = raw_trace_mean(rel, col) {
+            // Atoms are bin means rounded to 4 decimals: the mean agrees to 1e-4 tokens.
+            assert!((d.mean() - mean).abs() < 1e-4, "{name}: {} vs trace {mean}", d.mean());
+            assert!(n > 1000);
+            checked += 1;
+        }
+    }
+    // Off the project tree (no ../shared/data) the comparison is skipped, never faked.
+    if std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").is_dir() {
+        assert_eq!(checked, cases.len());
+    }
+}
