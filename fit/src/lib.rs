@@ -17,6 +17,7 @@ pub mod import;
 pub mod model;
 pub mod profile;
 pub mod regress;
+pub mod steptime;
 
 pub use coefficients::{CoefficientsFile, Provenance, SCHEMA_VERSION};
 pub use error::{FitError, Result};

@@ -3,7 +3,8 @@
 //!
 //! Quantities and their candidate models (`p_ref`, `ctx_ref` are reference values stored in the
 //! file; a richer term is kept only when it lowers the MAPE on held-out points by at least
-//! [`MIN_GAIN_PCT`] percentage points and [`MIN_GAIN_REL`] of the base MAPE):
+//! [`MIN_GAIN_PCT`] percentage points and [`MIN_GAIN_REL`] of the base MAPE, and its 95%
+//! interval on the training points excludes zero):
 //!
 //! | quantity | data | base | richer |
 //! |---|---|---|---|
@@ -341,7 +342,13 @@ fn select(
             Ok((f, w)) => {
                 let ts = stats_on(&f, cand, test, r);
                 let gain = base_test.mape_pct - ts.mape_pct;
-                if gain > MIN_GAIN_PCT && gain > MIN_GAIN_REL * base_test.mape_pct {
+                let significant = significant_extra(&f, cand, base);
+                if gain > MIN_GAIN_PCT && gain > MIN_GAIN_REL * base_test.mape_pct && !significant {
+                    best.notes.push(format!(
+                        "{label}: dropped (held-out MAPE {:.3}% → {:.3}%, but its 95% interval contains 0)",
+                        base_test.mape_pct, ts.mape_pct
+                    ));
+                } else if gain > MIN_GAIN_PCT && gain > MIN_GAIN_REL * base_test.mape_pct {
                     best.notes.push(format!(
                         "{label}: kept (held-out MAPE {:.3}% → {:.3}%)",
                         base_test.mape_pct, ts.mape_pct
@@ -366,19 +373,25 @@ fn select(
     Ok(best)
 }
 
+/// Whether every term `cand` adds to `base` has a 95% interval that excludes zero.
+fn significant_extra(f: &LinearFit, cand: &[Term], base: &[Term]) -> bool {
+    let Some(iv) = f.intervals(LEVEL) else {
+        return false;
+    };
+    cand.iter()
+        .zip(&iv)
+        .filter(|(t, _)| !base.contains(t))
+        .all(|(_, (lo, hi))| *lo > 0.0 || *hi < 0.0)
+}
+
 fn coef_of(s: &Selected, t: Term) -> Option<f64> {
     s.terms.iter().position(|&x| x == t).map(|j| s.fit.coef[j])
 }
 
-fn quality(s: &Selected, lhs: &str, interval_method: String) -> FitQuality {
+fn quality(s: &Selected, lhs: &str, interval_method: String, weighting: &str) -> FitQuality {
     FitQuality {
         model: formula(lhs, &s.terms),
-        weighting: if s.weighted {
-            "wls (weights reps/spread²)"
-        } else {
-            "ols"
-        }
-        .into(),
+        weighting: if s.weighted { weighting } else { "ols" }.into(),
         interval_method,
         points_fitted: s.fit.n,
         r2: s.train.r2,
@@ -417,8 +430,43 @@ fn range_of(obs: &[&Obs], f: impl Fn(&Obs) -> f64) -> [u64; 2] {
     [lo.round() as u64, hi.round() as u64]
 }
 
-fn weight(reps: usize, median_s: f64, spread: Option<f64>) -> Option<f64> {
-    spread.map(|s| reps as f64 / s.max(SPREAD_FLOOR_REL * median_s).powi(2))
+/// Weights `reps / σ²_b` with σ²_b the spread² pooled over all points of the same batch size
+/// and step kind: a per-point variance from a handful of repetitions is too noisy to weight by
+/// (1/s² of 4 degrees of freedom has infinite variance, which would make the intervals too
+/// narrow). Without repetitions, `1/t²`: relative least squares, as step-time noise scales with
+/// the time and the errors that matter are relative.
+fn pooled_weights(points: &[&crate::profile::StepPoint]) -> Vec<Option<f64>> {
+    if points.iter().any(|p| p.spread_s.is_none()) {
+        // No repetitions: relative least squares (noise taken proportional to the time).
+        return points
+            .iter()
+            .map(|p| Some(1.0 / (p.median_s * p.median_s)))
+            .collect();
+    }
+    let mut pool: BTreeMap<u32, (f64, f64, f64)> = BTreeMap::new();
+    for p in points {
+        let e = pool.entry(p.batch_size).or_insert((0.0, 0.0, 0.0));
+        let s = p.spread_s.unwrap_or(0.0);
+        e.0 += s * s;
+        e.1 += 1.0;
+        e.2 += p.median_s;
+    }
+    points
+        .iter()
+        .map(|p| {
+            let (ss, n, m) = pool[&p.batch_size];
+            let var = (ss / n).max((SPREAD_FLOOR_REL * m / n).powi(2));
+            Some(p.reps as f64 / var)
+        })
+        .collect()
+}
+
+fn weighting_label(points: &[crate::profile::StepPoint]) -> &'static str {
+    if points.iter().all(|p| p.spread_s.is_some()) {
+        "wls: reps/σ², σ² pooled per batch size"
+    } else {
+        "wls: 1/t² (relative least squares; no repetitions)"
+    }
 }
 
 /// Fit every quantity a set of timed steps supports.
@@ -456,11 +504,13 @@ pub fn fit_steps(rows: &[StepRow], opts: &FitOptions) -> Result<ProfileFit> {
             batch_sizes.iter().next().copied().unwrap_or(0)
         ));
     } else {
-        let prefill: Vec<Obs> = points
+        let sel: Vec<&crate::profile::StepPoint> = points.iter().filter(|p| p.step == 0).collect();
+        let weights = pooled_weights(&sel);
+        let prefill: Vec<Obs> = sel
             .iter()
-            .filter(|p| p.step == 0)
+            .zip(weights)
             .enumerate()
-            .map(|(i, p)| Obs {
+            .map(|(i, (p, w))| Obs {
                 key: p.key.clone(),
                 sub: i as u64,
                 b: f64::from(p.batch_size),
@@ -468,19 +518,21 @@ pub fn fit_steps(rows: &[StepRow], opts: &FitOptions) -> Result<ProfileFit> {
                 ctx: p.context_tokens as f64,
                 n: 1.0,
                 y: p.median_s,
-                w: weight(p.reps, p.median_s, p.spread_s),
+                w,
                 per_rep: Vec::new(),
             })
             .collect();
-        match fit_first_token(prefill, opts) {
+        match fit_first_token(prefill, opts, weighting_label(&points)) {
             Ok(f) => first_token = Some(f),
             Err(e) => skipped.push(format!("first_token: {e}")),
         }
-        let decode: Vec<Obs> = points
+        let sel: Vec<&crate::profile::StepPoint> = points.iter().filter(|p| p.step >= 1).collect();
+        let weights = pooled_weights(&sel);
+        let decode: Vec<Obs> = sel
             .iter()
-            .filter(|p| p.step >= 1)
+            .zip(weights)
             .enumerate()
-            .map(|(i, p)| Obs {
+            .map(|(i, (p, w))| Obs {
                 key: p.key.clone(),
                 sub: i as u64,
                 b: f64::from(p.batch_size),
@@ -488,11 +540,11 @@ pub fn fit_steps(rows: &[StepRow], opts: &FitOptions) -> Result<ProfileFit> {
                 ctx: p.context_tokens as f64,
                 n: f64::from(p.step),
                 y: p.median_s,
-                w: weight(p.reps, p.median_s, p.spread_s),
+                w,
                 per_rep: Vec::new(),
             })
             .collect();
-        match fit_decode_step(decode, opts) {
+        match fit_decode_step(decode, opts, weighting_label(&points)) {
             Ok(d) => decode_step = Some(d),
             Err(e) => skipped.push(format!("decode_step: {e}")),
         }
@@ -513,7 +565,7 @@ pub fn fit_steps(rows: &[StepRow], opts: &FitOptions) -> Result<ProfileFit> {
     })
 }
 
-fn fit_first_token(obs: Vec<Obs>, opts: &FitOptions) -> Result<FirstToken> {
+fn fit_first_token(obs: Vec<Obs>, opts: &FitOptions, weighting: &str) -> Result<FirstToken> {
     const Q: &str = "first token t1(b)";
     const HINT: &str = "profile prefill steps at two or more batch sizes";
     if obs.is_empty() {
@@ -548,7 +600,7 @@ fn fit_first_token(obs: Vec<Obs>, opts: &FitOptions) -> Result<FirstToken> {
         per_prefill_token_s: coef_of(&s, Term::BxDp),
         ci95,
         std_err,
-        quality: quality(&s, "t1", im),
+        quality: quality(&s, "t1", im, weighting),
         range: ValidRange {
             batch_size_req: range_of(&refs, |o| o.b),
             input_tokens: range_of(&refs, |o| o.p),
@@ -558,7 +610,7 @@ fn fit_first_token(obs: Vec<Obs>, opts: &FitOptions) -> Result<FirstToken> {
     })
 }
 
-fn fit_decode_step(obs: Vec<Obs>, opts: &FitOptions) -> Result<DecodeStep> {
+fn fit_decode_step(obs: Vec<Obs>, opts: &FitOptions, weighting: &str) -> Result<DecodeStep> {
     const Q: &str = "decode step t2(b)";
     const HINT: &str = "profile decode steps (output tokens > 1) at two or more batch sizes";
     if obs.is_empty() {
@@ -594,7 +646,7 @@ fn fit_decode_step(obs: Vec<Obs>, opts: &FitOptions) -> Result<DecodeStep> {
         per_context_token_s: coef_of(&s, Term::BxDctx),
         ci95,
         std_err,
-        quality: quality(&s, "t2", im),
+        quality: quality(&s, "t2", im, weighting),
         range: ValidRange {
             batch_size_req: range_of(&refs, |o| o.b),
             input_tokens: range_of(&refs, |o| o.p),
@@ -705,7 +757,7 @@ pub fn fit_e2e(
         per_input_token_s: coef_of(&s, Term::Dp),
         ci95,
         std_err,
-        quality: quality(&s, "T", im),
+        quality: quality(&s, "T", im, "ols"),
         range: ValidRange {
             batch_size_req: [1, 1],
             input_tokens: range_of(&all, |o| o.p),
@@ -713,4 +765,23 @@ pub fn fit_e2e(
             context_tokens: None,
         },
     })
+}
+
+impl ProfileFit {
+    /// The coefficients file of this fit. `skipped` reasons become provenance notes.
+    pub fn into_file(
+        self,
+        mut provenance: crate::coefficients::Provenance,
+        kv_capacity: Vec<crate::coefficients::KvCapacity>,
+    ) -> crate::coefficients::CoefficientsFile {
+        provenance
+            .notes
+            .extend(self.skipped.iter().map(|s| format!("not fitted: {s}")));
+        let mut file = crate::coefficients::CoefficientsFile::new(provenance);
+        file.single_request = self.single_request;
+        file.first_token = self.first_token;
+        file.decode_step = self.decode_step;
+        file.kv_capacity = kv_capacity;
+        file
+    }
 }
