@@ -53,6 +53,9 @@ pub struct CoefficientsFile {
     /// KV-cache capacity, where measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv_capacity: Vec<KvCapacity>,
+    /// Step-time model for continuous batching (SERVING.md "Fitted"; `crate::steptime`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_time: Option<crate::steptime::StepTimeCoefficients>,
     /// Sections and keys this schema version does not define, kept as they were read.
     #[serde(flatten)]
     pub extra: toml::Table,
@@ -246,6 +249,7 @@ impl CoefficientsFile {
             first_token: None,
             decode_step: None,
             kv_capacity: Vec::new(),
+            step_time: None,
             extra: toml::Table::new(),
         }
     }
