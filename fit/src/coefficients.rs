@@ -338,10 +338,13 @@ impl CoefficientsFile {
                 self.schema_version
             ));
         }
-        if self.single_request.is_none() && self.first_token.is_none() && self.decode_step.is_none()
+        if self.single_request.is_none()
+            && self.first_token.is_none()
+            && self.decode_step.is_none()
+            && self.step_time.is_none()
         {
             return Err(
-                "no fitted quantity ([single_request], [first_token] or [decode_step])".into(),
+                "no fitted quantity ([single_request], [first_token], [decode_step] or [step_time])".into(),
             );
         }
         let finite = |name: &str, v: f64| {
