@@ -293,13 +293,6 @@ fn select(
     r: Refs,
     hint: &str,
 ) -> Result<Selected> {
-    let distinct = |f: &dyn Fn(&Obs) -> f64| {
-        train
-            .iter()
-            .map(|o| f(o).to_bits())
-            .collect::<BTreeSet<_>>()
-            .len()
-    };
     if train.len() < base.len() + 1 {
         return Err(FitError::TooFewPoints {
             quantity: quantity.into(),
@@ -308,7 +301,6 @@ fn select(
             hint: hint.into(),
         });
     }
-    let _ = distinct;
     let (fit, weighted) =
         fit_terms(base, train, r).map_err(|e| lsq_error(quantity, e, base, hint))?;
     let mut best = Selected {
