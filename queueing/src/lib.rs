@@ -3,6 +3,7 @@
 //! Specification: `MATH.md` (shared with the project). Every public result type says which
 //! [`Method`] produced it: an exact value, a bound, an approximation or a simulation.
 
+pub mod batch;
 pub mod dist;
 pub mod numeric;
 
