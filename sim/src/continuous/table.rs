@@ -180,9 +180,12 @@ pub struct AttentionGrid {
     slices: Vec<Slice>,
 }
 
+/// Rows of one slice: kv_prefill → points (kv_decode, time).
+type SliceRows = HashMap<u32, Vec<(f64, f64)>>;
+
 impl AttentionGrid {
     fn from_rows(rows: &[[f64; 5]]) -> Self {
-        let mut map: HashMap<(u32, u32), HashMap<u32, Vec<(f64, f64)>>> = HashMap::new();
+        let mut map: HashMap<(u32, u32), SliceRows> = HashMap::new();
         for r in rows {
             map.entry((r[0] as u32, r[2] as u32))
                 .or_default()
