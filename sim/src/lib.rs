@@ -474,7 +474,12 @@ fn build_report(
         }
     );
     let aborted = reps.iter().find_map(|r| r.end.aborted.clone());
-    let stability = report::stability(&pooled, &section_waits, !impatient, aborted.as_deref());
+    let rho_limit = match sc.policy {
+        Policy::Mg1 { patience: Some(_), .. } => None,
+        Policy::Mg1 { patience: None, .. } => Some(1.0),
+        _ => Some(report::BATCH_RHO_LIMIT),
+    };
+    let stability = report::stability(&pooled, &section_waits, rho_limit, aborted.as_deref());
 
     let mut counts = Counts::default();
     let mut max_queue = 0usize;

@@ -160,11 +160,12 @@ pub(crate) fn estimates(
     (wait, lat, wait_all, loss, bsize, util, thr)
 }
 
-/// Instability: stopped early, load ρ ≥ 1, or section mean waits trending up.
+/// Instability: stopped early, load ρ̂ = λ̂·(busy time per served request) at or above
+/// `rho_limit`, or section mean waits trending up.
 pub(crate) fn stability(
     pooled: &Unit,
     section_waits: &[f64],
-    check_rho: bool,
+    rho_limit: Option<f64>,
     aborted: Option<&str>,
 ) -> Stability {
     let lambda = ratio(pooled.arrivals as f64, pooled.span);
@@ -179,7 +180,9 @@ pub(crate) fn stability(
     if let Some(why) = aborted {
         return unstable(why.to_string());
     }
-    if check_rho && rho >= 1.0 {
+    if let Some(limit) = rho_limit
+        && rho >= limit
+    {
         return unstable(format!("estimated load ρ = {rho:.4} ≥ 1"));
     }
     // Trend: mean wait of the last third of the sections against the first third.
@@ -208,6 +211,11 @@ pub(crate) fn stability(
     }
     Stability::Stable
 }
+
+/// Batching policies whose server is never idle (unbounded dynamic batching under load) have
+/// ρ̂ = 1 in a stable steady state; only a clear excess over 1 means the queue outgrows the
+/// server (the trend test catches the rest).
+pub(crate) const BATCH_RHO_LIMIT: f64 = 1.01;
 
 /// Trend test: last-third mean wait must exceed this multiple of the first third's …
 const TREND_RATIO: f64 = 1.5;
