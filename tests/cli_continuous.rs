@@ -270,3 +270,36 @@ fn bad_input_gets_a_clear_error() {
         .failure()
         .stderr(contains("no step-time model"));
 }
+
+/// The tokenq trace CSV (read by `sim::trace`) with a shared prefix: request 1 re-uses the
+/// two 16-token blocks it shares with request 0 (32 cached tokens in its record).
+#[test]
+fn native_trace_with_shared_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("t.csv");
+    std::fs::write(
+        &trace,
+        "arrival_s,input_tokens,output_tokens,prefix_parent,shared_prefix_blocks\n0.0,40,4,-1,0\n2.0,40,4,0,2\n",
+    )
+    .unwrap();
+    let rec = dir.path().join("r.csv");
+    tokenq()
+        .args([
+            "simulate",
+            "--policy",
+            "continuous",
+            "--kv-blocks",
+            "100",
+            "--step-table",
+        ])
+        .arg(data("RTX4090"))
+        .arg("--trace")
+        .arg(&trace)
+        .arg("--records")
+        .arg(&rec)
+        .assert()
+        .success();
+    let text = std::fs::read_to_string(&rec).unwrap();
+    let last: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
+    assert_eq!(last[10], "32");
+}

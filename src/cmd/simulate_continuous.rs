@@ -204,15 +204,50 @@ fn settings(args: &EngineArgs) -> Result<Settings> {
     })
 }
 
-/// Read a trace: the tokenq CSV (`arrival_s,input_tokens,output_tokens[,prefix_parent,
-/// shared_prefix_blocks]`) or LLMServingSim's workload (`input_toks,output_toks,
-/// arrival_time_ns`, with `X.prefix.csv` beside `X.lengths.csv`).
+/// Read a trace: LLMServingSim's workload (`input_toks,output_toks,arrival_time_ns`, with
+/// `X.prefix.csv` beside `X.lengths.csv`) here; anything else through `sim::trace` (the tokenq
+/// CSV `arrival_s,input_tokens,output_tokens[,prefix_parent,shared_prefix_blocks]`, the Azure
+/// format, or a built-in name such as `azure-conv`).
 fn read_trace(path: &Path) -> Result<Vec<Request>> {
-    let reqs = workload::read_trace(path).with_context(|| format!("--trace {}", path.display()))?;
+    let header = std::fs::read_to_string(path)
+        .ok()
+        .and_then(|t| t.lines().next().map(str::to_owned))
+        .unwrap_or_default();
+    let reqs = if header.contains("input_toks") && header.contains("arrival_time_ns") {
+        workload::read_trace(path).with_context(|| format!("--trace {}", path.display()))?
+    } else {
+        let t = sim::Trace::load(&path.to_string_lossy())
+            .with_context(|| format!("--trace {}", path.display()))?;
+        from_trace(&t).with_context(|| format!("--trace {}", path.display()))?
+    };
     if reqs.is_empty() {
         bail!("--trace {}: no requests", path.display());
     }
     Ok(reqs)
+}
+
+/// Requests of a `sim::Trace` (token counts must fit in 32 bits).
+fn from_trace(trace: &sim::Trace) -> Result<Vec<Request>> {
+    let tok = |i: usize, v: u64, what: &str| {
+        u32::try_from(v).map_err(|_| anyhow!("request {i}: {what} = {v} is too large"))
+    };
+    trace
+        .requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            Ok(Request {
+                arrival_s: r.arrival_s,
+                input_tokens: tok(i, r.input_tokens, "input_tokens")?,
+                output_tokens: tok(i, r.output_tokens, "output_tokens")?,
+                prefix_parent: match r.prefix_parent {
+                    Some(p) => Some(tok(i, p as u64, "prefix_parent")?),
+                    None => None,
+                },
+                shared_prefix_blocks: tok(i, r.shared_prefix_blocks, "shared_prefix_blocks")?,
+            })
+        })
+        .collect()
 }
 
 /// One replay's output.
