@@ -1,0 +1,336 @@
+//! `tokenq queue batch`: mean wait and latency under dynamic, fixed or elastic batching
+//! (MATH.md §4–§8, paper §IV), every estimate labelled exact, bound or approximation.
+//!
+//! Batch time of `b` requests: `T_b = t1(b) + t2(b)·M_b` with `t1(b) = K1·b + K2` (first token,
+//! `--first-token-s K1,K2`), `t2(b) = K3·b + K4` (each later token, `--decode-step-s K3,K4`) and
+//! `M_b` the largest decode length in the batch, drawn from `--tokens`.
+
+use anyhow::{Result, bail};
+use clap::{Args, ValueEnum};
+use queueing::batch::{
+    BatchCoeffs, BatchConfig, BatchError, BatchReport, ChainOptions, LlmBatch, Policy,
+};
+use queueing::dist::TokenDist;
+use serde::Serialize;
+
+/// The batch-time model flags shared by `queue batch` and `optimize batch-size`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchModelArgs {
+    /// Decode-token distribution (tokens after the first): uniform:LO,HI | duniform:LO,HI |
+    /// normal:MEAN,SD[,LO,HI] | lognormal:MU,SIGMA | const:N | empirical:PATH[:COLUMN] | a
+    /// built-in dataset name.
+    #[arg(long, value_name = "DIST")]
+    pub tokens: String,
+    /// First-token time t1(b) = K1·b + K2 in seconds (K1 per request in the batch).
+    #[arg(
+        long,
+        value_name = "K1,K2",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub first_token_s: Vec<f64>,
+    /// Per-decode-token time t2(b) = K3·b + K4 in seconds (K3 per request in the batch).
+    #[arg(
+        long,
+        value_name = "K3,K4",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub decode_step_s: Vec<f64>,
+}
+
+fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
+    if v.len() != 2 {
+        bail!(
+            "--{flag} needs two comma-separated numbers {},{} (seconds), got {}",
+            names[0],
+            names[1],
+            v.len()
+        );
+    }
+    for (n, x) in names.iter().zip(v) {
+        if !(x.is_finite() && *x >= 0.0) {
+            bail!("--{flag}: {n} = {x} must be a finite number ≥ 0 seconds");
+        }
+    }
+    Ok([v[0], v[1]])
+}
+
+impl BatchModelArgs {
+    /// Validate into the library's batch model.
+    pub fn model(&self) -> Result<LlmBatch> {
+        let [k1, k2] = pair("first-token-s", ["K1", "K2"], &self.first_token_s)?;
+        let [k3, k4] = pair("decode-step-s", ["K3", "K4"], &self.decode_step_s)?;
+        if k1 + k2 <= 0.0 {
+            bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
+        }
+        let coeffs = BatchCoeffs::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let dist = TokenDist::parse(&self.tokens).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?;
+        LlmBatch::new(coeffs, dist).map_err(|e| anyhow::anyhow!("--tokens: {e}"))
+    }
+}
+
+/// `--policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Take every waiting request (at most --max-batch).
+    Dynamic,
+    /// Start only with exactly --max-batch requests (M/D^K/1).
+    Fixed,
+    /// Dynamic batch, each request returns at its own length.
+    Elastic,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Dynamic => Policy::Dynamic,
+            PolicyArg::Fixed => Policy::Fixed,
+            PolicyArg::Elastic => Policy::Elastic,
+        }
+    }
+}
+
+/// `tokenq queue batch`.
+#[derive(Debug, Clone, Args)]
+pub struct QueueBatchArgs {
+    /// Batching policy.
+    #[arg(long, value_enum)]
+    pub policy: PolicyArg,
+    /// K: the batch size (fixed, required) or the cap (dynamic, elastic; unbounded if absent).
+    #[arg(long, value_name = "K")]
+    pub max_batch: Option<usize>,
+    /// Poisson arrival rate, requests per second.
+    #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
+    pub arrival_rate: f64,
+    #[command(flatten)]
+    pub model: BatchModelArgs,
+    /// Machine-readable output (documented in README, "Batching models").
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Validated `queue batch` question.
+fn config(a: &QueueBatchArgs) -> Result<BatchConfig> {
+    if !(a.arrival_rate.is_finite() && a.arrival_rate > 0.0) {
+        bail!(
+            "--arrival-rate {} must be a positive number of requests per second",
+            a.arrival_rate
+        );
+    }
+    match (a.policy, a.max_batch) {
+        (_, Some(0)) => bail!("--max-batch 0: the batch size K must be at least 1"),
+        (PolicyArg::Fixed, None) => {
+            bail!("--policy fixed needs --max-batch K (the fixed batch size)")
+        }
+        _ => {}
+    }
+    Ok(BatchConfig {
+        policy: a.policy.into(),
+        max_batch: a.max_batch,
+        arrival_rate: a.arrival_rate,
+        model: a.model.model()?,
+        chain: ChainOptions::default(),
+    })
+}
+
+#[derive(Serialize)]
+struct JsonChain {
+    states: usize,
+    tail_mass: f64,
+    solver: queueing::batch::Solver,
+    p_no_arrival: f64,
+    mean_batch_sq: f64,
+}
+
+#[derive(Serialize)]
+struct JsonEstimate {
+    label: String,
+    method: queueing::Method,
+    heuristic: bool,
+    wait_s: Option<f64>,
+    latency_s: f64,
+    mean_batch: Option<f64>,
+    chain: Option<JsonChain>,
+}
+
+#[derive(Serialize)]
+struct JsonReport {
+    policy: Policy,
+    max_batch: Option<usize>,
+    arrival_rate_req_s: f64,
+    tokens: String,
+    mean_decode_tokens: f64,
+    k1: f64,
+    k2: f64,
+    k3: f64,
+    k4: f64,
+    load: f64,
+    max_stable_rate_req_s: f64,
+    estimates: Vec<JsonEstimate>,
+}
+
+fn to_json(r: &BatchReport, m: &LlmBatch) -> JsonReport {
+    JsonReport {
+        policy: r.policy,
+        max_batch: r.max_batch,
+        arrival_rate_req_s: r.arrival_rate,
+        tokens: m.tokens.dist().describe(),
+        mean_decode_tokens: m.tokens.mean(),
+        k1: m.coeffs.k1,
+        k2: m.coeffs.k2,
+        k3: m.coeffs.k3,
+        k4: m.coeffs.k4,
+        load: r.load,
+        max_stable_rate_req_s: r.max_stable_rate,
+        estimates: r
+            .estimates
+            .iter()
+            .map(|e| JsonEstimate {
+                label: e.label.clone(),
+                method: e.method,
+                heuristic: e.heuristic,
+                wait_s: e.wait_s,
+                latency_s: e.latency_s,
+                mean_batch: e.mean_batch,
+                chain: e.chain.as_ref().map(|c| JsonChain {
+                    states: c.states,
+                    tail_mass: c.tail_mass,
+                    solver: c.solver,
+                    p_no_arrival: c.p_no_arrival,
+                    mean_batch_sq: c.mean_batch_sq,
+                }),
+            })
+            .collect(),
+    }
+}
+
+/// A method label with the heuristic mark.
+pub fn method_label(m: queueing::Method, heuristic: bool) -> String {
+    if heuristic {
+        format!("{m} (heuristic)")
+    } else {
+        m.to_string()
+    }
+}
+
+/// Prints rows as left-aligned columns.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<width$}", width = w[i]))
+            .collect();
+        println!("  {}", s.join("  ").trim_end());
+    };
+    line(header.to_vec());
+    for r in rows {
+        line(r.iter().map(String::as_str).collect());
+    }
+}
+
+fn describe_model(m: &LlmBatch) -> String {
+    let c = m.coeffs;
+    format!(
+        "T_b = ({}·b + {}) + ({}·b + {})·M_b s, decode tokens ~ {} (mean {:.1})",
+        c.k1,
+        c.k2,
+        c.k3,
+        c.k4,
+        m.tokens.dist().describe(),
+        m.tokens.mean()
+    )
+}
+
+/// Run `tokenq queue batch`.
+pub fn run(a: QueueBatchArgs) -> Result<()> {
+    let cfg = config(&a)?;
+    let report = queueing::batch::analyze(&cfg).map_err(|e| {
+        let hint = match &e {
+            BatchError::NeverStable { .. } => " (flags: --max-batch K, or --policy elastic)",
+            BatchError::Unstable { .. } => " (lower --arrival-rate, or change --max-batch)",
+            _ => "",
+        };
+        anyhow::anyhow!(
+            "{} batching at --arrival-rate {} req/s: {e}{hint}",
+            cfg.policy,
+            cfg.arrival_rate
+        )
+    })?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&to_json(&report, &cfg.model))?
+        );
+        return Ok(());
+    }
+    let size = match (report.policy, report.max_batch) {
+        (Policy::Fixed, Some(k)) => format!("batches of exactly K = {k}"),
+        (_, Some(k)) => format!("at most K = {k} per batch"),
+        (_, None) => "unbounded batches".into(),
+    };
+    println!(
+        "{} batching, {size}, λ = {} req/s",
+        report.policy, report.arrival_rate
+    );
+    println!("  {}", describe_model(&cfg.model));
+    println!(
+        "  load ρ = {:.4}; largest stable arrival rate {:.6} req/s",
+        report.load, report.max_stable_rate
+    );
+    println!();
+    let rows: Vec<Vec<String>> = report
+        .estimates
+        .iter()
+        .map(|e| {
+            vec![
+                e.label.clone(),
+                method_label(e.method, e.heuristic),
+                e.wait_s.map_or("–".into(), |w| format!("{w:.6}")),
+                format!("{:.6}", e.latency_s),
+                e.mean_batch.map_or("–".into(), |b| format!("{b:.4}")),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "estimate",
+            "method",
+            "wait (s)",
+            "latency (s)",
+            "mean batch (req)",
+        ],
+        &rows,
+    );
+    println!();
+    for e in &report.estimates {
+        if let Some(c) = &e.chain {
+            let solver = match c.solver {
+                queueing::batch::Solver::Gth => "GTH direct solve".to_string(),
+                queueing::batch::Solver::Power { iterations } => {
+                    format!("power iteration, {iterations} sweeps")
+                }
+            };
+            println!(
+                "  {}: {} states, tail mass {:.1e}, {solver}",
+                e.label, c.states, c.tail_mass
+            );
+        }
+        if e.heuristic {
+            println!(
+                "  {}: Inoue's theorem assumes deterministic batch times; with random T_b it is \
+                 not guaranteed to bound (MATH.md §10 item 13)",
+                e.label
+            );
+        }
+    }
+    println!("  wait = arrival → batch start; latency = arrival → the request's own completion");
+    Ok(())
+}
