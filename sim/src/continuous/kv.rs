@@ -12,6 +12,28 @@
 //! after recompute preemption) finds the block while it is still cached.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// Hasher for block keys, which are already unique 64-bit integers: one multiply (Fibonacci
+/// hashing) instead of SipHash; the pool is not exposed to untrusted keys.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, k: u64) {
+        self.0 = (k ^ (k >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+type KeyMap = HashMap<u64, u32, BuildHasherDefault<KeyHasher>>;
 
 const NIL: u32 = u32::MAX;
 const NO_KEY: u64 = u64::MAX;
@@ -27,7 +49,7 @@ pub struct BlockPool {
     head: u32,
     tail: u32,
     free_len: u32,
-    cached: HashMap<u64, u32>,
+    cached: KeyMap,
 }
 
 /// Content key of block `block` written by request `owner`.
@@ -48,7 +70,7 @@ impl BlockPool {
             head: NIL,
             tail: NIL,
             free_len: 0,
-            cached: HashMap::new(),
+            cached: KeyMap::default(),
         };
         for b in 0..capacity {
             p.push_tail(b);

@@ -324,9 +324,19 @@ pub fn simulate(
             while budget > 0 && (running.len() as u32) < cfg.max_num_seqs {
                 let Some(&r) = waiting.front() else { break };
                 let len = st[r].num_tokens();
+                let max_hit = if cfg.prefix_caching {
+                    (len - 1) / bs
+                } else {
+                    0
+                };
+                // Fast reject: even if every re-usable block were cached and held, the gate
+                // needs at least total − max_hit free blocks.
+                if cfg.blocks_for(u64::from(len)) - u64::from(max_hit) > u64::from(pool.num_free())
+                {
+                    break;
+                }
                 hits.clear();
                 if cfg.prefix_caching {
-                    let max_hit = (len - 1) / bs;
                     for j in 0..max_hit {
                         match pool.lookup(content_key(reqs, r, j)) {
                             Some(b) => hits.push(b),

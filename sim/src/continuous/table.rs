@@ -133,50 +133,79 @@ fn bracket(v: &[u32], x: f64) -> [(usize, f64); 2] {
 struct Slice {
     kp: Vec<u32>,
     rows: Vec<Interp1>,
+    /// Lowest and highest kv_decode over all rows.
+    kd_lo: f64,
+    kd_hi: f64,
 }
 
 impl Slice {
-    fn eval(&self, kp: f64, kd: f64) -> f64 {
-        // Rows whose kv_decode range covers kd (after clamping kd into the overall range).
-        let lo = self
-            .rows
+    fn new(kp: Vec<u32>, rows: Vec<Interp1>) -> Self {
+        let kd_lo = rows
             .iter()
             .map(|r| r.range().0)
             .fold(f64::INFINITY, f64::min);
-        let hi = self
-            .rows
+        let kd_hi = rows
             .iter()
             .map(|r| r.range().1)
             .fold(f64::NEG_INFINITY, f64::max);
-        let kd = kd.clamp(lo, hi);
-        let mut cover_kp: Vec<u32> = Vec::new();
-        let mut cover_rows: Vec<&Interp1> = Vec::new();
-        for (k, r) in self.kp.iter().zip(&self.rows) {
+        Self {
+            kp,
+            rows,
+            kd_lo,
+            kd_hi,
+        }
+    }
+
+    fn eval(&self, kp: f64, kd: f64) -> f64 {
+        // Among the rows whose kv_decode range covers kd (clamped into the slice's range), the
+        // nearest kv_prefill row at or below kp and the nearest above; one of them at the ends.
+        let kd = kd.clamp(self.kd_lo, self.kd_hi);
+        let mut lower: Option<usize> = None;
+        let mut upper: Option<usize> = None;
+        for (i, (k, r)) in self.kp.iter().zip(&self.rows).enumerate() {
             let (a, b) = r.range();
-            if a <= kd && kd <= b {
-                cover_kp.push(*k);
-                cover_rows.push(r);
+            if !(a <= kd && kd <= b) {
+                continue;
+            }
+            let k = f64::from(*k);
+            if k <= kp {
+                if lower.is_none_or(|j| f64::from(self.kp[j]) < k) {
+                    lower = Some(i);
+                }
+            } else if upper.is_none_or(|j| f64::from(self.kp[j]) > k) {
+                upper = Some(i);
             }
         }
-        if cover_rows.is_empty() {
-            // Cannot happen when one row spans the whole range; fall back to all rows, clamped.
-            cover_kp.clone_from(&self.kp);
-            cover_rows = self.rows.iter().collect();
+        match (lower, upper) {
+            (Some(i), Some(j)) => {
+                let (k0, k1) = (f64::from(self.kp[i]), f64::from(self.kp[j]));
+                let w = (kp - k0) / (k1 - k0);
+                (1.0 - w) * self.rows[i].eval_clamped(kd) + w * self.rows[j].eval_clamped(kd)
+            }
+            (Some(i), None) | (None, Some(i)) => self.rows[i].eval_clamped(kd),
+            // No row covers kd (cannot happen when one row spans the slice's range): clamp.
+            (None, None) => bracket(&self.kp, kp)
+                .iter()
+                .filter(|(_, w)| *w != 0.0)
+                .map(|&(i, w)| w * self.rows[i].eval_clamped(kd))
+                .sum(),
         }
-        bracket(&cover_kp, kp)
-            .iter()
-            .filter(|(_, w)| *w != 0.0)
-            .map(|&(i, w)| w * cover_rows[i].eval_clamped(kd))
-            .sum()
     }
+}
+
+/// Slices of one regime (prefill or not × decode or not), by chunk then n_decode.
+#[derive(Debug, Clone, Default)]
+struct Regime {
+    chunks: Vec<u32>,
+    nds: Vec<Vec<u32>>,
+    slice: Vec<Vec<usize>>,
 }
 
 /// The 4-D attention table.
 #[derive(Debug, Clone)]
 pub struct AttentionGrid {
-    /// chunk value → (n_decode values, slice indices)
-    chunks: Vec<u32>,
-    by_chunk: Vec<Vec<(u32, usize)>>,
+    /// Indexed by `2·(chunk > 0) + (n_decode > 0)`.
+    regimes: [Regime; 4],
     slices: Vec<Slice>,
 }
 
@@ -195,72 +224,49 @@ impl AttentionGrid {
         }
         let mut keys: Vec<(u32, u32)> = map.keys().copied().collect();
         keys.sort_unstable();
-        let mut chunks: Vec<u32> = Vec::new();
-        let mut by_chunk: Vec<Vec<(u32, usize)>> = Vec::new();
+        let mut regimes: [Regime; 4] = Default::default();
         let mut slices = Vec::new();
         for key in keys {
-            let rows_map = map.remove(&key).unwrap_or_default();
+            let mut rows_map = map.remove(&key).unwrap_or_default();
             let mut kps: Vec<u32> = rows_map.keys().copied().collect();
             kps.sort_unstable();
-            let mut rows_map = rows_map;
             let rows = kps
                 .iter()
                 .map(|k| Interp1::new(rows_map.remove(k).unwrap_or_default()))
                 .collect();
-            if chunks.last() != Some(&key.0) {
-                chunks.push(key.0);
-                by_chunk.push(Vec::new());
+            let g = &mut regimes[2 * usize::from(key.0 > 0) + usize::from(key.1 > 0)];
+            if g.chunks.last() != Some(&key.0) {
+                g.chunks.push(key.0);
+                g.nds.push(Vec::new());
+                g.slice.push(Vec::new());
             }
-            by_chunk.last_mut().unwrap().push((key.1, slices.len()));
-            slices.push(Slice { kp: kps, rows });
+            g.nds.last_mut().unwrap().push(key.1);
+            g.slice.last_mut().unwrap().push(slices.len());
+            slices.push(Slice::new(kps, rows));
         }
-        Self {
-            chunks,
-            by_chunk,
-            slices,
-        }
+        Self { regimes, slices }
     }
 
     /// Attention time (table units) for a prefill chunk `c` on `kp` cached tokens plus `nd`
-    /// decodes with context `kd` each.
+    /// decodes with context `kd` each; NaN when the table has no slice of that regime.
     pub fn eval(&self, c: u32, kp: f64, nd: u32, kd: f64) -> f64 {
         if c == 0 && nd == 0 {
             return 0.0;
         }
-        let want_prefill = c > 0;
-        let want_decode = nd > 0;
-        // Chunks of the right regime that have at least one slice of the right decode regime.
-        let mut cand: Vec<u32> = Vec::new();
-        let mut cand_i: Vec<usize> = Vec::new();
-        for (i, &cv) in self.chunks.iter().enumerate() {
-            if (cv > 0) == want_prefill
-                && self.by_chunk[i]
-                    .iter()
-                    .any(|&(n, _)| (n > 0) == want_decode)
-            {
-                cand.push(cv);
-                cand_i.push(i);
-            }
-        }
-        if cand.is_empty() {
+        let g = &self.regimes[2 * usize::from(c > 0) + usize::from(nd > 0)];
+        if g.chunks.is_empty() {
             return f64::NAN;
         }
         let mut t = 0.0;
-        for (ci, wc) in bracket(&cand, f64::from(c)) {
+        for (ci, wc) in bracket(&g.chunks, f64::from(c)) {
             if wc == 0.0 {
                 continue;
             }
-            let nds: Vec<(u32, usize)> = self.by_chunk[cand_i[ci]]
-                .iter()
-                .copied()
-                .filter(|&(n, _)| (n > 0) == want_decode)
-                .collect();
-            let nvals: Vec<u32> = nds.iter().map(|p| p.0).collect();
-            for (ni, wn) in bracket(&nvals, f64::from(nd)) {
+            for (ni, wn) in bracket(&g.nds[ci], f64::from(nd)) {
                 if wn == 0.0 {
                     continue;
                 }
-                t += wc * wn * self.slices[nds[ni].1].eval(kp, kd);
+                t += wc * wn * self.slices[g.slice[ci][ni]].eval(kp, kd);
             }
         }
         t
