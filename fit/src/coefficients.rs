@@ -258,7 +258,7 @@ impl CoefficientsFile {
     pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| FitError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         Self::from_toml_str(&text, path)
     }
@@ -316,7 +316,7 @@ impl CoefficientsFile {
         })?;
         let io = |source| FitError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         };
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(io)?;
@@ -324,7 +324,7 @@ impl CoefficientsFile {
         let tmp = path.with_extension("toml.tmp");
         std::fs::write(&tmp, self.to_toml_string()).map_err(|source| FitError::Io {
             path: tmp.clone(),
-            source,
+            cause: source,
         })?;
         std::fs::rename(&tmp, path).map_err(io)
     }

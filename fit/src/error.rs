@@ -7,12 +7,12 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (not a `source`, so that the binary prints one line).
+        cause: std::io::Error,
     },
     /// A required column is absent from a table.
     #[error("{path}: missing column `{column}` (a timings table needs {expected})")]

@@ -98,7 +98,7 @@ impl Csv {
     fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| FitError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let mut lines = text.lines().filter(|l| !l.trim().is_empty());
         let header: Vec<String> = lines
