@@ -299,6 +299,7 @@ impl Ticker<'_> {
 }
 
 /// mg1 with an optional patience (a const generic so the patient loop carries no test).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn mg1<W: Workload, K: Sink, const IMPATIENT: bool>(
     w: &mut W,
     rng: &mut Xoshiro256PlusPlus,

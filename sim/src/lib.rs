@@ -438,24 +438,22 @@ fn build_report(
     reps: Vec<RepOut>,
     elapsed: f64,
 ) -> Report {
-    let merged = |us: &[Unit]| {
+    fn merged<'a>(us: impl Iterator<Item = &'a Unit>) -> Unit {
         let mut p = Unit::default();
         for u in us {
             p.merge(u);
         }
         p
-    };
-    let (ci_units, kind): (Vec<Unit>, &str) = if reps.len() == 1 {
-        (reps[0].units.clone(), "batch_means")
+    }
+    let pooled_reps: Vec<Unit>;
+    let (ci_units, kind): (Vec<&Unit>, &str) = if reps.len() == 1 {
+        (reps[0].units.iter().collect(), "batch_means")
     } else {
-        (
-            reps.iter().map(|r| merged(&r.units)).collect(),
-            "replications",
-        )
+        pooled_reps = reps.iter().map(|r| merged(r.units.iter())).collect();
+        (pooled_reps.iter().collect(), "replications")
     };
-    let pooled = merged(&ci_units);
-    let (wait, lat, wait_all, loss, bsize, util, thr) =
-        report::estimates(&ci_units, &pooled, cfg.confidence);
+    let pooled = merged(ci_units.iter().copied());
+    let est = report::estimates(&ci_units, &pooled, cfg.confidence);
 
     // Section mean waits pooled over replications by section index, for the trend test.
     let section_waits: Vec<f64> = (0..SECTIONS)
@@ -475,7 +473,9 @@ fn build_report(
     );
     let aborted = reps.iter().find_map(|r| r.end.aborted.clone());
     let rho_limit = match sc.policy {
-        Policy::Mg1 { patience: Some(_), .. } => None,
+        Policy::Mg1 {
+            patience: Some(_), ..
+        } => None,
         Policy::Mg1 { patience: None, .. } => Some(1.0),
         _ => Some(report::BATCH_RHO_LIMIT),
     };
@@ -509,13 +509,13 @@ fn build_report(
         } else {
             f64::NAN
         },
-        wait_s: wait,
-        latency_s: lat,
-        wait_all_s: impatient.then_some(wait_all),
-        loss_fraction: loss,
-        mean_batch_size: bsize,
-        utilisation: util,
-        throughput_rps: thr,
+        wait_s: est.wait,
+        latency_s: est.latency,
+        wait_all_s: impatient.then_some(est.wait_all),
+        loss_fraction: est.loss,
+        mean_batch_size: est.batch_size,
+        utilisation: est.utilisation,
+        throughput_rps: est.throughput,
         stability,
         counts,
         quantile_rel_error: QUANTILE_REL_ERROR,

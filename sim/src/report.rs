@@ -9,7 +9,7 @@
 use queueing::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Estimate, Unit, interval};
+use crate::stats::{Estimate, LogHistogram, TCache, Unit, interval_with};
 
 /// Mean and percentiles of one quantity (s).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -128,36 +128,53 @@ fn ratio(a: f64, b: f64) -> f64 {
     if b > 0.0 { a / b } else { f64::NAN }
 }
 
+/// The estimates of one report.
+pub(crate) struct Estimates {
+    pub wait: Summary,
+    pub latency: Summary,
+    pub wait_all: Estimate,
+    pub loss: Estimate,
+    pub batch_size: Estimate,
+    pub utilisation: Estimate,
+    pub throughput: Estimate,
+}
+
 /// Build the estimates from the CI units and their pool.
-pub(crate) fn estimates(
-    units: &[Unit],
-    pooled: &Unit,
-    confidence: f64,
-) -> (
-    Summary,
-    Summary,
-    Estimate,
-    Estimate,
-    Estimate,
-    Estimate,
-    Estimate,
-) {
-    let est = |f: &dyn Fn(&Unit) -> f64| interval(f(pooled), units.iter().map(f), confidence);
-    let summary =
-        |h: &dyn Fn(&Unit) -> &crate::stats::LogHistogram, sum: &dyn Fn(&Unit) -> f64| Summary {
-            mean: est(&|u| ratio(sum(u), u.served as f64)),
-            p50: est(&|u| h(u).quantile(0.5)),
-            p90: est(&|u| h(u).quantile(0.9)),
-            p99: est(&|u| h(u).quantile(0.99)),
-        };
-    let wait = summary(&|u| &u.wait_hist, &|u| u.sum_wait);
-    let lat = summary(&|u| &u.latency_hist, &|u| u.sum_latency);
+pub(crate) fn estimates(units: &[&Unit], pooled: &Unit, confidence: f64) -> Estimates {
+    let mut t = TCache::new(confidence);
+    let mut est =
+        |f: &dyn Fn(&Unit) -> f64| interval_with(f(pooled), units.iter().map(|u| f(u)), &mut t);
+    let wait_mean = est(&|u| ratio(u.sum_wait, u.served as f64));
+    let lat_mean = est(&|u| ratio(u.sum_latency, u.served as f64));
     let wait_all = est(&|u| ratio(u.sum_wait_all, u.arrivals as f64));
     let loss = est(&|u| ratio(u.lost as f64, u.arrivals as f64));
-    let bsize = est(&|u| ratio(u.batch_requests as f64, u.batches as f64));
-    let util = est(&|u| ratio(u.busy, u.span));
-    let thr = est(&|u| ratio(u.served as f64, u.span));
-    (wait, lat, wait_all, loss, bsize, util, thr)
+    let batch_size = est(&|u| ratio(u.batch_requests as f64, u.batches as f64));
+    let utilisation = est(&|u| ratio(u.busy, u.span));
+    let throughput = est(&|u| ratio(u.served as f64, u.span));
+    const PS: [f64; 3] = [0.5, 0.9, 0.99];
+    let mut summary = |h: &dyn Fn(&Unit) -> &LogHistogram, mean: Estimate| {
+        let per_unit: Vec<[f64; 3]> = units.iter().map(|u| h(u).quantiles(PS)).collect();
+        let point = h(pooled).quantiles(PS);
+        let q =
+            |i: usize, t: &mut TCache| interval_with(point[i], per_unit.iter().map(|x| x[i]), t);
+        Summary {
+            mean,
+            p50: q(0, &mut t),
+            p90: q(1, &mut t),
+            p99: q(2, &mut t),
+        }
+    };
+    let wait = summary(&|u| &u.wait_hist, wait_mean);
+    let latency = summary(&|u| &u.latency_hist, lat_mean);
+    Estimates {
+        wait,
+        latency,
+        wait_all,
+        loss,
+        batch_size,
+        utilisation,
+        throughput,
+    }
 }
 
 /// Instability: stopped early, load ρ̂ = λ̂·(busy time per served request) at or above

@@ -291,7 +291,7 @@ impl Scenario {
             }
         }
         if let Some(l) = self.max_tokens
-            && !(l >= 1.0)
+            && (l.is_nan() || l < 1.0)
         {
             return bad(format!("max tokens L must be ≥ 1, got {l}"));
         }
@@ -341,6 +341,15 @@ impl RunConfig {
                 self.requests,
                 min + warm + 1,
                 MIN_REQUESTS_PER_SECTION
+            ));
+        }
+        let total = self.requests.saturating_mul(u64::from(self.replications));
+        if total > crate::stats::MAX_COUNT_PER_HISTOGRAM {
+            return bad(format!(
+                "{} requests × {} replications exceeds the histogram limit of {} requests in all; split the run",
+                self.requests,
+                self.replications,
+                crate::stats::MAX_COUNT_PER_HISTOGRAM
             ));
         }
         if self.threads == Some(0) {

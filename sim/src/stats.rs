@@ -35,13 +35,17 @@ pub const HIST_MAX_S: f64 = (1u64 << 44) as f64;
 const BUCKETS: usize = 1 + ((MAX_EXP - MIN_EXP) as usize) * SUB_BUCKETS;
 /// Bit offset of the first held bucket in the `f64` bit pattern shifted by `52 − SUB_BITS`.
 const OFFSET: i64 = ((MIN_EXP + 1023) << SUB_BITS) - 1;
+/// Most values one histogram may hold (u32 bucket counts).
+pub const MAX_COUNT_PER_HISTOGRAM: u64 = u32::MAX as u64;
 /// Largest relative error of a reported percentile (half a bucket, bucket midpoints reported).
 pub const QUANTILE_REL_ERROR: f64 = 1.0 / (2 * SUB_BUCKETS) as f64;
 
 /// Histogram of non-negative values with log-spaced buckets (see the module docs).
 #[derive(Clone)]
 pub struct LogHistogram {
-    counts: Box<[u64]>,
+    /// Per-bucket counts; u32 halves the cache footprint (a section holds < 2³² requests, see
+    /// [`MAX_COUNT_PER_HISTOGRAM`]).
+    counts: Box<[u32]>,
     total: u64,
 }
 
@@ -70,7 +74,7 @@ impl LogHistogram {
 
     /// Bytes held, independent of how many values were added.
     pub fn state_bytes(&self) -> usize {
-        self.counts.len() * std::mem::size_of::<u64>() + std::mem::size_of::<Self>()
+        self.counts.len() * std::mem::size_of::<u32>() + std::mem::size_of::<Self>()
     }
 
     #[inline(always)]
@@ -95,10 +99,11 @@ impl LogHistogram {
         self.total
     }
 
-    /// Add every count of `other`.
+    /// Add every count of `other` (saturating; pooled histograms are only read for quantiles,
+    /// and a bucket holding 2³² values is far past any run length the simulator allows).
     pub fn merge(&mut self, other: &LogHistogram) {
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
-            *a += *b;
+            *a = a.saturating_add(*b);
         }
         self.total += other.total;
     }
@@ -116,18 +121,32 @@ impl LogHistogram {
     /// The `p`-quantile (smallest value whose empirical CDF reaches `p`), to within
     /// [`QUANTILE_REL_ERROR`] relative. NaN when empty.
     pub fn quantile(&self, p: f64) -> f64 {
+        self.quantiles([p])[0]
+    }
+
+    /// Several quantiles in one pass; `ps` ascending.
+    pub fn quantiles<const K: usize>(&self, ps: [f64; K]) -> [f64; K] {
+        let mut out = [f64::NAN; K];
         if self.total == 0 {
-            return f64::NAN;
+            return out;
         }
-        let rank = ((p * self.total as f64).ceil() as u64).clamp(1, self.total);
+        let ranks = ps.map(|p| ((p * self.total as f64).ceil() as u64).clamp(1, self.total));
+        let mut k = 0;
         let mut cum = 0u64;
         for (i, &c) in self.counts.iter().enumerate() {
-            cum += c;
-            if cum >= rank {
-                return Self::midpoint(i);
+            cum += u64::from(c);
+            while k < K && cum >= ranks[k] {
+                out[k] = Self::midpoint(i);
+                k += 1;
+            }
+            if k == K {
+                return out;
             }
         }
-        Self::midpoint(BUCKETS - 1)
+        for o in out.iter_mut().skip(k) {
+            *o = Self::midpoint(BUCKETS - 1);
+        }
+        out
     }
 }
 
@@ -219,19 +238,56 @@ pub fn t_quantile(confidence: f64, df: usize) -> f64 {
 
 /// Interval around `point` from per-unit estimates `units` (non-finite ones are skipped).
 pub fn interval(point: f64, units: impl IntoIterator<Item = f64>, confidence: f64) -> Estimate {
-    let xs: Vec<f64> = units.into_iter().filter(|x| x.is_finite()).collect();
-    let k = xs.len();
+    let mut t_cache = TCache::new(confidence);
+    interval_with(point, units, &mut t_cache)
+}
+
+/// Student-t quantiles of one confidence level, memoised by degrees of freedom.
+#[derive(Debug)]
+pub struct TCache {
+    confidence: f64,
+    cache: Vec<(usize, f64)>,
+}
+
+impl TCache {
+    /// For `confidence` (e.g. 0.95).
+    pub fn new(confidence: f64) -> Self {
+        Self {
+            confidence,
+            cache: Vec::new(),
+        }
+    }
+    /// `t_{(1+confidence)/2, df}`.
+    pub fn get(&mut self, df: usize) -> f64 {
+        if let Some(&(_, t)) = self.cache.iter().find(|(d, _)| *d == df) {
+            return t;
+        }
+        let t = t_quantile(self.confidence, df);
+        self.cache.push((df, t));
+        t
+    }
+}
+
+/// [`interval`] with memoised t quantiles.
+pub fn interval_with(point: f64, units: impl IntoIterator<Item = f64>, t: &mut TCache) -> Estimate {
+    let (mut k, mut mean, mut m2) = (0usize, 0.0f64, 0.0f64);
+    for x in units.into_iter().filter(|x| x.is_finite()) {
+        // Welford's update.
+        k += 1;
+        let d = x - mean;
+        mean += d / k as f64;
+        m2 += d * (x - mean);
+    }
     if k < 2 {
         return Estimate {
             value: point,
             half_width: f64::NAN,
         };
     }
-    let mean = xs.iter().sum::<f64>() / k as f64;
-    let var = xs.iter().map(|x| (x - mean) * (x - mean)).sum::<f64>() / (k - 1) as f64;
+    let var = m2 / (k - 1) as f64;
     Estimate {
         value: point,
-        half_width: t_quantile(confidence, k - 1) * (var / k as f64).sqrt(),
+        half_width: t.get(k - 1) * (var / k as f64).sqrt(),
     }
 }
 

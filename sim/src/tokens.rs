@@ -211,7 +211,12 @@ impl AliasSampler {
     pub fn new(values: &[f64], probs: &[f64]) -> Result<Self, SimError> {
         let k = values.len();
         let total: f64 = probs.iter().sum();
-        if k == 0 || k != probs.len() || !(total > 0.0) || probs.iter().any(|p| !(*p >= 0.0)) {
+        if k == 0
+            || k != probs.len()
+            || total.is_nan()
+            || total <= 0.0
+            || probs.iter().any(|p| p.is_nan() || *p < 0.0)
+        {
             return Err(SimError::Scenario(
                 "empirical token law needs matching non-empty values and non-negative probabilities".into(),
             ));

@@ -358,7 +358,7 @@ impl Trace {
                     previous: prev,
                 });
             }
-            if !(r.arrival_s >= 0.0) {
+            if r.arrival_s.is_nan() || r.arrival_s < 0.0 {
                 return Err(TraceError::Field {
                     source_name: self.source.clone(),
                     line: k + 2,
