@@ -303,3 +303,41 @@ fn native_trace_with_shared_prefix() {
     let last: Vec<&str> = text.lines().nth(2).unwrap().split(',').collect();
     assert_eq!(last[10], "32");
 }
+
+/// Without --kv-blocks, a coefficients file's measured KV capacity fills it:
+/// 10 requests of 4096 tokens fit → at least 10 × 256 = 2560 blocks of 16.
+#[test]
+fn kv_blocks_from_measured_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let coef = dir.path().join("c.toml");
+    tokenq()
+        .args(base("RTX4090", "256", "2588"))
+        .arg("--save-step-model")
+        .arg(&coef)
+        .assert()
+        .success();
+    let mut text = std::fs::read_to_string(&coef).unwrap();
+    text.push_str("\n[[kv_capacity]]\nsequence_tokens = 4096\nmax_concurrent_requests = 10\nsource = \"test\"\n");
+    std::fs::write(&coef, text).unwrap();
+    let out = tokenq()
+        .args([
+            "simulate",
+            "--policy",
+            "continuous",
+            "--trace",
+            &workload(),
+            "--json",
+            "--coefficients",
+        ])
+        .arg(&coef)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["engine"]["kv_blocks"], 2560);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("measured KV capacity"));
+}

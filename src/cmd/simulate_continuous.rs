@@ -131,7 +131,7 @@ struct Settings {
     layers: u32,
 }
 
-fn settings(args: &EngineArgs) -> Result<Settings> {
+fn settings(args: &EngineArgs, coef: Option<&fit::CoefficientsFile>) -> Result<Settings> {
     let file: EngineFile = match &args.engine_config {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -147,9 +147,18 @@ fn settings(args: &EngineArgs) -> Result<Settings> {
         None => EngineFile::default(),
     };
     let block_size = args.block_size.or(file.block_size).unwrap_or(16);
-    let kv_blocks = match (args.kv_blocks.or(file.kv_blocks), args.kv_memory_gib) {
-        (Some(b), _) => b,
-        (None, Some(gib)) => {
+    let measured = coef.and_then(|c| measured_kv_blocks(c, block_size));
+    let kv_blocks = match (
+        args.kv_blocks.or(file.kv_blocks),
+        measured,
+        args.kv_memory_gib,
+    ) {
+        (Some(b), _, _) => b,
+        (None, Some((b, why)), _) => {
+            eprintln!("note: --kv-blocks not given; using {b} blocks derived from {why}");
+            b
+        }
+        (None, None, Some(gib)) => {
             if !(gib.is_finite() && gib > 0.0) {
                 bail!("--kv-memory-gib must be a positive number of GiB (got {gib})");
             }
@@ -160,8 +169,8 @@ fn settings(args: &EngineArgs) -> Result<Settings> {
             );
             blocks as u32
         }
-        (None, None) => bail!(
-            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090"
+        (None, None, None) => bail!(
+            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090 (or a --coefficients file with a measured [[kv_capacity]])"
         ),
     };
     // A relative step_table in the file is relative to the file.
@@ -202,6 +211,30 @@ fn settings(args: &EngineArgs) -> Result<Settings> {
         skew: args.skew || file.skew.unwrap_or(false),
         layers: args.layers.or(file.layers).unwrap_or(LLAMA_3_1_8B_LAYERS),
     })
+}
+
+/// KV blocks implied by the measured capacity in a coefficients file: the largest
+/// `max_concurrent_requests × ⌈sequence_tokens / block_size⌉` over its `[[kv_capacity]]` rows
+/// (each such batch was seen to fit, so the cache holds at least that many blocks).
+fn measured_kv_blocks(c: &fit::CoefficientsFile, block_size: u32) -> Option<(u32, String)> {
+    c.kv_capacity
+        .iter()
+        .filter(|k| k.max_concurrent_requests > 0 && k.sequence_tokens > 0)
+        .map(|k| {
+            let b = k.max_concurrent_requests * k.sequence_tokens.div_ceil(u64::from(block_size));
+            (b, k)
+        })
+        .max_by_key(|(b, _)| *b)
+        .and_then(|(b, k)| {
+            let b = u32::try_from(b).ok()?;
+            Some((
+                b,
+                format!(
+                    "the coefficients file's measured KV capacity ({} requests of {} tokens, {})",
+                    k.max_concurrent_requests, k.sequence_tokens, k.source
+                ),
+            ))
+        })
 }
 
 /// Read a trace: LLMServingSim's workload (`input_toks,output_toks,arrival_time_ns`, with
@@ -310,7 +343,14 @@ pub fn run(
     json: bool,
     seed: u64,
 ) -> Result<()> {
-    let s = settings(args)?;
+    let coef_file = match coefficients {
+        Some(p) => Some(
+            fit::CoefficientsFile::read(p)
+                .with_context(|| format!("--coefficients {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let s = settings(args, coef_file.as_ref())?;
     let reqs = read_trace(trace)?;
     let cfg = s.engine;
     let table = match &s.step_table {
@@ -320,20 +360,15 @@ pub fn run(
         ),
         None => None,
     };
-    let from_file = match coefficients {
-        Some(p) => {
-            let f = fit::CoefficientsFile::read(p)
-                .with_context(|| format!("--coefficients {}", p.display()))?;
-            let c = f.step_time.ok_or_else(|| {
-                anyhow!(
-                    "--coefficients {}: no [step_time] section; create one with `tokenq simulate --policy continuous --step-table DIR --save-step-model FILE ...`, or give --step-table",
-                    p.display()
-                )
-            })?;
-            Some(FittedStepModel { coefficients: c })
-        }
-        None => None,
-    };
+    let from_file = coef_file
+        .and_then(|f| f.step_time)
+        .map(|c| FittedStepModel { coefficients: c });
+    if let (None, None, Some(p)) = (&table, &from_file, coefficients) {
+        bail!(
+            "--coefficients {}: no [step_time] section; create one with `tokenq simulate --policy continuous --step-table DIR --save-step-model FILE ...`, or give --step-table",
+            p.display()
+        );
+    }
     let want_fit = args.fit_step_model || args.save_step_model.is_some();
     if want_fit && table.is_none() {
         bail!(
