@@ -44,9 +44,11 @@ fn benches(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("batch");
     g.sample_size(10);
-    // Set U, dynamic with cap K = 256 at λ = 4 (ρ = 0.82; batches of 100-256, random T_b).
-    g.bench_function("dynamic_cap256_setU_lambda4", |b| {
-        b.iter(|| solve_dynamic(&pu, black_box(4.0), Some(256), &o).unwrap())
+    // Set U, dynamic with cap K = 256 at 80% of v(256) = 3.557 req/s (batches of ~130-256,
+    // random T_b).
+    let lam_u = 0.8 * u.speed(256);
+    g.bench_function("dynamic_cap256_setU_rho0.8", |b| {
+        b.iter(|| solve_dynamic(&pu, black_box(lam_u), Some(256), &o).unwrap())
     });
     // Set U, unbounded dynamic at λ = 2 (E[B] = 66, random T_b): C-U2 of MATH.md §9.4.
     g.bench_function("dynamic_unbounded_setU_lambda2", |b| {

@@ -410,6 +410,74 @@ impl TokenLaw {
     }
 }
 
+/// The simulator's integer token semantics (MATH.md §11): `n = min(max(1, round(X)), L)`, as an
+/// exact pmf on `{1, …, L}` (`P(n) = F(n + ½) − F(n − ½)`, the ends collecting `X < 1.5` and
+/// `X ≥ L − ½`). Discrete laws are rounded and clipped atom by atom. `max_tokens` is required for
+/// laws with unbounded support.
+pub fn integer_tokens(dist: &TokenDist, max_tokens: Option<u64>) -> Result<TokenDist, BatchError> {
+    let (lo, hi) = dist.support();
+    let l = match max_tokens {
+        Some(0) => {
+            return Err(BatchError::Invalid {
+                name: "max tokens L",
+                value: 0.0,
+                why: "must be at least 1".into(),
+            });
+        }
+        Some(l) => l,
+        None if hi.is_finite() => (hi.round().max(1.0)) as u64,
+        None => {
+            return Err(BatchError::Tokens {
+                why: format!(
+                    "{} has unbounded support: give a max-token limit L for integer tokens",
+                    dist.describe()
+                ),
+            });
+        }
+    };
+    if l > MAX_INTEGER_TOKENS {
+        return Err(BatchError::Invalid {
+            name: "max tokens L",
+            value: l as f64,
+            why: format!("at most {MAX_INTEGER_TOKENS} integer token values are supported"),
+        });
+    }
+    let (values, weights): (Vec<f64>, Vec<f64>) = if let Some((v, p)) = dist.atoms() {
+        v.iter()
+            .map(|x| x.round().clamp(1.0, l as f64))
+            .zip(p)
+            .unzip()
+    } else {
+        let top = (l as f64).min(hi.ceil().max(1.0)) as u64;
+        let _ = lo;
+        (1..=top)
+            .map(|n| {
+                let nf = n as f64;
+                let a = if n == 1 { f64::NEG_INFINITY } else { nf - 0.5 };
+                let b = if n == l { f64::INFINITY } else { nf + 0.5 };
+                // P(a ≤ X < b) on the side of the median that avoids cancellation.
+                let p = if dist.cdf(nf) < 0.5 {
+                    dist.cdf(b) - if a.is_finite() { dist.cdf(a) } else { 0.0 }
+                } else {
+                    (if a.is_finite() { dist.sf(a) } else { 1.0 })
+                        - if b.is_finite() { dist.sf(b) } else { 0.0 }
+                };
+                (nf, p.max(0.0))
+            })
+            .unzip()
+    };
+    let e = crate::dist::Empirical::from_weights(
+        &values,
+        &weights,
+        format!("{} as integers in [1, {l}]", dist.describe()),
+    )
+    .map_err(|why| BatchError::Tokens { why })?;
+    Ok(TokenDist::Empirical(e))
+}
+
+/// Largest `L` accepted by [`integer_tokens`].
+pub const MAX_INTEGER_TOKENS: u64 = 200_000;
+
 /// An LLM whose batch time is linear in the batch size (coefficients) with random decode lengths.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmBatch {

@@ -28,7 +28,7 @@ pub mod service;
 
 pub use chain::{ChainOptions, ChainSolution, Solver, solve_dynamic, solve_fixed};
 pub use inoue::{InoueBound, inoue_bound, inoue_phi};
-pub use llm::{BatchCoeffs, Elastic, LlmBatch, Padded, PaddedTreatment, TokenLaw};
+pub use llm::{BatchCoeffs, Elastic, LlmBatch, Padded, PaddedTreatment, TokenLaw, integer_tokens};
 pub use optimize::{
     Candidate, CapChoice, FixedChoice, Objective, SpeedOptimum, optimize_cap, optimize_fixed,
     speed_optimum,
