@@ -439,6 +439,7 @@ pub fn simulate(
                     s.first_token_s = t;
                 }
                 if s.generated == s.o {
+                    debug_assert!(s.finish_s.is_nan(), "request {r} completed twice");
                     s.finish_s = t;
                     pool.free(&s.blocks);
                     s.blocks.clear();

@@ -523,6 +523,9 @@ proptest! {
         let decodes: u64 = r.steps.iter().map(|(b, _)| u64::from(b.n_decode)).sum();
         let min_decodes: u64 = reqs.iter().map(|q| u64::from(q.output_tokens - 1)).sum();
         prop_assert!(decodes <= min_decodes);
+        if r.preemptions == 0 {
+            prop_assert_eq!(decodes, min_decodes);
+        }
     }
 }
 
