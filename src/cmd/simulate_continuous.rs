@@ -79,6 +79,8 @@ pub struct EngineArgs {
     pub engine_config: Option<PathBuf>,
     /// Write one CSV row per request (arrival, first token, finish, TTFT, TPOT, E2E in seconds;
     /// preemptions, cached tokens) to this file, from the first step model's replay.
+    /// TTFT = first token − arrival; TPOT = (last − first token)/(output − 1); E2E = last token −
+    /// arrival (vLLM's definitions).
     #[arg(long, value_name = "FILE.csv")]
     pub records: Option<PathBuf>,
     /// Write the running/waiting/KV-use time series (one row per iteration) to this CSV file.
