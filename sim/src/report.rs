@@ -1,15 +1,16 @@
 //! Simulation results ([`Report`]): estimates with confidence intervals, counts, stability.
 //!
 //! Every estimate is a simulation result (`queueing::Method::Simulation`) with a Student-t
-//! interval (MATH.md §11); percentiles carry the histogram's relative error bound on top
-//! ([`crate::stats::QUANTILE_REL_ERROR`]). A run whose queue grows without bound is reported as
-//! [`Stability::Unstable`] with the estimated load ρ and the largest stable arrival rate; its
-//! means are then not steady-state values and the CLI does not print them.
+//! interval (MATH.md §11); a percentile's half-width adds the histogram's relative error bound
+//! ([`crate::stats::QUANTILE_REL_ERROR`] × value) to the sampling half-width. A run whose queue
+//! grows without bound is reported as [`Stability::Unstable`] with the estimated load ρ and the
+//! largest stable arrival rate; its means are then not steady-state values and the CLI does not
+//! print them.
 
 use queueing::Method;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{Estimate, LogHistogram, TCache, Unit, interval_with};
+use crate::stats::{Estimate, LogHistogram, QUANTILE_REL_ERROR, TCache, Unit, interval_with};
 
 /// Mean and percentiles of one quantity (s).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -155,8 +156,13 @@ pub(crate) fn estimates(units: &[&Unit], pooled: &Unit, confidence: f64) -> Esti
     let mut summary = |h: &dyn Fn(&Unit) -> &LogHistogram, mean: Estimate| {
         let per_unit: Vec<[f64; 3]> = units.iter().map(|u| h(u).quantiles(PS)).collect();
         let point = h(pooled).quantiles(PS);
-        let q =
-            |i: usize, t: &mut TCache| interval_with(point[i], per_unit.iter().map(|x| x[i]), t);
+        // Sampling half-width plus the histogram's error bound (bucket quantisation can make
+        // every unit report the same bucket, which alone would give a zero-width interval).
+        let q = |i: usize, t: &mut TCache| {
+            let mut e = interval_with(point[i], per_unit.iter().map(|x| x[i]), t);
+            e.half_width += QUANTILE_REL_ERROR * point[i];
+            e
+        };
         Summary {
             mean,
             p50: q(0, &mut t),
