@@ -255,6 +255,15 @@ fn bad_input_gets_a_clear_error() {
         .assert()
         .failure()
         .stderr(contains("qkv_proj").and(contains("dense.csv")));
+    // Records in a format this build does not write.
+    let mut a = base("RTX4090", "256", "2588");
+    a.push("--records".into());
+    a.push(dir.path().join("r.parquet").display().to_string());
+    tokenq()
+        .args(&a)
+        .assert()
+        .failure()
+        .stderr(contains("writes CSV"));
     // No step model at all.
     tokenq()
         .args([

@@ -353,6 +353,12 @@ pub fn run(
         None => None,
     };
     let s = settings(args, coef_file.as_ref())?;
+    if let Some(p) = &args.records {
+        check_csv_name("--records", p)?;
+    }
+    if let Some(p) = &args.series {
+        check_csv_name("--series", p)?;
+    }
     let reqs = read_trace(trace)?;
     let cfg = s.engine;
     let table = match &s.step_table {
@@ -491,6 +497,17 @@ fn save_step_model(
     file.write(path)
         .with_context(|| format!("--save-step-model {}", path.display()))?;
     Ok(())
+}
+
+/// Refuse an output name whose extension promises another format.
+fn check_csv_name(flag: &str, path: &Path) -> Result<()> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if !e.eq_ignore_ascii_case("csv") => bail!(
+            "{flag} {}: writes CSV; name the file .csv (convert with any CSV reader, e.g. polars, for Parquet)",
+            path.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 fn write_records(path: &Path, r: &ContinuousResult) -> Result<()> {
