@@ -54,11 +54,14 @@ fn benches(c: &mut Criterion) {
     g.bench_function("dynamic_unbounded_setU_lambda2", |b| {
         b.iter(|| solve_dynamic(&pu, black_box(2.0), None, &o).unwrap())
     });
-    // Set L (lognormal), fixed K = 256 at 80% of its stable rate (random T_K).
-    let t256 = l.padded_moments(256).0;
-    let lam = 0.8 * 256.0 / t256;
-    g.bench_function("fixed_k256_setL_rho0.8", |b| {
-        b.iter(|| solve_fixed(&pl, black_box(lam), 256, &o).unwrap())
+    // Set U, fixed K = 256 at 80% of its stable rate (random T_K).
+    g.bench_function("fixed_k256_setU_rho0.8", |b| {
+        b.iter(|| solve_fixed(&pu, black_box(lam_u), 256, &o).unwrap())
+    });
+    // Set L (lognormal, heavy tail), fixed K = 64 at 80% of its stable rate (random T_K).
+    let lam_l = 0.8 * l.speed(64);
+    g.bench_function("fixed_k64_setL_rho0.8", |b| {
+        b.iter(|| solve_fixed(&pl, black_box(lam_l), 64, &o).unwrap())
     });
     // 50-point sweep: Set U unbounded dynamic, λ from 2% to 90% of the stable limit 1/α.
     let lmax = 1.0 / u.padded_slope().unwrap();

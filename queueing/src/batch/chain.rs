@@ -43,6 +43,9 @@ pub const TAIL_STATES: usize = 20;
 const GTH_DIRECT_WORK: f64 = 4.0e7;
 /// Largest GTH problem (multiply–adds) attempted as a fallback.
 const GTH_MAX_WORK: f64 = 4.0e9;
+/// Sweeps a slowly mixing power iteration typically needs (fixed / capped chains near
+/// saturation); GTH is preferred when it costs less than this many sweeps.
+const POWER_TYPICAL_SWEEPS: f64 = 200.0;
 /// Largest power-iteration effort (multiply–adds over all sweeps).
 const POWER_MAX_WORK: f64 = 3.0e9;
 /// Largest band matrix (entries) allocated for GTH (≈ 400 MB).
@@ -572,10 +575,14 @@ fn solve_truncated(
     let (l, u) = chain.bands();
     let work = m as f64 * l as f64 * u as f64;
     let entries = m as f64 * (l + u + 1) as f64;
-    if !prefer_power && work <= GTH_DIRECT_WORK {
+    let nnz: usize = chain.rows.iter().map(|(_, p)| p.p.len()).sum();
+    // GTH when it is cheap, or cheaper than a typical slow-mixing power iteration
+    // (POWER_TYPICAL_SWEEPS sweeps over the nonzeros).
+    let direct = work <= GTH_DIRECT_WORK
+        || (work <= POWER_TYPICAL_SWEEPS * nnz as f64 && entries <= GTH_MAX_ENTRIES);
+    if !prefer_power && direct {
         return Ok((gth(chain, l, u)?, Solver::Gth));
     }
-    let nnz: usize = chain.rows.iter().map(|(_, p)| p.p.len()).sum();
     let max_iter = opts
         .power_max_iter
         .min((POWER_MAX_WORK / nnz.max(1) as f64) as usize)
