@@ -21,9 +21,11 @@
 //! The law of `T_b` for the exact chains (§5 "Quadrature", with the substitution moved from `U`
 //! to `V = U^{1/b} = F(M_b)`, whose density `b V^{b−1}` is a polynomial, so the lower end has no
 //! `U^{1/b}` singularity): Gauss–Legendre in `t ∈ (0, 1)` with `1 − V = s = (1 − t)^4`, weight
-//! `4(1 − t)^3 · b (1 − s)^{b−1}`, `M = F^{-1}(1 − s)` via the survival form so that heavy
-//! upper tails are resolved; the node count doubles from 64 until the quadrature reproduces
-//! `E[T_b]` and `E[T_b²]` to [`QUAD_REL_TOL`]; atoms are used exactly.
+//! `4(1 − t)^3 · b (1 − s)^{b−1}` (for large `b` the range of `s` is cut where
+//! `(1 − s)^b = 1e-18`, so the nodes sit where `M_b` has its mass), `M = F^{-1}(1 − s)` via
+//! the survival form so that heavy upper tails are resolved; the node count doubles from 64
+//! until the quadrature reproduces `E[T_b]` and `E[T_b²]` to [`QUAD_REL_TOL`]; atoms are used
+//! exactly.
 
 use super::BatchError;
 use super::service::{BatchService, TimeLaw};
@@ -34,6 +36,9 @@ use statrs::function::gamma::ln_gamma;
 
 /// Relative accuracy required of the `T_b` quadrature on `E[T_b]` and `E[T_b²]`.
 pub const QUAD_REL_TOL: f64 = 1e-8;
+/// Probability of the lower part of `M_b`'s law left out of the quadrature range (and put on
+/// one node at its upper end).
+const QUAD_NEGLECT: f64 = 1e-18;
 /// Largest number of quadrature nodes tried for the law of `T_b`.
 pub const QUAD_MAX_NODES: usize = 2048;
 /// Panels of the composite z-grid (16 Gauss–Legendre nodes each).
@@ -393,16 +398,23 @@ impl TokenLaw {
             }
             _ => {
                 let (gx, gw) = gauss_legendre(n);
-                let mut v = Vec::with_capacity(n);
-                let mut w = Vec::with_capacity(n);
+                let mut v = Vec::with_capacity(n + 1);
+                let mut w = Vec::with_capacity(n + 1);
+                // V = F(M_b) has density b V^{b−1} on (0, 1). Only 1 − V = s ≤ S matters, with
+                // P(s > S) = (1 − S)^b = QUAD_NEGLECT (S = 1 for small b); s = S (1 − t)^4.
+                let smax = (-(QUAD_NEGLECT.ln() / bf).exp_m1()).min(1.0);
                 for (x, wi) in gx.iter().zip(&gw) {
-                    // V = F(M_b) has density b V^{b−1} on (0, 1); 1 − V = s = (1 − t)^4.
                     let t = 0.5 * (x + 1.0);
                     let om = 1.0 - t;
-                    let s = om * om * om * om;
+                    let s = smax * om * om * om * om;
                     let dens = bf * ((bf - 1.0) * (-s).ln_1p()).exp();
                     v.push(self.isf(s));
-                    w.push(0.5 * wi * 4.0 * om * om * om * dens);
+                    w.push(0.5 * wi * 4.0 * smax * om * om * om * dens);
+                }
+                if smax < 1.0 {
+                    // The neglected lower part (mass (1 − S)^b) sits at its upper end.
+                    v.push(self.isf(smax));
+                    w.push(((1.0 - smax).ln() * bf).exp());
                 }
                 (v, w)
             }
