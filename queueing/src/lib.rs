@@ -5,6 +5,7 @@
 
 pub mod batch;
 pub mod dist;
+pub mod impatience;
 pub mod mg1;
 pub mod numeric;
 
