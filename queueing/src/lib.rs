@@ -8,6 +8,7 @@ pub mod dist;
 pub mod impatience;
 pub mod mg1;
 pub mod numeric;
+pub mod token_limit;
 
 use serde::{Deserialize, Serialize};
 
