@@ -238,7 +238,7 @@ impl Problem<'_> {
 
 /// `step, 2·step, …, ≤ max` (eq. 13's integer limits on a grid; the paper's optima are multiples of 100).
 pub fn grid(step: f64, max: f64) -> Result<Vec<f64>, QueueError> {
-    if !(step.is_finite() && step >= 1.0) || !(max.is_finite() && max >= step) {
+    if !(step.is_finite() && step >= 1.0 && max.is_finite() && max >= step) {
         return Err(QueueError::Invalid {
             what: "grid",
             why: format!("need 1 <= grid step <= max limit, got step {step}, max {max}"),
