@@ -600,7 +600,8 @@ fn simulator_scenarios_11() {
     let m = LlmBatch::new(BatchCoeffs::new(0.01, 0.1, 0.0005, 0.02).unwrap(), dist).unwrap();
     // (policy, λ, K, wait CIs, sojourn CIs)
     type Ci = (f64, f64);
-    let cases: [(Policy, f64, Option<usize>, [Ci; 2], [Ci; 2]); 5] = [
+    type Case = (Policy, f64, Option<usize>, [Ci; 2], [Ci; 2]);
+    let cases: [Case; 5] = [
         (
             Policy::Dynamic,
             0.2,
@@ -664,9 +665,25 @@ fn simulator_scenarios_11() {
         // run undercover (for unbounded dynamic batching at λ = 0.5 the two simulator
         // intervals barely overlap: 40.948 ± 0.082 vs 40.878 ± 0.053), so the batch-means
         // interval is checked at twice its half-width.
-        in_ci(e.wait_s.unwrap(), waits[1].0, waits[1].1 + slack(waits[1].0));
-        in_ci(e.latency_s, sojourns[1].0, sojourns[1].1 + slack(sojourns[1].0));
-        in_ci(e.wait_s.unwrap(), waits[0].0, 2.0 * waits[0].1 + slack(waits[0].0));
-        in_ci(e.latency_s, sojourns[0].0, 2.0 * sojourns[0].1 + slack(sojourns[0].0));
+        in_ci(
+            e.wait_s.unwrap(),
+            waits[1].0,
+            waits[1].1 + slack(waits[1].0),
+        );
+        in_ci(
+            e.latency_s,
+            sojourns[1].0,
+            sojourns[1].1 + slack(sojourns[1].0),
+        );
+        in_ci(
+            e.wait_s.unwrap(),
+            waits[0].0,
+            2.0 * waits[0].1 + slack(waits[0].0),
+        );
+        in_ci(
+            e.latency_s,
+            sojourns[0].0,
+            2.0 * sojourns[0].1 + slack(sojourns[0].0),
+        );
     }
 }

@@ -538,9 +538,26 @@ fn gth(chain: &Truncated, l: usize, u: usize) -> Result<Vec<f64>, BatchError> {
 }
 
 /// Power iteration; `None` if it did not reach `tol` within `max_iter` sweeps.
-fn power(chain: &Truncated, tol: f64, max_iter: usize) -> Option<(Vec<f64>, usize)> {
+fn power(
+    chain: &Truncated,
+    tol: f64,
+    max_iter: usize,
+    init: Option<&[f64]>,
+) -> Option<(Vec<f64>, usize)> {
     let m = chain.m();
     let mut pi = vec![1.0 / m as f64; m];
+    if let Some(x) = init {
+        // Warm start from the previous truncation level (zeros above it).
+        let n = x.len().min(m);
+        pi[..n].copy_from_slice(&x[..n]);
+        pi[n..].iter_mut().for_each(|v| *v = 0.0);
+        let tot: f64 = pi.iter().sum();
+        if tot > 0.0 {
+            pi.iter_mut().for_each(|v| *v /= tot);
+        } else {
+            pi.iter_mut().for_each(|v| *v = 1.0 / m as f64);
+        }
+    }
     let mut next = vec![0.0f64; m];
     let mut prev_d = f64::INFINITY;
     let mut ratios = [1.0f64; 4];
@@ -570,6 +587,7 @@ fn solve_truncated(
     chain: &Truncated,
     prefer_power: bool,
     opts: &ChainOptions,
+    init: Option<&[f64]>,
 ) -> Result<(Vec<f64>, Solver), BatchError> {
     let m = chain.m();
     let (l, u) = chain.bands();
@@ -587,7 +605,7 @@ fn solve_truncated(
         .power_max_iter
         .min((POWER_MAX_WORK / nnz.max(1) as f64) as usize)
         .max(10);
-    if let Some((pi, it)) = power(chain, opts.power_tol, max_iter) {
+    if let Some((pi, it)) = power(chain, opts.power_tol, max_iter, init) {
         return Ok((pi, Solver::Power { iterations: it }));
     }
     if work <= GTH_MAX_WORK && entries <= GTH_MAX_ENTRIES {
@@ -620,6 +638,7 @@ fn solve<S: BatchService + ?Sized>(
     let mut n = n0
         .max(floor + 2 * opts.tail_states + 8)
         .min(opts.max_states);
+    let mut prev: Option<Vec<f64>> = None;
     loop {
         for x in floor..n {
             cache.get(kind.row(x).1, n)?;
@@ -635,7 +654,7 @@ fn solve<S: BatchService + ?Sized>(
                 .collect(),
         };
         let prefer_power = matches!(kind, Kind::Dynamic { cap: None });
-        let (pi, solver) = solve_truncated(&chain, prefer_power, opts)?;
+        let (pi, solver) = solve_truncated(&chain, prefer_power, opts, prev.as_deref())?;
         let m = pi.len();
         let tail: f64 = pi[m.saturating_sub(opts.tail_states)..].iter().sum();
         if tail < opts.tail_tol {
@@ -651,6 +670,7 @@ fn solve<S: BatchService + ?Sized>(
             });
         }
         n = (2 * n).min(opts.max_states);
+        prev = Some(pi);
     }
 }
 

@@ -118,6 +118,19 @@ pub struct TokenLaw {
     second: f64,
 }
 
+/// Gauss–Legendre rules for `n = 64·2^i` (the quadrature sizes of [`LlmBatch::padded_law`]),
+/// computed once.
+fn gl_cached(n: usize) -> (&'static [f64], &'static [f64]) {
+    static RULES: [std::sync::OnceLock<(Vec<f64>, Vec<f64>)>; 8] =
+        [const { std::sync::OnceLock::new() }; 8];
+    assert!(
+        n.is_power_of_two() && (64..=64 << 7).contains(&n),
+        "quadrature size {n} is not 64·2^k ≤ 8192"
+    );
+    let r = RULES[(n / 64).trailing_zeros() as usize].get_or_init(|| gauss_legendre(n));
+    (&r.0, &r.1)
+}
+
 fn composite_grid(a: f64, b: f64) -> (Vec<f64>, Vec<f64>) {
     let (gx, gw) = gauss_legendre(Z_NODES);
     let h = (b - a) / Z_PANELS as f64;
@@ -397,13 +410,13 @@ impl TokenLaw {
                 (v, w)
             }
             _ => {
-                let (gx, gw) = gauss_legendre(n);
+                let (gx, gw) = gl_cached(n);
                 let mut v = Vec::with_capacity(n + 1);
                 let mut w = Vec::with_capacity(n + 1);
                 // V = F(M_b) has density b V^{b−1} on (0, 1). Only 1 − V = s ≤ S matters, with
                 // P(s > S) = (1 − S)^b = QUAD_NEGLECT (S = 1 for small b); s = S (1 − t)^4.
                 let smax = (-(QUAD_NEGLECT.ln() / bf).exp_m1()).min(1.0);
-                for (x, wi) in gx.iter().zip(&gw) {
+                for (x, wi) in gx.iter().zip(gw) {
                     let t = 0.5 * (x + 1.0);
                     let om = 1.0 - t;
                     let s = smax * om * om * om * om;
