@@ -15,9 +15,19 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Analytic queueing models: mean wait, loss and latency (MATH.md §1–§8).
+    #[command(subcommand)]
+    Queue(cmd::queue::QueueCommand),
+    /// Choose the max-token limit or the batch size that maximises an objective.
+    #[command(subcommand)]
+    Optimize(cmd::optimize::OptimizeCommand),
+}
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    match cli.command {}
+    match cli.command {
+        Command::Queue(c) => cmd::queue::run(c),
+        Command::Optimize(c) => cmd::optimize::run(c),
+    }
 }
