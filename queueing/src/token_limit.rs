@@ -250,10 +250,20 @@ pub fn grid(step: f64, max: f64) -> Result<Vec<f64>, QueueError> {
 
 /// Evaluate `F` on `limits` (ascending) and return the curve with its feasible argmax.
 pub fn optimize(problem: &Problem<'_>, limits: &[f64]) -> Result<Optimum, QueueError> {
-    let curve = limits
-        .iter()
-        .map(|&l| problem.evaluate(l))
-        .collect::<Result<Vec<_>, _>>()?;
+    // Impatient points each need an O(n²) level-crossing solve: spread them over the cores
+    // (rayon keeps the order). Patient points cost microseconds: stay sequential.
+    let curve = if problem.impatience.is_some() {
+        use rayon::prelude::*;
+        limits
+            .par_iter()
+            .map(|&l| problem.evaluate(l))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        limits
+            .iter()
+            .map(|&l| problem.evaluate(l))
+            .collect::<Result<Vec<_>, _>>()?
+    };
     let best = curve
         .iter()
         .filter(|p| p.objective.is_some())
