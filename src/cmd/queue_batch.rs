@@ -37,6 +37,10 @@ pub struct BatchModelArgs {
         allow_hyphen_values = true
     )]
     pub decode_step_s: Vec<f64>,
+    /// Max-token limit L: decode lengths become integers n = min(max(1, round(X)), L), as the
+    /// simulator draws them (MATH.md §11).
+    #[arg(long, value_name = "L")]
+    pub max_tokens: Option<u64>,
 }
 
 fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
@@ -65,7 +69,15 @@ impl BatchModelArgs {
             bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
         }
         let coeffs = BatchCoeffs::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let dist = TokenDist::parse(&self.tokens).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?;
+        let mut dist =
+            TokenDist::parse(&self.tokens).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?;
+        if let Some(l) = self.max_tokens {
+            if l == 0 {
+                bail!("--max-tokens 0: the limit L must be at least 1 token");
+            }
+            dist = queueing::batch::integer_tokens(&dist, Some(l))
+                .map_err(|e| anyhow::anyhow!("--max-tokens {l}: {e}"))?;
+        }
         LlmBatch::new(coeffs, dist).map_err(|e| anyhow::anyhow!("--tokens: {e}"))
     }
 }
