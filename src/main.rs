@@ -16,6 +16,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Simulate a serving policy event by event: wait and latency with 95% confidence intervals.
+    Simulate(Box<cmd::simulate::SimulateArgs>),
     /// Analytic queueing models: mean wait, loss and latency (MATH.md §1–§8).
     #[command(subcommand)]
     Queue(cmd::queue::QueueCommand),
@@ -27,6 +29,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Simulate(a) => cmd::simulate::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),
     }

@@ -6,4 +6,5 @@ pub mod optimize_token_limit;
 pub mod queue;
 pub mod queue_batch;
 pub mod queue_mg1;
+pub mod simulate;
 pub mod simulate_continuous;

@@ -1,0 +1,577 @@
+//! `tokenq simulate`: event-driven simulation of a serving policy (MATH.md §11, library `sim`),
+//! every estimate a simulation with its 95% confidence interval.
+//!
+//! Policies: `mg1` (one request at a time, `S = a·n + c`, optional `--patience`), `dynamic`,
+//! `fixed`, `elastic` (batches with `T = (K1·m + K2) + (K3·m + K4)·max n`), and `continuous`
+//! (iteration-level batching as vLLM runs it, SERVING.md), which is handed to
+//! [`super::simulate_continuous::run`] with the shared flags.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use serde::Serialize;
+use sim::{
+    Arrivals, BatchTime, Estimate, ImpatienceMode, LinearService, Patience, Policy, ProgressFn,
+    Report, RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
+};
+
+/// Which policy to simulate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Single server, FCFS, one request at a time (paper §III); with --patience, impatient users.
+    Mg1,
+    /// Dynamic batching: a free server takes all waiting requests (at most --max-batch).
+    Dynamic,
+    /// Fixed batching: start when --max-batch requests wait, take exactly that many.
+    Fixed,
+    /// Elastic batching: dynamic, but each request returns when its own tokens are done.
+    Elastic,
+    /// Continuous (iteration-level) batching as vLLM runs it; needs --trace (SERVING.md).
+    Continuous,
+}
+
+/// `tokenq simulate` flags.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:\n  \
+tokenq simulate --policy mg1 --tokens lognormal:7,0.7 --max-tokens 2000 --per-token-s 0.0229 --intercept-s 0 --arrival-rate 0.0296\n  \
+tokenq simulate --policy dynamic --tokens lognormal:7,0.7 --max-tokens 2000 --first-token-s 0.01,0.1 --decode-step-s 0.0005,0.02 --max-batch 16 --arrival-rate 0.2 --replications 10\n  \
+tokenq simulate --policy elastic --trace azure-conv --rate 2 --first-token-s 0.01,0.1 --decode-step-s 0.0005,0.02")]
+pub struct SimulateArgs {
+    /// Serving policy.
+    #[arg(long, value_enum)]
+    pub policy: PolicyArg,
+    /// Output-token distribution: uniform:LO,HI | duniform:LO,HI | normal:MEAN,SD[,LO,HI] |
+    /// lognormal:MU,SIGMA | const:N | exponential:MEAN | empirical:PATH[:COLUMN] | a built-in
+    /// dataset name. Without it, a --trace supplies the token counts.
+    #[arg(long, value_name = "DIST")]
+    pub tokens: Option<String>,
+    /// Poisson arrival rate λ in requests per second (not with --trace).
+    #[arg(long, value_name = "REQ_PER_S")]
+    pub arrival_rate: Option<f64>,
+    /// Max-token limit L: every policy generates min(N, L) tokens [default: no limit].
+    #[arg(long, value_name = "L")]
+    pub max_tokens: Option<f64>,
+    /// Coefficients file written by `tokenq fit` (its single-request line for mg1, its k1..k4
+    /// for batching), instead of raw numbers.
+    #[arg(long, value_name = "FILE")]
+    pub coefficients: Option<PathBuf>,
+    /// mg1: single-request slope a, seconds per output token (S = a·n + c).
+    #[arg(long, value_name = "S")]
+    pub per_token_s: Option<f64>,
+    /// mg1: single-request intercept c, seconds.
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub intercept_s: Option<f64>,
+    /// Batch policies: first-token slope k1 (s per request in the batch); or --first-token-s.
+    #[arg(long, value_name = "S")]
+    pub k1: Option<f64>,
+    /// Batch policies: first-token intercept k2 (s).
+    #[arg(long, value_name = "S")]
+    pub k2: Option<f64>,
+    /// Batch policies: decode-step slope k3 (s per request in the batch); or --decode-step-s.
+    #[arg(long, value_name = "S")]
+    pub k3: Option<f64>,
+    /// Batch policies: decode-step intercept k4 (s).
+    #[arg(long, value_name = "S")]
+    pub k4: Option<f64>,
+    /// Batch policies: first-token time t1(m) = K1·m + K2 in seconds (K1 per request in the
+    /// batch); same as --k1/--k2.
+    #[arg(
+        long,
+        value_name = "K1,K2",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub first_token_s: Vec<f64>,
+    /// Batch policies: per-decode-token time t2(m) = K3·m + K4 in seconds; same as --k3/--k4.
+    #[arg(
+        long,
+        value_name = "K3,K4",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub decode_step_s: Vec<f64>,
+    /// Batch cap K (dynamic, elastic: unbounded when absent; fixed: the batch size, required).
+    #[arg(long, value_name = "K")]
+    pub max_batch: Option<u32>,
+    /// mg1: constant patience τ in seconds; a request whose wait would exceed it is lost.
+    #[arg(long, value_name = "S")]
+    pub patience: Option<f64>,
+    /// With --patience: lost users leave at once (wait 0) instead of after τ (paper eq 9).
+    #[arg(long, requires = "patience")]
+    pub balk: bool,
+    /// Arrivals per replication (accepts 1e6). With --trace: default the trace's length; more
+    /// loops the trace.
+    #[arg(long, value_name = "N")]
+    pub requests: Option<String>,
+    /// Master seed; the same seed gives the same numbers whatever the thread count.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Arrivals (and, without --tokens, token counts) from a trace: a CSV file
+    /// (arrival_s,input_tokens,output_tokens or Azure TIMESTAMP,ContextTokens,GeneratedTokens)
+    /// or a built-in trace: azure-conv, azure-code.
+    #[arg(long, value_name = "FILE|azure-conv|azure-code")]
+    pub trace: Option<String>,
+    /// With --trace: rescale time so the mean arrival rate is R requests per second.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Independent replications run in parallel (CI across them); 1 = one run with 30 batch
+    /// means.
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    pub replications: u32,
+    /// Worker threads for replications [default: all cores]. Results do not depend on it.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// Use continuous token counts n = min(X, L) instead of max(1, round(X)) (the reading of
+    /// MATH.md's closed forms for continuous laws).
+    #[arg(long)]
+    pub continuous_tokens: bool,
+    /// Print the result as JSON (fields in README "Simulation").
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub engine: super::simulate_continuous::EngineArgs,
+}
+
+/// Parse `1e6`, `1000000` or `1_000_000` into a positive request count.
+fn parse_count(s: &str) -> Result<u64> {
+    let clean = s.replace('_', "");
+    if let Ok(n) = clean.parse::<u64>() {
+        return Ok(n);
+    }
+    match clean.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(x as u64),
+        _ => bail!("--requests {s}: expected a whole number of requests such as 1000000 or 1e6"),
+    }
+}
+
+fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
+    let pair = |v: &[f64], flag: &str| -> Result<Option<(f64, f64)>> {
+        match v {
+            [] => Ok(None),
+            [x, y] => Ok(Some((*x, *y))),
+            _ => bail!(
+                "--{flag} takes two numbers, slope and intercept in seconds (e.g. 0.01,0.1); got {v:?}"
+            ),
+        }
+    };
+    let first = pair(&a.first_token_s, "first-token-s")?;
+    let decode = pair(&a.decode_step_s, "decode-step-s")?;
+    let ks = [a.k1, a.k2, a.k3, a.k4];
+    let given = ks.iter().filter(|v| v.is_some()).count();
+    let k = match (first, decode) {
+        (None, None) => match (&a.coefficients, given) {
+            (Some(f), 0) => load_coefficients(f)?.batch_k().with_context(|| {
+                format!(
+                    "--coefficients {}: the file has no [first_token] and [decode_step] lines (profile two or more batch sizes, or pass --first-token-s/--decode-step-s)",
+                    f.display()
+                )
+            })?,
+            (Some(_), _) => bail!("give either --coefficients FILE or --k1..--k4, not both"),
+            (None, 4) => ks.map(|v| v.unwrap_or(f64::NAN)),
+            (None, 0) => bail!(
+                "no batch-time coefficients: pass --first-token-s K1,K2 --decode-step-s K3,K4, all of --k1..--k4, or --coefficients FILE (from `tokenq fit`)"
+            ),
+            (None, n) => bail!("--k1 --k2 --k3 --k4 go together ({n} of 4 given)"),
+        },
+        (Some(f), Some(d)) => {
+            if a.coefficients.is_some() || given > 0 {
+                bail!(
+                    "give --first-token-s/--decode-step-s, --k1..--k4 or --coefficients, not several"
+                );
+            }
+            [f.0, f.1, d.0, d.1]
+        }
+        _ => bail!("--first-token-s K1,K2 and --decode-step-s K3,K4 go together"),
+    };
+    if k.iter().any(|x| !x.is_finite() || *x < 0.0) {
+        bail!("batch-time coefficients must be finite and ≥ 0 seconds, got {k:?}");
+    }
+    Ok(BatchTime::new(k[0], k[1], k[2], k[3]))
+}
+
+fn load_coefficients(path: &Path) -> Result<fit::CoefficientsFile> {
+    fit::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
+}
+
+/// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
+fn single_request(a: &SimulateArgs) -> Result<(f64, f64)> {
+    let (per_token_s, intercept_s) = match (&a.coefficients, a.per_token_s, a.intercept_s) {
+        (Some(f), None, None) => load_coefficients(f)?.single_request_line().with_context(|| {
+            format!(
+                "--coefficients {}: the file has no [single_request] line (pass --per-token-s and --intercept-s)",
+                f.display()
+            )
+        })?,
+        (Some(_), _, _) => bail!("give either --coefficients FILE or --per-token-s/--intercept-s, not both"),
+        (None, Some(p), Some(c)) => (p, c),
+        (None, None, None) => bail!(
+            "mg1 needs the service-time line: pass --per-token-s S --intercept-s S, or --coefficients FILE (from `tokenq fit`)"
+        ),
+        _ => bail!("--per-token-s and --intercept-s go together (or use --coefficients FILE)"),
+    };
+    if !(per_token_s.is_finite()
+        && per_token_s >= 0.0
+        && intercept_s.is_finite()
+        && intercept_s >= 0.0)
+    {
+        bail!(
+            "--per-token-s {per_token_s} and --intercept-s {intercept_s} must be finite and ≥ 0 seconds"
+        );
+    }
+    Ok((per_token_s, intercept_s))
+}
+
+/// Validated scenario, run settings and a one-line description.
+fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
+    let policy = match a.policy {
+        PolicyArg::Mg1 => {
+            let (per_token_s, intercept_s) = single_request(a)?;
+            let patience = a
+                .patience
+                .map(|p| {
+                    if !(p.is_finite() && p >= 0.0) {
+                        bail!("--patience {p}: must be a number of seconds ≥ 0");
+                    }
+                    Ok(Patience {
+                        patience_s: p,
+                        mode: if a.balk {
+                            ImpatienceMode::Balk
+                        } else {
+                            ImpatienceMode::Renege
+                        },
+                    })
+                })
+                .transpose()?;
+            if a.max_batch.is_some() {
+                bail!("--max-batch applies to batching policies, not mg1");
+            }
+            Policy::Mg1 {
+                service: LinearService {
+                    per_token_s,
+                    intercept_s,
+                },
+                patience,
+            }
+        }
+        PolicyArg::Dynamic | PolicyArg::Elastic | PolicyArg::Fixed => {
+            if a.patience.is_some() {
+                bail!("--patience is modelled for --policy mg1 only");
+            }
+            let batch = batch_time(a)?;
+            match a.policy {
+                PolicyArg::Dynamic => Policy::Dynamic {
+                    batch,
+                    max_batch: a.max_batch,
+                },
+                PolicyArg::Elastic => Policy::Elastic {
+                    batch,
+                    max_batch: a.max_batch,
+                },
+                _ => Policy::Fixed {
+                    batch,
+                    batch_size: a
+                        .max_batch
+                        .context("--policy fixed needs --max-batch K (the fixed batch size)")?,
+                },
+            }
+        }
+        PolicyArg::Continuous => unreachable!("handled before"),
+    };
+    let (arrivals, arrival_desc) = match (&a.trace, a.arrival_rate) {
+        (Some(_), Some(_)) => {
+            bail!("--arrival-rate is for Poisson arrivals; with --trace use --rate R to rescale it")
+        }
+        (None, Some(rate)) => {
+            if a.rate.is_some() {
+                bail!("--rate rescales a --trace; for Poisson arrivals use --arrival-rate");
+            }
+            (
+                Arrivals::Poisson { rate_rps: rate },
+                format!("Poisson λ = {rate} req/s"),
+            )
+        }
+        (Some(t), None) => {
+            let trace = Trace::load(t).with_context(|| format!("--trace {t}"))?;
+            let desc = match (a.rate, trace.mean_rate()) {
+                (Some(r), Some(m)) => format!(
+                    "trace {t} ({} requests, {m:.3} req/s rescaled to {r} req/s)",
+                    trace.requests.len()
+                ),
+                (_, m) => format!(
+                    "trace {t} ({} requests, {} req/s)",
+                    trace.requests.len(),
+                    m.map_or("–".into(), |m| format!("{m:.3}"))
+                ),
+            };
+            (
+                Arrivals::Trace {
+                    trace: Arc::new(trace),
+                    rate_rps: a.rate,
+                },
+                desc,
+            )
+        }
+        (None, None) => bail!(
+            "give --arrival-rate REQ_PER_S (Poisson arrivals) or --trace FILE|azure-conv|azure-code"
+        ),
+    };
+    let (tokens, tok_desc) = match &a.tokens {
+        Some(spec) => (
+            Tokens::Law(TokenLaw::parse(spec).context("--tokens")?),
+            spec.clone(),
+        ),
+        None if a.trace.is_some() => (Tokens::FromTrace, "from the trace".into()),
+        None => {
+            bail!("--tokens DIST is required with Poisson arrivals (e.g. --tokens lognormal:7,0.7)")
+        }
+    };
+    let requests = match (&a.requests, &arrivals) {
+        (Some(s), _) => parse_count(s)?,
+        (None, Arrivals::Trace { trace, .. }) => trace.requests.len() as u64,
+        (None, Arrivals::Poisson { .. }) => 1_000_000,
+    };
+    let scenario = Scenario {
+        policy,
+        arrivals,
+        tokens,
+        max_tokens: a.max_tokens,
+        token_mode: if a.continuous_tokens {
+            TokenMode::Continuous
+        } else {
+            TokenMode::Integer
+        },
+    };
+    scenario.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let config = RunConfig {
+        requests,
+        seed: a.seed,
+        replications: a.replications,
+        records: a.engine.records.clone(),
+        threads: a.threads,
+        ..RunConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--requests/--replications: {e}"))?;
+    let limit = a
+        .max_tokens
+        .map_or("no limit".into(), |l| format!("L = {l}"));
+    let policy_desc = match &scenario.policy {
+        Policy::Mg1 { service, patience } => format!(
+            "mg1, S = {}·n + {} s{}",
+            service.per_token_s,
+            service.intercept_s,
+            patience.map_or(String::new(), |p| format!(
+                ", patience {} s ({})",
+                p.patience_s,
+                if p.mode == ImpatienceMode::Balk {
+                    "balking"
+                } else {
+                    "reneging"
+                }
+            ))
+        ),
+        Policy::Dynamic { batch, max_batch } | Policy::Elastic { batch, max_batch } => format!(
+            "{} batching, K = {}, t1(m) = {}·m + {} s, t2(m) = {}·m + {} s",
+            scenario.policy.name(),
+            max_batch.map_or("∞".into(), |k| k.to_string()),
+            batch.k1,
+            batch.k2,
+            batch.k3,
+            batch.k4
+        ),
+        Policy::Fixed { batch, batch_size } => format!(
+            "fixed batching, K = {batch_size}, t1(m) = {}·m + {} s, t2(m) = {}·m + {} s",
+            batch.k1, batch.k2, batch.k3, batch.k4
+        ),
+    };
+    let desc = format!("{policy_desc}; {arrival_desc}; tokens {tok_desc}, {limit}");
+    Ok((scenario, config, desc))
+}
+
+/// The JSON document: the scenario as described plus the report.
+#[derive(Debug, Serialize)]
+struct JsonOut<'a> {
+    scenario: &'a str,
+    #[serde(flatten)]
+    report: &'a Report,
+}
+
+fn pm(e: Estimate, digits: usize) -> String {
+    if e.value.is_nan() {
+        return "–".into();
+    }
+    if e.half_width.is_finite() {
+        format!("{:.*} ± {:.*}", digits, e.value, digits, e.half_width)
+    } else {
+        format!("{:.*}", digits, e.value)
+    }
+}
+
+fn print_table(r: &Report, desc: &str) {
+    println!("tokenq simulate: {desc}");
+    let ci = if r.ci.kind == "replications" {
+        format!("{} independent replications", r.ci.units)
+    } else {
+        format!("{} batch means", r.ci.units)
+    };
+    println!(
+        "method: simulation, {} requests × {} replication(s), seed {}, {:.0}% CI from {ci}, first {} requests dropped",
+        r.requests,
+        r.replications,
+        r.seed,
+        r.ci.confidence * 100.0,
+        r.warmup_requests
+    );
+    println!();
+    println!(
+        "{:<22} {:>20} {:>20} {:>20} {:>20}",
+        "quantity", "mean", "p50", "p90", "p99"
+    );
+    for (name, s) in [("wait (s)", &r.wait_s), ("latency (s)", &r.latency_s)] {
+        println!(
+            "{:<22} {:>20} {:>20} {:>20} {:>20}",
+            name,
+            pm(s.mean, 3),
+            pm(s.p50, 3),
+            pm(s.p90, 3),
+            pm(s.p99, 3)
+        );
+    }
+    if let Some(w) = r.wait_all_s {
+        println!("{:<22} {:>20}", "wait, all users (s)", pm(w, 3));
+    }
+    println!("{:<22} {:>20}", "loss fraction", pm(r.loss_fraction, 5));
+    println!(
+        "{:<22} {:>20}",
+        "mean batch size (req)",
+        pm(r.mean_batch_size, 3)
+    );
+    println!("{:<22} {:>20}", "utilisation", pm(r.utilisation, 4));
+    println!(
+        "{:<22} {:>20}",
+        "throughput (req/s)",
+        pm(r.throughput_rps, 5)
+    );
+    println!(
+        "{:<22} {:>20.5}",
+        "arrival rate (req/s)", r.arrival_rate_rps
+    );
+    println!();
+    println!(
+        "wait, latency: served requests; percentiles from a log histogram (≤ {:.2}% relative error)",
+        r.quantile_rel_error * 100.0
+    );
+    let c = r.counts;
+    println!(
+        "requests: {} arrived = {} served + {} lost + {} waiting at the end",
+        c.arrivals, c.served, c.lost, c.waiting_at_end
+    );
+    println!(
+        "speed: {:.3} s wall, {:.2} M simulated requests/s; state {:.1} KiB",
+        r.elapsed_s,
+        r.sim_requests_per_s / 1e6,
+        r.state_bytes as f64 / 1024.0
+    );
+}
+
+/// Run `tokenq simulate`.
+pub fn run(a: SimulateArgs) -> Result<()> {
+    if a.policy == PolicyArg::Continuous {
+        let Some(trace) = &a.trace else {
+            bail!(
+                "--policy continuous replays a trace: give --trace FILE (e.g. datasets/llmservingsim/…lengths.csv)"
+            );
+        };
+        for (flag, given) in [
+            ("--arrival-rate", a.arrival_rate.is_some()),
+            ("--tokens", a.tokens.is_some()),
+            ("--patience", a.patience.is_some()),
+            ("--replications", a.replications != 1),
+        ] {
+            if given {
+                bail!(
+                    "{flag} does not apply to --policy continuous (it replays the trace as recorded)"
+                );
+            }
+        }
+        return super::simulate_continuous::run(
+            &a.engine,
+            Path::new(trace),
+            a.coefficients.as_deref(),
+            a.json,
+            a.seed,
+        );
+    }
+    let (scenario, mut config, desc) = build(&a)?;
+    let total = config.requests * u64::from(config.replications);
+    let bar =
+        (!a.quiet && !a.json && std::io::stderr().is_terminal() && total >= 5_000_000).then(|| {
+            let b = indicatif::ProgressBar::new(total);
+            b.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} requests, {per_sec}, ETA {eta}",
+                )
+                .expect("valid template"),
+            );
+            b
+        });
+    if let Some(b) = &bar {
+        let b = b.clone();
+        config.progress = Some(ProgressFn(Arc::new(move |d| b.inc(d))));
+    }
+    let report = sim::run(&scenario, &config)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&JsonOut {
+                scenario: &desc,
+                report: &report
+            })?
+        );
+    }
+    match &report.stability {
+        Stability::Stable => {
+            if !a.json {
+                print_table(&report, &desc);
+            }
+            Ok(())
+        }
+        Stability::Unstable {
+            rho,
+            max_stable_rate_rps,
+            reason,
+        } => {
+            let rho_note = if reason.contains('ρ') {
+                String::new()
+            } else {
+                format!(" (load ρ ≈ {rho:.3})")
+            };
+            bail!(
+                "the simulated queue is unstable: {reason}{rho_note}; the largest arrival rate the server kept up with is ≈ {max_stable_rate_rps:.4} req/s. Lower the arrival rate, raise --max-batch or lower --max-tokens (means of an unstable run grow with --requests, so none are printed)"
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_counts_accept_scientific_notation() {
+        assert_eq!(parse_count("1e6").unwrap(), 1_000_000);
+        assert_eq!(parse_count("2_000").unwrap(), 2000);
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("-3").is_err());
+    }
+}
