@@ -186,7 +186,7 @@ fn print_human(o: &Output<'_>) {
         } else {
             String::new()
         },
-        o.utility,
+        format!("{:?}", o.utility).to_lowercase(),
         num(o.weight, 6),
         o.arrival_rate_per_s,
         o.per_token_s,
