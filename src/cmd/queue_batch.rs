@@ -10,7 +10,6 @@ use clap::{Args, ValueEnum};
 use queueing::batch::{
     BatchCoeffs, BatchConfig, BatchError, BatchReport, ChainOptions, LlmBatch, Policy,
 };
-use queueing::dist::TokenDist;
 use serde::Serialize;
 
 /// The batch-time model flags shared by `queue batch` and `optimize batch-size`.
@@ -69,8 +68,7 @@ impl BatchModelArgs {
             bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
         }
         let coeffs = BatchCoeffs::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut dist =
-            TokenDist::parse(&self.tokens).map_err(|e| anyhow::anyhow!("--tokens: {e}"))?;
+        let mut dist = super::common::parse_tokens("--tokens", &self.tokens)?;
         if let Some(l) = self.max_tokens {
             if l == 0 {
                 bail!("--max-tokens 0: the limit L must be at least 1 token");
@@ -124,12 +122,7 @@ pub struct QueueBatchArgs {
 
 /// Validated `queue batch` question.
 fn config(a: &QueueBatchArgs) -> Result<BatchConfig> {
-    if !(a.arrival_rate.is_finite() && a.arrival_rate > 0.0) {
-        bail!(
-            "--arrival-rate {} must be a positive number of requests per second",
-            a.arrival_rate
-        );
-    }
+    super::common::positive("--arrival-rate", a.arrival_rate, "requests per second")?;
     match (a.policy, a.max_batch) {
         (_, Some(0)) => bail!("--max-batch 0: the batch size K must be at least 1"),
         (PolicyArg::Fixed, None) => {
