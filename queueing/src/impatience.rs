@@ -279,22 +279,61 @@ pub fn exact(
             why: format!("needs at least 2 cells, got {n}"),
         });
     }
-    let (es, es2) = law.moments();
+    let lc = solve_level_crossing(law, arrival_rate, patience_s, n);
+    Ok(from_level_crossing(
+        law,
+        arrival_rate,
+        patience_s,
+        &lc,
+        abandonment,
+    ))
+}
+
+/// The scale-free outcome of a level-crossing solve on [0, τ]: `ln F_τ` and `I_τ / F_τ`.
+/// It depends on the service law only through `B(x)` for `x ≤ τ`, so laws that agree there
+/// (e.g. limits L with `a·L + c ≥ τ`) share it; π and the waits then follow from ρ.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LevelCrossing {
+    /// `ln F(τ)`, `F(x) = P(V ≤ x)/P(V = 0)`.
+    pub ln_f_tau: f64,
+    /// `I_τ / F_τ` with `I_τ = ∫_0^τ F(x) dx` (s).
+    pub i_over_f: f64,
+}
+
+/// Solve the level-crossing equation on `n` cells (inputs assumed valid; see [`exact`]).
+pub fn solve_level_crossing(
+    law: &ServiceLaw,
+    arrival_rate: f64,
+    patience_s: f64,
+    n: usize,
+) -> LevelCrossing {
     let h = patience_s / n as f64;
     let xs: Vec<f64> = (0..=n).map(|k| k as f64 * h).collect();
     let r = law.expected_min_at(&xs);
-    let (ln_f, i_over_f) = level_crossing(arrival_rate, h, &r);
-    Ok(assemble(
+    let (ln_f_tau, i_over_f) = level_crossing(arrival_rate, h, &r);
+    LevelCrossing { ln_f_tau, i_over_f }
+}
+
+/// The exact result for `law` from a level-crossing solve valid for it on [0, τ].
+pub fn from_level_crossing(
+    law: &ServiceLaw,
+    arrival_rate: f64,
+    patience_s: f64,
+    lc: &LevelCrossing,
+    abandonment: Abandonment,
+) -> ImpatienceResult {
+    let (es, es2) = law.moments();
+    assemble(
         arrival_rate,
         patience_s,
         es,
         es2,
-        ln_f,
-        i_over_f,
+        lc.ln_f_tau,
+        lc.i_over_f,
         abandonment,
         Method::Exact,
         "level-crossing",
-    ))
+    )
 }
 
 /// Product-trapezoid solve of `F(x) = 1 + λ∫_0^x F(x−u)(1−B(u))du` given `R(x_k)` on the grid.

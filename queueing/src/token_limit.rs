@@ -160,6 +160,24 @@ pub struct Optimum {
 impl Problem<'_> {
     /// Evaluate `F` at one limit.
     pub fn evaluate(&self, l: f64) -> Result<CurvePoint, QueueError> {
+        self.evaluate_shared(l, None)
+    }
+
+    /// The smallest L from which the clip no longer changes `B(x)` on [0, τ] (`a·L + c ≥ τ`):
+    /// all such limits share one level-crossing solve (that of L = ∞).
+    fn shared_from(&self) -> Option<f64> {
+        let imp = self.impatience?;
+        if imp.dekok_tijms || self.service.per_token_s <= 0.0 {
+            return None;
+        }
+        Some(((imp.patience_s - self.service.intercept_s) / self.service.per_token_s).max(1.0))
+    }
+
+    fn evaluate_shared(
+        &self,
+        l: f64,
+        shared: Option<&impatience::LevelCrossing>,
+    ) -> Result<CurvePoint, QueueError> {
         mg1::validate_limit(l)?;
         mg1::validate_rate(self.arrival_rate)?;
         self.service.validate()?;
@@ -202,7 +220,17 @@ impl Problem<'_> {
                     max_tokens: l,
                     service: self.service,
                 };
-                let r = if imp.dekok_tijms {
+                let r = if let (Some(lc), Some(from)) = (shared, self.shared_from())
+                    && l >= from
+                {
+                    impatience::from_level_crossing(
+                        &law,
+                        self.arrival_rate,
+                        imp.patience_s,
+                        lc,
+                        imp.abandonment,
+                    )
+                } else if imp.dekok_tijms {
                     impatience::dekok_tijms(
                         &law,
                         self.arrival_rate,
@@ -252,11 +280,29 @@ pub fn grid(step: f64, max: f64) -> Result<Vec<f64>, QueueError> {
 pub fn optimize(problem: &Problem<'_>, limits: &[f64]) -> Result<Optimum, QueueError> {
     // Impatient points each need an O(n²) level-crossing solve: spread them over the cores
     // (rayon keeps the order). Patient points cost microseconds: stay sequential.
-    let curve = if problem.impatience.is_some() {
+    let curve = if let Some(imp) = problem.impatience {
         use rayon::prelude::*;
+        // Limits with a·L + c ≥ τ share the L = ∞ solve (B is unchanged on [0, τ]).
+        let shared = match problem.shared_from() {
+            Some(from) if limits.iter().filter(|&&l| l >= from).count() > 1 => {
+                // Validate once through the ordinary path, then solve.
+                problem.evaluate(limits[0])?;
+                Some(impatience::solve_level_crossing(
+                    &ServiceLaw::Tokens {
+                        tokens: problem.tokens.clone(),
+                        max_tokens: f64::INFINITY,
+                        service: problem.service,
+                    },
+                    problem.arrival_rate,
+                    imp.patience_s,
+                    imp.grid,
+                ))
+            }
+            _ => None,
+        };
         limits
             .par_iter()
-            .map(|&l| problem.evaluate(l))
+            .map(|&l| problem.evaluate_shared(l, shared.as_ref()))
             .collect::<Result<Vec<_>, _>>()?
     } else {
         limits
@@ -439,6 +485,35 @@ mod tests {
         assert!((pt.objective.unwrap() - f).abs() < 1e-6);
         // With ρ > 1 at large L the impatient model stays feasible.
         assert!(p.evaluate(3000.0).unwrap().objective.is_some());
+    }
+
+    #[test]
+    fn shared_solve_above_the_saturation_limit_equals_direct_solves() {
+        let d = ln7();
+        let p = Problem {
+            tokens: &d,
+            arrival_rate: 0.04,
+            service: svc(),
+            weight: 0.95,
+            utility: &StepUtility,
+            impatience: Some(Impatience {
+                patience_s: 60.0,
+                lost_cost: 4.0,
+                abandonment: Abandonment::Renege,
+                dekok_tijms: false,
+                grid: 2000,
+            }),
+        };
+        // (60 − c)/a ≈ 2688: 2700..4000 use the shared solve.
+        let limits: Vec<f64> = (25..=40).map(|k| 100.0 * k as f64).collect();
+        let opt = optimize(&p, &limits).unwrap();
+        for pt in &opt.curve {
+            let direct = p.evaluate(pt.max_tokens).unwrap();
+            let (a, b) = (pt.loss_fraction.unwrap(), direct.loss_fraction.unwrap());
+            assert!((a - b).abs() < 1e-9, "L={}: {a} vs {b}", pt.max_tokens);
+            let (a, b) = (pt.mean_wait_s.unwrap(), direct.mean_wait_s.unwrap());
+            assert!((a - b).abs() < 1e-7, "L={}: {a} vs {b}", pt.max_tokens);
+        }
     }
 
     #[test]
