@@ -372,14 +372,46 @@ fn raw_trace_mean(rel: &str, column: &str) -> Option<(f64, usize)> {
 #[test]
 fn builtin_means_match_the_raw_traces() {
     let cases = [
-        ("sharegpt", "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv", "num_decode_tokens"),
-        ("sharegpt-input", "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv", "num_prefill_tokens"),
-        ("azure-conv", "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv", "GeneratedTokens"),
-        ("azure-conv-input", "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv", "ContextTokens"),
-        ("azure-code", "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv", "GeneratedTokens"),
-        ("azure-code-input", "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv", "ContextTokens"),
-        ("arxiv", "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", "num_decode_tokens"),
-        ("arxiv-input", "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv", "num_prefill_tokens"),
+        (
+            "sharegpt",
+            "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+            "num_decode_tokens",
+        ),
+        (
+            "sharegpt-input",
+            "sarathi-serve/sharegpt_8k_filtered_stats_llama2_tokenizer.csv",
+            "num_prefill_tokens",
+        ),
+        (
+            "azure-conv",
+            "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv",
+            "GeneratedTokens",
+        ),
+        (
+            "azure-conv-input",
+            "azure-llm-inference-2023/AzureLLMInferenceTrace_conv.csv",
+            "ContextTokens",
+        ),
+        (
+            "azure-code",
+            "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv",
+            "GeneratedTokens",
+        ),
+        (
+            "azure-code-input",
+            "azure-llm-inference-2023/AzureLLMInferenceTrace_code.csv",
+            "ContextTokens",
+        ),
+        (
+            "arxiv",
+            "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+            "num_decode_tokens",
+        ),
+        (
+            "arxiv-input",
+            "vidur/processed_traces/arxiv_summarization_stats_llama2_tokenizer_filtered_v2.csv",
+            "num_prefill_tokens",
+        ),
     ];
     assert_eq!(builtin::BUILTINS.len(), cases.len());
     let mut checked = 0;
@@ -389,17 +421,28 @@ fn builtin_means_match_the_raw_traces() {
             panic!("{name} is not empirical")
         };
         assert_eq!(e.source, name);
-        assert!(e.values.len() < 400, "{name}: not compact ({} atoms)", e.values.len());
+        assert!(
+            e.values.len() < 400,
+            "{name}: not compact ({} atoms)",
+            e.values.len()
+        );
         // Also documented in the README table of datasets/README.md (trace means).
         if let Some((mean, n)) = raw_trace_mean(rel, col) {
             // Atoms are bin means rounded to 4 decimals: the mean agrees to 1e-4 tokens.
-            assert!((d.mean() - mean).abs() < 1e-4, "{name}: {} vs trace {mean}", d.mean());
+            assert!(
+                (d.mean() - mean).abs() < 1e-4,
+                "{name}: {} vs trace {mean}",
+                d.mean()
+            );
             assert!(n > 1000);
             checked += 1;
         }
     }
     // Off the project tree (no ../shared/data) the comparison is skipped, never faked.
-    if std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data").is_dir() {
+    if std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .is_dir()
+    {
         assert_eq!(checked, cases.len());
     }
 }
