@@ -369,6 +369,24 @@ fn raw_trace_mean(rel: &str, column: &str) -> Option<(f64, usize)> {
     Some((sum / n as f64, n))
 }
 
+/// `E[N²]` of a raw trace column.
+fn raw_trace_second_moment(rel: &str, column: &str) -> Option<f64> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/data")
+        .join(rel);
+    let text = std::fs::read_to_string(&path).ok()?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next()?.split(',').collect();
+    let idx = header.iter().position(|h| h.trim() == column)?;
+    let (mut sum, mut n) = (0.0, 0usize);
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let v: f64 = line.split(',').nth(idx)?.trim().parse().ok()?;
+        sum += v * v;
+        n += 1;
+    }
+    Some(sum / n as f64)
+}
+
 #[test]
 fn builtin_means_match_the_raw_traces() {
     let cases = [

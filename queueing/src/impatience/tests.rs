@@ -389,4 +389,21 @@ proptest! {
             prop_assert!(more_l > base);
         }
     }
+
+    #[test]
+    fn exact_solution_converges_as_the_grid_is_refined(
+        lam in 0.01f64..0.08, tau in 5.0f64..120.0, l in 300.0f64..4000.0,
+    ) {
+        let law = ln_law(l);
+        let p = |n| exact(&law, lam, tau, n, Abandonment::Renege).unwrap();
+        let (coarse, mid, fine) = (p(500), p(1000), p(2000));
+        // Second-order scheme: the 1000→2000 change is small in absolute terms and below the
+        // 500→1000 change (up to rounding noise).
+        let d1 = (coarse.loss_fraction - mid.loss_fraction).abs();
+        let d2 = (mid.loss_fraction - fine.loss_fraction).abs();
+        prop_assert!(d2 < 2e-6, "d2 = {d2}");
+        prop_assert!(d2 <= d1 + 1e-12, "d1 = {d1}, d2 = {d2}");
+        let w = (mid.mean_wait_served_s - fine.mean_wait_served_s).abs();
+        prop_assert!(w < 1e-4 * (1.0 + fine.mean_wait_served_s), "W_qs change {w}");
+    }
 }
