@@ -453,6 +453,13 @@ fn builtin_means_match_the_raw_traces() {
                 d.mean()
             );
             assert!(n > 1000);
+            // Second moment: the within-bin spread is dropped, ≤ 1e-4 relative (README claim).
+            let m2 = raw_trace_second_moment(rel, col).unwrap();
+            assert!(
+                (d.second_moment() - m2).abs() <= 1e-4 * m2,
+                "{name}: E[N²] {} vs trace {m2}",
+                d.second_moment()
+            );
             checked += 1;
         }
     }
