@@ -24,6 +24,12 @@ enum Command {
     /// Choose the max-token limit or the batch size that maximises an objective.
     #[command(subcommand)]
     Optimize(cmd::optimize::OptimizeCommand),
+    /// Profile a model over a (batch × input × max-output) grid; write the timings table.
+    #[cfg(feature = "profiler")]
+    Profile(cmd::profile::ProfileArgs),
+    /// Join the timings tables of `profile --shard I/N` runs.
+    #[cfg(feature = "profiler")]
+    Merge(cmd::merge::MergeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,5 +38,9 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => cmd::simulate::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),
+        #[cfg(feature = "profiler")]
+        Command::Profile(a) => cmd::profile::run(a),
+        #[cfg(feature = "profiler")]
+        Command::Merge(a) => cmd::merge::run(a),
     }
 }

@@ -1,8 +1,12 @@
 //! One module per subcommand.
 pub mod common;
+#[cfg(feature = "profiler")]
+pub mod merge;
 pub mod optimize;
 pub mod optimize_batch;
 pub mod optimize_token_limit;
+#[cfg(feature = "profiler")]
+pub mod profile;
 pub mod queue;
 pub mod queue_batch;
 pub mod queue_mg1;

@@ -1,0 +1,385 @@
+//! `tokenq profile`: drive a model over a (batch × input × max-output) grid and write the
+//! timings table (DESIGN.md "Contracts"), with a progress bar, `--dry-run`, `--resume` and
+//! `--shard I/N`. The work is `profiler::run`; this file parses, validates and prints.
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use profiler::{
+    BackendConfig, CandleSpec, DeviceChoice, Flow, Grid, GridPoint, LinearLatency, Observer,
+    PlanSummary, PointRecord, Precision, ProfileConfig, RepPolicy, Shard, SyntheticClock,
+    SyntheticSpec,
+};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+/// Metric definitions shown in `--help` (DESIGN.md, as vLLM's `bench serve`).
+const METRICS_HELP: &str = "\
+Timings table: one row per timed step, columns run_id, point_id, rep, batch_size, input_tokens,
+step (0 = prefill, which yields the first token; k >= 1 = k-th decode step), context_tokens (KV
+entries before the step), wall_s (host clock, device synchronised), device_s (CUDA events; null
+on CPU). Metadata (runs, per-point records, outliers, KV capacity) goes to OUT's .runs.json.
+
+Metrics: TTFT = submission to first token (prefill + queueing); TPOT = (e2e - TTFT) /
+(output_tokens - 1); ITL = gap between consecutive tokens of one request; e2e = submission to
+last token. One pass of max output N gives e2e(n) = sum of steps 0..n-1 for every n <= N.";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendKind {
+    /// A candle model (Llama family or Qwen2), random or local weights.
+    Candle,
+    /// A known linear latency model plus seeded noise (tests, demos).
+    Synthetic,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ClockKind {
+    /// Report the modeled time without waiting.
+    Modeled,
+    /// Sleep for the modeled time.
+    Sleep,
+}
+
+/// Profile a model over a grid of batch sizes, input lengths and a maximum output length.
+#[derive(Debug, Args)]
+#[command(after_help = METRICS_HELP)]
+pub struct ProfileArgs {
+    /// Model preset: tiny, tinyllama-1.1b, llama-2-7b, llama-3-8b, qwen2-tiny, qwen2-0.5b
+    /// (default tiny; with --weights, taken from DIR/config.json).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Directory with config.json and *.safetensors (default: random seeded weights).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
+    /// Seed of the random weights.
+    #[arg(long, default_value_t = 0)]
+    pub weights_seed: u64,
+    #[arg(long, value_enum, default_value_t = BackendKind::Candle)]
+    pub backend: BackendKind,
+    /// cpu, cuda or cuda:N (CUDA needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Batch sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+    pub batch: Vec<u32>,
+    /// Input (prompt) lengths in tokens, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "32,128")]
+    pub input: Vec<u32>,
+    /// Maximum output length in tokens (one prefill + output−1 decode steps per pass).
+    #[arg(long, default_value_t = 64)]
+    pub output: u32,
+    /// Timings table to write (.parquet, or .csv).
+    #[arg(long, default_value = "profiles/profile.parquet")]
+    pub out: PathBuf,
+    /// Exactly N timed passes per point (overrides --min-time/--min-reps/--max-reps).
+    #[arg(long)]
+    pub reps: Option<u32>,
+    /// Repeat each point until this many seconds are timed...
+    #[arg(long, default_value_t = 0.5, value_name = "SECONDS")]
+    pub min_time: f64,
+    /// ...but at least this many passes...
+    #[arg(long, default_value_t = 3)]
+    pub min_reps: u32,
+    /// ...and at most this many.
+    #[arg(long, default_value_t = 10)]
+    pub max_reps: u32,
+    /// Untimed warm-up passes per point (each covers every timed shape).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: u32,
+    /// Seed of the point order and the prompts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run shard I of N (1-based); points with point_id mod N = I−1.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+    /// Continue a killed run (same flags).
+    #[arg(long)]
+    pub resume: bool,
+    /// Overwrite an existing --out.
+    #[arg(long)]
+    pub force: bool,
+    /// CPU memory budget in GiB for the KV-cache capacity check (default: MemAvailable).
+    #[arg(long, value_name = "GIB")]
+    pub memory_budget: Option<f64>,
+    /// Print the plan and its estimated time; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// No progress bar or per-point lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Synthetic backend: lognormal noise σ.
+    #[arg(long, default_value_t = 0.02)]
+    pub synthetic_noise: f64,
+    /// Synthetic backend: probability of a ×5 spike per step.
+    #[arg(long, default_value_t = 0.0)]
+    pub synthetic_spike_prob: f64,
+    /// Synthetic backend: how time passes.
+    #[arg(long, value_enum, default_value_t = ClockKind::Modeled)]
+    pub synthetic_clock: ClockKind,
+}
+
+/// Parse and validate into the library's typed config.
+pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
+    let grid = Grid::new(a.batch.clone(), a.input.clone(), a.output)?;
+    let reps = match a.reps {
+        Some(n) => RepPolicy {
+            warmup_passes: a.warmup,
+            ..RepPolicy::fixed(n)
+        },
+        None => RepPolicy {
+            warmup_passes: a.warmup,
+            min_time_s: a.min_time,
+            min_reps: a.min_reps,
+            max_reps: a.max_reps,
+        },
+    };
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let memory_budget_bytes = match a.memory_budget {
+        Some(g) if g.is_finite() && g > 0.0 => Some((g * profiler::capacity::GIB) as u64),
+        Some(g) => anyhow::bail!("--memory-budget {g}: give a positive number of GiB, e.g. 8"),
+        None => None,
+    };
+    let backend = match a.backend {
+        BackendKind::Candle => BackendConfig::Candle(CandleSpec::resolve(
+            a.model.as_deref(),
+            a.weights.as_deref(),
+            a.weights_seed,
+            DeviceChoice::parse(&a.device)?,
+            Precision::parse(&a.dtype)?,
+        )?),
+        BackendKind::Synthetic => {
+            if a.model.is_some() || a.weights.is_some() {
+                anyhow::bail!(
+                    "--backend synthetic takes no --model or --weights (its latency is a fixed linear model)"
+                );
+            }
+            BackendConfig::Synthetic(SyntheticSpec {
+                latency: LinearLatency::default(),
+                noise_sigma: a.synthetic_noise,
+                spike_prob: a.synthetic_spike_prob,
+                spike_factor: 5.0,
+                clock: match a.synthetic_clock {
+                    ClockKind::Modeled => SyntheticClock::Modeled,
+                    ClockKind::Sleep => SyntheticClock::Sleep,
+                },
+                seed: a.seed,
+            })
+        }
+    };
+    Ok(ProfileConfig {
+        backend,
+        grid,
+        reps,
+        seed: a.seed,
+        shard,
+        out: a.out.clone(),
+        resume: a.resume,
+        overwrite: a.force,
+        memory_budget_bytes,
+    })
+}
+
+/// Progress: a bar with ETA on a terminal, plain lines otherwise, nothing with --quiet.
+struct Progress {
+    bar: Option<ProgressBar>,
+    plain: bool,
+    total: usize,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let tty = std::io::stderr().is_terminal();
+        Self {
+            bar: None,
+            plain: !quiet && !tty,
+            total: 0,
+        }
+        .with_bar(!quiet && tty)
+    }
+    fn with_bar(mut self, on: bool) -> Self {
+        if on {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} points, ETA {eta} {msg}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            self.bar = Some(bar);
+        }
+        self
+    }
+}
+
+impl Observer for Progress {
+    fn planned(&mut self, plan: &PlanSummary) {
+        self.total = plan.points.len() - plan.already_done.len();
+        if let Some(b) = &self.bar {
+            b.set_length(self.total as u64);
+        }
+    }
+    fn point_started(&mut self, p: &GridPoint, _i: usize, _total: usize) {
+        if let Some(b) = &self.bar {
+            b.set_message(format!(
+                "batch {} × input {} tok",
+                p.batch_size, p.input_tokens
+            ));
+        }
+    }
+    fn point_finished(&mut self, r: &PointRecord) -> Flow {
+        if let Some(b) = &self.bar {
+            b.inc(1);
+        } else if self.plain {
+            eprintln!(
+                "point {:>4}: batch {:>4}, input {:>5} tokens: {} ({} reps, {:.2} s)",
+                r.point_id, r.batch_size, r.input_tokens, r.status, r.reps, r.elapsed_s
+            );
+        }
+        Flow::Continue
+    }
+    fn warning(&mut self, message: &str) {
+        match &self.bar {
+            Some(b) => b.println(format!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+}
+
+fn fmt_s(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+fn print_plan(plan: &PlanSummary) {
+    let todo = plan.points.len() - plan.already_done.len();
+    println!(
+        "plan: {} {} on {} ({}), grid {} batch sizes × {} input lengths = {} points{}",
+        plan.backend,
+        plan.model,
+        plan.device,
+        plan.dtype,
+        plan.grid.batch_sizes.len(),
+        plan.grid.input_tokens.len(),
+        plan.grid_points,
+        plan.shard
+            .map(|s| format!(", shard {}/{} has {}", s.index, s.count, plan.points.len()))
+            .unwrap_or_default()
+    );
+    println!(
+        "  batch sizes {:?}, input tokens {:?}, max output {} tokens ({} timed steps per pass)",
+        plan.grid.batch_sizes, plan.grid.input_tokens, plan.grid.max_output, plan.steps_per_pass
+    );
+    println!(
+        "  per point: {} warm-up pass(es), then {}..{} timed passes (≥ {} s timed)",
+        plan.rep_policy.warmup_passes,
+        plan.rep_policy.min_reps,
+        plan.rep_policy.max_reps,
+        plan.rep_policy.min_time_s
+    );
+    if !plan.already_done.is_empty() {
+        println!(
+            "  resuming: {} point(s) already done, {todo} to go",
+            plan.already_done.len()
+        );
+    }
+    if let Some(kv) = &plan.kv_capacity {
+        let caps: Vec<String> = kv
+            .entries
+            .iter()
+            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
+            .collect();
+        println!(
+            "  KV-cache capacity ({:.2} GiB budget, {}): {}",
+            kv.budget_bytes as f64 / profiler::capacity::GIB,
+            kv.source,
+            caps.join(", ")
+        );
+    }
+    println!(
+        "  estimated time: {} ({})",
+        fmt_s(plan.estimated_s),
+        plan.estimate_kind
+    );
+}
+
+pub fn run(a: ProfileArgs) -> Result<()> {
+    let cfg = config(&a)?;
+    if a.dry_run {
+        let plan = profiler::plan(&cfg)?;
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+        } else {
+            print_plan(&plan);
+            println!("dry run: nothing was timed or written");
+        }
+        return Ok(());
+    }
+    let mut progress = Progress::new(a.quiet || a.json);
+    let summary = profiler::run(&cfg, &mut progress)?;
+    if let Some(b) = &progress.bar {
+        b.finish_and_clear();
+    }
+    let df = profiler::read_frame(&summary.out)?;
+    let stats = profiler::point_stats(&df).context("summarising the timings table")?;
+    if a.json {
+        let v = serde_json::json!({ "summary": summary, "points": stats });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "profiled {} point(s) ({} ok, {} failed{}) in {}: {} rows → {}",
+        summary.points_ok + summary.points_failed,
+        summary.points_ok,
+        summary.points_failed,
+        if summary.points_resumed > 0 {
+            format!(", {} resumed", summary.points_resumed)
+        } else {
+            String::new()
+        },
+        fmt_s(summary.elapsed_s),
+        summary.rows,
+        summary.out.display()
+    );
+    println!(
+        "metadata (runs, points, outliers, KV capacity) → {}",
+        summary.meta.display()
+    );
+    println!(
+        "outliers (Tukey fences, labelled and kept): {} mild, {} far-out",
+        summary.outliers_mild, summary.outliers_far
+    );
+    if let Some(kv) = &summary.kv_capacity {
+        let caps: Vec<String> = kv
+            .entries
+            .iter()
+            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
+            .collect();
+        println!("KV-cache capacity ({}): {}", kv.source, caps.join(", "));
+    }
+    println!("measured means per point (host clock; no queueing, so TTFT = prefill):");
+    println!(
+        "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+        "batch", "input", "reps", "TTFT", "TPOT", "e2e"
+    );
+    for s in &stats {
+        println!(
+            "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+            s.batch_size,
+            s.input_tokens,
+            s.reps,
+            fmt_s(s.ttft_s),
+            s.tpot_s.map(fmt_s).unwrap_or_else(|| "-".into()),
+            format!("{} @{} tok", fmt_s(s.e2e_s), s.output_tokens)
+        );
+    }
+    Ok(())
+}
