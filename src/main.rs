@@ -24,6 +24,9 @@ enum Command {
     /// Choose the max-token limit or the batch size that maximises an objective.
     #[command(subcommand)]
     Optimize(cmd::optimize::OptimizeCommand),
+    /// Fit latency coefficients to timings tables (or import real GPU data); write the coefficients file.
+    #[cfg(feature = "tables")]
+    Fit(cmd::fit::FitArgs),
     /// Profile a model over a (batch × input × max-output) grid; write the timings table.
     #[cfg(feature = "profiler")]
     Profile(cmd::profile::ProfileArgs),
@@ -38,6 +41,8 @@ fn main() -> anyhow::Result<()> {
         Command::Simulate(a) => cmd::simulate::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),
+        #[cfg(feature = "tables")]
+        Command::Fit(a) => cmd::fit::run(a),
         #[cfg(feature = "profiler")]
         Command::Profile(a) => cmd::profile::run(a),
         #[cfg(feature = "profiler")]

@@ -636,3 +636,66 @@ mod tests {
         assert_eq!(r.time_s, 10.0);
     }
 }
+
+/// A source of real GPU data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The paper's Table I CSV.
+    Table1,
+    /// A Vidur `mlp.csv`.
+    Vidur,
+    /// A directory of LLMServingSim per-layer tables.
+    LlmServingSim,
+}
+
+/// Import `path` and fit it: the whole `tokenq fit --from` path. `device`/`model` are required
+/// for Vidur and LLMServingSim (the files do not name them); `dtype` overrides the default.
+pub fn fit_source(
+    source: Source,
+    path: &Path,
+    device: Option<&str>,
+    model: Option<&str>,
+    dtype: Option<&str>,
+    opts: &crate::model::FitOptions,
+) -> Result<crate::coefficients::CoefficientsFile> {
+    let mut file = match source {
+        Source::Table1 => {
+            let t = table1(path)?;
+            let s = crate::model::fit_e2e(&t.train, Some(&t.test), opts)?;
+            let mut f = crate::coefficients::CoefficientsFile::new(t.provenance);
+            f.single_request = Some(s);
+            f.kv_capacity = t.kv_capacity;
+            f
+        }
+        Source::Vidur | Source::LlmServingSim => {
+            let need = |flag: &str, v: Option<&str>| match v {
+                Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
+                _ => Err(FitError::Config(format!(
+                    "--{flag} is required with --from {} (it goes into the file's provenance)",
+                    if source == Source::Vidur {
+                        "vidur"
+                    } else {
+                        "llmservingsim"
+                    }
+                ))),
+            };
+            let (device, model) = (need("device", device)?, need("model", model)?);
+            let grid = ImportGrid::default();
+            let imp = if source == Source::Vidur {
+                vidur_mlp(path, &device, &model, &grid)?
+            } else {
+                llmservingsim(path, &device, &model, &grid)?
+            };
+            let mut prov = imp.provenance;
+            prov.method = format!(
+                "{}; virtual profile: batch sizes {:?}, prompts {:?} tokens, {} output tokens",
+                prov.method, grid.batch_sizes, grid.input_tokens, grid.output_tokens
+            );
+            crate::model::fit_steps(&imp.rows, opts)?.into_file(prov, imp.kv_capacity)
+        }
+    };
+    if let Some(d) = dtype {
+        file.provenance.dtype = d.to_string();
+    }
+    Ok(file)
+}

@@ -17,7 +17,10 @@ pub mod import;
 pub mod model;
 pub mod profile;
 pub mod regress;
+pub mod report;
 pub mod steptime;
+#[cfg(feature = "tables")]
+pub mod tables;
 
 pub use coefficients::{CoefficientsFile, Provenance, SCHEMA_VERSION};
 pub use error::{FitError, Result};

@@ -16,7 +16,8 @@
 //! of the prompt length, MATH.md §5 eq 17); `ctx_ref` the median per-request context of the
 //! decode points.
 //!
-//! Step fits use weighted least squares on the per-point medians with weights
+//! Decode points are thinned to at most `max_lengths` step positions per grid point. Step fits
+//! use weighted least squares on the per-point medians with weights
 //! `reps / spread²` when every point has repetitions (ordinary least squares otherwise) and
 //! Student-t 95% intervals, which assume independent step noise. The single-request line is
 //! fitted by OLS to the mean (over repetitions) e2e curves; its intervals come from the
@@ -453,6 +454,26 @@ fn pooled_weights(points: &[&crate::profile::StepPoint]) -> Vec<Option<f64>> {
         .collect()
 }
 
+/// Decode points, at most `k` step positions per grid point, spread evenly: consecutive steps
+/// of one run are nearly the same measurement, and a grid point with many more steps (e.g. the
+/// batch-1 points of an import, kept whole for the e2e curves) must not outweigh the others.
+fn thin_decode(points: &[crate::profile::StepPoint], k: usize) -> Vec<&crate::profile::StepPoint> {
+    let mut groups: BTreeMap<&PointKey, Vec<&crate::profile::StepPoint>> = BTreeMap::new();
+    for p in points.iter().filter(|p| p.step >= 1) {
+        groups.entry(&p.key).or_default().push(p);
+    }
+    let mut out = Vec::new();
+    for (_, mut g) in groups {
+        g.sort_by_key(|p| p.step);
+        out.extend(
+            crate::profile::thin(g.len(), k)
+                .into_iter()
+                .map(|i| g[i - 1]),
+        );
+    }
+    out
+}
+
 fn weighting_label(points: &[crate::profile::StepPoint]) -> &'static str {
     if points.iter().all(|p| p.spread_s.is_some()) {
         "wls: reps/σ², σ² pooled per batch size"
@@ -518,7 +539,7 @@ pub fn fit_steps(rows: &[StepRow], opts: &FitOptions) -> Result<ProfileFit> {
             Ok(f) => first_token = Some(f),
             Err(e) => skipped.push(format!("first_token: {e}")),
         }
-        let sel: Vec<&crate::profile::StepPoint> = points.iter().filter(|p| p.step >= 1).collect();
+        let sel = thin_decode(&points, opts.max_lengths);
         let weights = pooled_weights(&sel);
         let decode: Vec<Obs> = sel
             .iter()

@@ -211,7 +211,7 @@ pub fn e2e_curves(rows: &[StepRow], max_lengths: usize) -> Vec<E2ePoint> {
 }
 
 /// Up to `k` integers spread evenly over 1..=n, always including 1 and n.
-fn thin(n: usize, k: usize) -> Vec<usize> {
+pub(crate) fn thin(n: usize, k: usize) -> Vec<usize> {
     if n <= k || k < 2 {
         return (1..=n).collect();
     }

@@ -1,5 +1,10 @@
 //! One module per subcommand.
+// `--coefficients FILE` for queue/optimize/simulate (used as those commands adopt it).
+#[allow(dead_code)]
+pub mod coefficients_args;
 pub mod common;
+#[cfg(feature = "tables")]
+pub mod fit;
 #[cfg(feature = "profiler")]
 pub mod merge;
 pub mod optimize;
