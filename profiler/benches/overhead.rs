@@ -2,7 +2,10 @@
 //! calls, host timer, synchronisation, row bookkeeping) against a bare loop of the same
 //! forward + argmax calls on the tiny CPU model. Target: ≤ 2 %.
 //!
-//! `cargo bench -p profiler --bench overhead`
+//! A second group times the same loop on the synthetic backend (modeled clock), which isolates
+//! the bookkeeping from the model's timing noise.
+//!
+//! `cargo bench -p profiler --bench overhead` (or `--profile dev` for a quick build)
 
 use candle_core::{D, Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -56,9 +59,27 @@ fn overhead(c: &mut Criterion) {
     }
 }
 
+/// The loop's own cost without a model: `measure_pass` on the synthetic backend with the
+/// modeled clock (no waiting). Its time per step bounds the profiler's bookkeeping per step
+/// from above (it includes the synthetic backend's noise sampling), free of the model's noise.
+fn loop_only(c: &mut Criterion) {
+    let mut g = c.benchmark_group(format!("loop_only_b1_in32_out{OUTPUT}"));
+    let mut b = profiler::SyntheticBackend::new(profiler::SyntheticSpec::default());
+    let prompts = random_prompts(b.vocab_size(), 1, 32, 1);
+    let shape = PointShape {
+        batch_size: 1,
+        input_tokens: 32,
+        max_output: OUTPUT,
+    };
+    g.bench_function("synthetic_measure_pass", |bench| {
+        bench.iter(|| black_box(measure_pass(&mut b, shape, &prompts, 0).unwrap()))
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = overhead
+    targets = overhead, loop_only
 }
 criterion_main!(benches);
