@@ -1,11 +1,19 @@
 //! Small helpers shared by the analytic commands (`queue …`, `optimize …`): parsing of
 //! `--tokens`, checks of numeric flags with one-line errors naming the flag, a plain table
 //! printer that carries units and the method of every number, and JSON printing.
+//!
+//! `--validate` ([`ValidateArgs`], [`Validation`]): the analytic commands run the event-driven
+//! simulator (library `sim`, MATH.md §11) on the same system and report each analytic mean
+//! beside the simulation's 95% confidence interval, the difference counted in half-widths of
+//! that interval. An exact value more than [`FLAG_HALF_WIDTHS`] half-widths away is flagged; a
+//! bound or an approximation is expected to differ and is labelled so, not flagged.
 
 use anyhow::{Result, bail};
+use clap::Args;
 use queueing::Method;
 use queueing::dist::TokenDist;
 use serde::Serialize;
+use sim::{Estimate, Report, RunConfig, Scenario, Stability, TokenMode};
 
 /// Parse a token-distribution spec; the error names `flag` and lists the accepted forms.
 pub fn parse_tokens(flag: &str, spec: &str) -> Result<TokenDist> {
@@ -138,6 +146,263 @@ pub fn render_grid<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> 
 pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+/// An exact analytic value farther than this many CI half-widths from the simulation is flagged.
+pub const FLAG_HALF_WIDTHS: f64 = 2.0;
+/// Default arrivals per replication of a `--validate` run.
+pub const DEFAULT_VALIDATE_REQUESTS: &str = "2e5";
+
+/// `--validate` and its simulation settings, shared by `queue mg1` and `queue batch`.
+#[derive(Debug, Clone, Args)]
+pub struct ValidateArgs {
+    /// Also simulate the same system (event-driven simulator, MATH.md §11) and print each
+    /// analytic mean beside the simulation's 95% CI, the difference in CI half-widths.
+    #[arg(long)]
+    pub validate: bool,
+    /// With --validate: arrivals per replication (accepts 2e5).
+    #[arg(long, value_name = "N", default_value = DEFAULT_VALIDATE_REQUESTS, requires = "validate")]
+    pub requests: String,
+    /// With --validate: master seed of the simulation.
+    #[arg(long, default_value_t = 1, requires = "validate")]
+    pub seed: u64,
+    /// With --validate: independent replications (CI across them); 1 = one run, 30 batch means.
+    #[arg(long, default_value_t = 1, value_name = "R", requires = "validate")]
+    pub replications: u32,
+}
+
+/// One analytic mean beside its simulation estimate.
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    /// What is compared, e.g. `E[W_q] mean wait`.
+    pub quantity: String,
+    /// Unit of `analytic`, `sim` and `sim_half_width`.
+    pub unit: &'static str,
+    /// The analytic value.
+    pub analytic: f64,
+    /// Exact, bound or approximation.
+    pub analytic_method: Method,
+    /// Simulation point estimate.
+    pub sim: f64,
+    /// Half-width of the simulation's confidence interval.
+    pub sim_half_width: f64,
+    /// (sim − analytic) / half-width.
+    pub diff_half_widths: f64,
+    /// An exact value outside `FLAG_HALF_WIDTHS` half-widths.
+    pub flagged: bool,
+    /// Why a difference is expected (bound, approximation), when it is.
+    pub note: Option<String>,
+}
+
+impl Comparison {
+    /// Compare `analytic` (obtained by `method`) with the simulation estimate `sim`.
+    pub fn new(
+        quantity: String,
+        unit: &'static str,
+        analytic: f64,
+        method: Method,
+        sim: Estimate,
+    ) -> Self {
+        let d = sim.value - analytic;
+        let diff = if sim.half_width > 0.0 {
+            d / sim.half_width
+        } else if sim.half_width == 0.0 {
+            // A quantity the simulation holds fixed (e.g. the batch size K of fixed batching).
+            if d.abs() <= 1e-9 * analytic.abs().max(1.0) {
+                0.0
+            } else {
+                d.signum() * f64::INFINITY
+            }
+        } else {
+            f64::NAN
+        };
+        let note = match method {
+            Method::Exact => None,
+            Method::Bound => {
+                Some("a bound: a difference is expected, the simulation on its safe side".into())
+            }
+            Method::Approximation => Some("an approximation: a difference is expected".into()),
+            Method::Simulation => Some("a simulation: both sides are random".into()),
+        };
+        Self {
+            quantity,
+            unit,
+            analytic,
+            analytic_method: method,
+            sim: sim.value,
+            sim_half_width: sim.half_width,
+            diff_half_widths: diff,
+            flagged: method == Method::Exact && diff.abs() > FLAG_HALF_WIDTHS,
+            note,
+        }
+    }
+}
+
+/// The `validation` object of `--validate` (JSON and human output).
+#[derive(Debug, Clone, Serialize)]
+pub struct Validation {
+    /// Arrivals per replication.
+    pub requests: u64,
+    /// Replications.
+    pub replications: u32,
+    /// Master seed.
+    pub seed: u64,
+    /// `batch_means` or `replications`.
+    pub ci_kind: String,
+    /// Units the t-interval is built on.
+    pub ci_units: usize,
+    /// Confidence level of the intervals.
+    pub confidence: f64,
+    /// How the simulator turns draws into token counts (`continuous`: n = min(X, L) as the
+    /// analytic law reads it; `integer`: n = min(max(1, round X), L), MATH.md §11).
+    pub token_mode: TokenMode,
+    /// Whether the simulated queue reached a steady state.
+    pub stable: bool,
+    /// Why not, when it did not (the comparisons are then empty).
+    pub unstable_reason: Option<String>,
+    /// Each analytic mean beside the simulation.
+    pub comparisons: Vec<Comparison>,
+    /// Number of flagged comparisons.
+    pub flagged: usize,
+}
+
+impl ValidateArgs {
+    /// Simulate `scenario` with these settings.
+    pub fn simulate(&self, scenario: &Scenario) -> Result<Report> {
+        let requests = super::simulate::parse_count(&self.requests)?;
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--validate: {e}"))?;
+        let config = RunConfig {
+            requests,
+            seed: self.seed,
+            replications: self.replications,
+            ..RunConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--requests/--replications: {e}"))?;
+        sim::run(scenario, &config).map_err(|e| anyhow::anyhow!("--validate simulation: {e}"))
+    }
+
+    /// Assemble the validation object from a report and the comparisons built from it (the
+    /// comparisons are dropped when the simulated queue did not reach a steady state).
+    pub fn validation(
+        &self,
+        r: &Report,
+        token_mode: TokenMode,
+        comparisons: Vec<Comparison>,
+    ) -> Validation {
+        let (stable, reason, comparisons) = match &r.stability {
+            Stability::Stable => (true, None, comparisons),
+            Stability::Unstable {
+                rho,
+                max_stable_rate_rps,
+                reason,
+            } => (
+                false,
+                Some(format!(
+                    "simulated queue unstable ({reason}; ρ ≈ {rho:.4}, largest stable rate ≈ {max_stable_rate_rps:.6} req/s)"
+                )),
+                Vec::new(),
+            ),
+        };
+        Validation {
+            requests: r.requests,
+            replications: r.replications,
+            seed: r.seed,
+            ci_kind: r.ci.kind.clone(),
+            ci_units: r.ci.units,
+            confidence: r.ci.confidence,
+            token_mode,
+            stable,
+            unstable_reason: reason,
+            flagged: comparisons.iter().filter(|c| c.flagged).count(),
+            comparisons,
+        }
+    }
+}
+
+/// Decimals that show a half-width with two significant digits.
+fn ci_decimals(hw: f64) -> usize {
+    if hw.is_finite() && hw > 0.0 {
+        (1 - hw.log10().floor() as i64).clamp(0, 12) as usize
+    } else {
+        6
+    }
+}
+
+impl Validation {
+    /// Human lines: `quantity: analytic V u (method) | sim V ± H u | diff D CI [flag or note]`.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "validation: simulation of the same system, {} requests × {} replication(s), seed {}, {:.0}% CI from {} {}, {} token counts\n",
+            self.requests,
+            self.replications,
+            self.seed,
+            self.confidence * 100.0,
+            self.ci_units,
+            self.ci_kind.replace('_', " "),
+            match self.token_mode {
+                TokenMode::Continuous => "continuous",
+                TokenMode::Integer => "integer",
+            }
+        );
+        if let Some(r) = &self.unstable_reason {
+            out.push_str(&format!("  {r}: no steady-state means to compare\n"));
+            return out;
+        }
+        let rows: Vec<[String; 5]> = self
+            .comparisons
+            .iter()
+            .map(|c| {
+                let d = ci_decimals(c.sim_half_width);
+                let tail = if c.flagged {
+                    format!("  <-- exact value outside {FLAG_HALF_WIDTHS} CI half-widths")
+                } else {
+                    c.note
+                        .as_ref()
+                        .map_or(String::new(), |n| format!("  ({n})"))
+                };
+                [
+                    c.quantity.clone(),
+                    format!(
+                        "analytic {} {} ({})",
+                        num(c.analytic, 7),
+                        c.unit,
+                        c.analytic_method
+                    ),
+                    format!("sim {:.d$} ± {:.d$} {}", c.sim, c.sim_half_width, c.unit),
+                    format!("diff {:+.2} CI", c.diff_half_widths),
+                    tail,
+                ]
+            })
+            .collect();
+        let mut w = [0usize; 4];
+        for r in &rows {
+            for i in 0..4 {
+                w[i] = w[i].max(r[i].chars().count());
+            }
+        }
+        for r in rows {
+            let pad = |i: usize| " ".repeat(w[i] - r[i].chars().count());
+            let line = format!(
+                "  {}{}  {}{} | {}{} | {}{}{}",
+                r[0],
+                pad(0),
+                r[1],
+                pad(1),
+                r[2],
+                pad(2),
+                r[3],
+                pad(3),
+                r[4]
+            );
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
 }
 
 #[cfg(test)]

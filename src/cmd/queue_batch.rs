@@ -4,6 +4,11 @@
 //! Batch time of `b` requests: `T_b = t1(b) + t2(b)·M_b` with `t1(b) = K1·b + K2` (first token,
 //! `--first-token-s K1,K2`), `t2(b) = K3·b + K4` (each later token, `--decode-step-s K3,K4`) and
 //! `M_b` the largest decode length in the batch, drawn from `--tokens`.
+//!
+//! `--validate` simulates the same policy (MATH.md §11) beside the analytic estimates: with
+//! continuous decode lengths as the analytic law reads them, or, with `--max-tokens L`, with the
+//! simulator's integer lengths `min(max(1, round X), L)`, which is what the analytic model then
+//! uses too.
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -11,6 +16,8 @@ use queueing::batch::{
     BatchCoeffs, BatchConfig, BatchError, BatchReport, ChainOptions, LlmBatch, Policy,
 };
 use serde::Serialize;
+
+use super::common::{Comparison, ValidateArgs, Validation};
 
 /// The batch-time model flags shared by `queue batch` and `optimize batch-size`.
 #[derive(Debug, Clone, Args)]
@@ -115,6 +122,8 @@ pub struct QueueBatchArgs {
     pub arrival_rate: f64,
     #[command(flatten)]
     pub model: BatchModelArgs,
+    #[command(flatten)]
+    pub validate: ValidateArgs,
     /// Machine-readable output (documented in README, "Batching models").
     #[arg(long)]
     pub json: bool,
@@ -173,9 +182,11 @@ struct JsonReport {
     load: f64,
     max_stable_rate_req_s: f64,
     estimates: Vec<JsonEstimate>,
+    /// With --validate: the simulation beside the estimates; null otherwise.
+    validation: Option<Validation>,
 }
 
-fn to_json(r: &BatchReport, m: &LlmBatch) -> JsonReport {
+fn to_json(r: &BatchReport, m: &LlmBatch, validation: Option<Validation>) -> JsonReport {
     JsonReport {
         policy: r.policy,
         max_batch: r.max_batch,
@@ -207,7 +218,87 @@ fn to_json(r: &BatchReport, m: &LlmBatch) -> JsonReport {
                 }),
             })
             .collect(),
+        validation,
     }
+}
+
+/// Simulate the same batching system and compare every analytic estimate with it.
+fn validate(a: &QueueBatchArgs, cfg: &BatchConfig, r: &BatchReport) -> Result<Validation> {
+    let c = cfg.model.coeffs;
+    let batch = sim::BatchTime::new(c.k1, c.k2, c.k3, c.k4);
+    let cap = a
+        .max_batch
+        .map(|k| {
+            u32::try_from(k).map_err(|_| anyhow::anyhow!("--max-batch {k}: too large to simulate"))
+        })
+        .transpose()?;
+    let policy = match a.policy {
+        PolicyArg::Dynamic => sim::Policy::Dynamic {
+            batch,
+            max_batch: cap,
+        },
+        PolicyArg::Elastic => sim::Policy::Elastic {
+            batch,
+            max_batch: cap,
+        },
+        PolicyArg::Fixed => sim::Policy::Fixed {
+            batch,
+            batch_size: cap.unwrap_or(1),
+        },
+    };
+    // With --max-tokens the analytic model already uses the simulator's integer lengths; give
+    // the simulator the law as written and let it round and clip. Without, both read it as is.
+    let (law, max_tokens, token_mode) = match a.model.max_tokens {
+        Some(l) => (
+            super::common::parse_tokens("--tokens", &a.model.tokens)?,
+            Some(l as f64),
+            sim::TokenMode::Integer,
+        ),
+        None => (
+            cfg.model.tokens.dist().clone(),
+            None,
+            sim::TokenMode::Continuous,
+        ),
+    };
+    let scenario = sim::Scenario {
+        policy,
+        arrivals: sim::Arrivals::Poisson {
+            rate_rps: cfg.arrival_rate,
+        },
+        tokens: sim::Tokens::Law(sim::TokenLaw::Dist(law)),
+        max_tokens,
+        token_mode,
+    };
+    let s = a.validate.simulate(&scenario)?;
+    let mut out = Vec::new();
+    for e in &r.estimates {
+        if let Some(w) = e.wait_s {
+            out.push(Comparison::new(
+                format!("{}: wait", e.label),
+                "s",
+                w,
+                e.method,
+                s.wait_s.mean,
+            ));
+        }
+        out.push(Comparison::new(
+            format!("{}: latency", e.label),
+            "s",
+            e.latency_s,
+            e.method,
+            s.latency_s.mean,
+        ));
+        if let Some(b) = e.mean_batch {
+            out.push(Comparison::new(
+                format!("{}: mean batch", e.label),
+                "req",
+                b,
+                e.method,
+                s.mean_batch_size,
+            ));
+        }
+    }
+    Ok(a.validate.validation(&s, token_mode, out))
 }
 
 /// A method label with the heuristic mark.
@@ -269,10 +360,15 @@ pub fn run(a: QueueBatchArgs) -> Result<()> {
             cfg.arrival_rate
         )
     })?;
+    let validation = if a.validate.validate {
+        Some(validate(&a, &cfg, &report)?)
+    } else {
+        None
+    };
     if a.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&to_json(&report, &cfg.model))?
+            serde_json::to_string_pretty(&to_json(&report, &cfg.model, validation))?
         );
         return Ok(());
     }
@@ -337,5 +433,9 @@ pub fn run(a: QueueBatchArgs) -> Result<()> {
         }
     }
     println!("  wait = arrival → batch start; latency = arrival → the request's own completion");
+    if let Some(v) = &validation {
+        println!();
+        print!("{}", v.render());
+    }
     Ok(())
 }

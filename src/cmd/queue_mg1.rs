@@ -1,5 +1,7 @@
 //! `tokenq queue mg1`: M/G/1 FCFS with a max-token limit (MATH.md §1) and, with `--patience`,
 //! impatient users (MATH.md §2): exact level crossing by default, De Kok–Tijms on request.
+//! `--validate` simulates the same system (MATH.md §11) with continuous token counts
+//! `n = min(X, L)`, the reading of the analytic laws, and prints both side by side.
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -8,7 +10,10 @@ use queueing::impatience::{self, Abandonment, DEFAULT_GRID, ImpatienceResult, Se
 use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
 use serde::Serialize;
 
-use super::common::{Table, max_tokens, num, parse_tokens, positive, print_json};
+use super::common::{
+    Comparison, Table, ValidateArgs, Validation, max_tokens, num, parse_tokens, positive,
+    print_json,
+};
 
 /// How to solve the impatience model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -110,6 +115,8 @@ pub struct QueueMg1Args {
     /// Max-token limit L (tokens); omit for no limit.
     #[arg(long, value_name = "L", allow_hyphen_values = true)]
     pub max_tokens: Option<f64>,
+    #[command(flatten)]
+    pub validate: ValidateArgs,
     /// Machine-readable output (fields in README, "Single-server models").
     #[arg(long)]
     pub json: bool,
@@ -145,6 +152,8 @@ struct Output<'a> {
     mg1_unstable: Option<String>,
     impatience: Option<ImpatienceResult>,
     dekok_tijms_parts: Option<DktParts>,
+    /// With --validate: the simulation beside the analytic values; null otherwise.
+    validation: Option<Validation>,
 }
 
 pub fn run(a: QueueMg1Args) -> Result<()> {
@@ -185,6 +194,11 @@ pub fn run(a: QueueMg1Args) -> Result<()> {
             }
         }
     }
+    let validation = if a.validate.validate {
+        Some(validate(&a.validate, &w, l, mg1.as_ref(), imp.as_ref())?)
+    } else {
+        None
+    };
     let out = Output {
         model: "mg1",
         inputs: Inputs {
@@ -202,12 +216,111 @@ pub fn run(a: QueueMg1Args) -> Result<()> {
         mg1_unstable: unstable,
         impatience: imp,
         dekok_tijms_parts: parts,
+        validation,
     };
     if a.json {
         return print_json(&out);
     }
     print_human(&out);
+    if let Some(v) = &out.validation {
+        print!("{}", v.render());
+    }
     Ok(())
+}
+
+/// Simulate the same M/G/1 (with its patience, if any) and compare each analytic mean.
+fn validate(
+    v: &ValidateArgs,
+    w: &Workload,
+    l: f64,
+    mg1: Option<&Mg1Result>,
+    imp: Option<&ImpatienceResult>,
+) -> Result<Validation> {
+    let token_mode = sim::TokenMode::Continuous;
+    let scenario = sim::Scenario {
+        policy: sim::Policy::Mg1 {
+            service: sim::LinearService {
+                per_token_s: w.service.per_token_s,
+                intercept_s: w.service.intercept_s,
+            },
+            patience: w.patience.map(|tau| sim::Patience {
+                patience_s: tau,
+                mode: match w.abandonment {
+                    Abandonment::Renege => sim::ImpatienceMode::Renege,
+                    Abandonment::Balk => sim::ImpatienceMode::Balk,
+                },
+            }),
+        },
+        arrivals: sim::Arrivals::Poisson {
+            rate_rps: w.arrival_rate,
+        },
+        tokens: sim::Tokens::Law(sim::TokenLaw::Dist(w.tokens.clone())),
+        max_tokens: l.is_finite().then_some(l),
+        token_mode,
+    };
+    let r = v.simulate(&scenario)?;
+    let mut c = Vec::new();
+    match (imp, mg1) {
+        (Some(i), _) => {
+            let m = i.method;
+            c.push(Comparison::new(
+                "pi loss fraction".into(),
+                "fraction",
+                i.loss_fraction,
+                m,
+                r.loss_fraction,
+            ));
+            c.push(Comparison::new(
+                "E[W_qs] wait of served".into(),
+                "s",
+                i.mean_wait_served_s,
+                m,
+                r.wait_s.mean,
+            ));
+            if let Some(all) = r.wait_all_s {
+                c.push(Comparison::new(
+                    "E[W_q] wait of all users".into(),
+                    "s",
+                    i.mean_wait_all_s,
+                    m,
+                    all,
+                ));
+            }
+            c.push(Comparison::new(
+                "sojourn of served".into(),
+                "s",
+                i.mean_sojourn_served_s,
+                m,
+                r.latency_s.mean,
+            ));
+        }
+        (None, Some(g)) => {
+            let m = g.method;
+            c.push(Comparison::new(
+                "rho utilisation".into(),
+                "fraction",
+                g.utilisation,
+                m,
+                r.utilisation,
+            ));
+            c.push(Comparison::new(
+                "E[W_q] mean wait".into(),
+                "s",
+                g.mean_wait_s,
+                m,
+                r.wait_s.mean,
+            ));
+            c.push(Comparison::new(
+                "mean sojourn".into(),
+                "s",
+                g.mean_sojourn_s,
+                m,
+                r.latency_s.mean,
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok(v.validation(&r, token_mode, c))
 }
 
 fn print_human(o: &Output<'_>) {

@@ -139,7 +139,7 @@ pub struct SimulateArgs {
 }
 
 /// Parse `1e6`, `1000000` or `1_000_000` into a positive request count.
-fn parse_count(s: &str) -> Result<u64> {
+pub(crate) fn parse_count(s: &str) -> Result<u64> {
     let clean = s.replace('_', "");
     if let Ok(n) = clean.parse::<u64>() {
         return Ok(n);
