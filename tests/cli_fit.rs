@@ -8,7 +8,10 @@ use std::path::Path;
 use assert_cmd::Command;
 
 fn tokenq() -> Command {
-    Command::cargo_bin("tokenq").unwrap()
+    // anyhow prints a backtrace under RUST_BACKTRACE=1 (set in some CI shells); users see one line.
+    let mut c = Command::cargo_bin("tokenq").unwrap();
+    c.env("RUST_LIB_BACKTRACE", "0");
+    c
 }
 
 const HEADER: &str =
