@@ -421,4 +421,30 @@ mod tests {
         assert!(max_tokens("--max-tokens", Some(f64::NAN)).is_err());
         assert_eq!(max_tokens("--max-tokens", None).unwrap(), f64::INFINITY);
     }
+
+    #[test]
+    fn comparison_flags_only_exact_values_beyond_two_half_widths() {
+        let sim = Estimate {
+            value: 10.0,
+            half_width: 0.5,
+        };
+        let c = Comparison::new("w".into(), "s", 11.5, Method::Exact, sim);
+        assert!((c.diff_half_widths + 3.0).abs() < 1e-12 && c.flagged && c.note.is_none());
+        let c = Comparison::new("w".into(), "s", 10.9, Method::Exact, sim);
+        assert!((c.diff_half_widths + 1.8).abs() < 1e-12 && !c.flagged);
+        for m in [Method::Bound, Method::Approximation] {
+            let c = Comparison::new("w".into(), "s", 20.0, m, sim);
+            assert!(!c.flagged && c.note.is_some());
+        }
+        // A quantity the simulation holds fixed: equal → 0, different → flagged.
+        let k = Estimate {
+            value: 4.0,
+            half_width: 0.0,
+        };
+        assert_eq!(
+            Comparison::new("b".into(), "req", 4.0, Method::Exact, k).diff_half_widths,
+            0.0
+        );
+        assert!(Comparison::new("b".into(), "req", 3.0, Method::Exact, k).flagged);
+    }
 }

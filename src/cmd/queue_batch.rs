@@ -3,12 +3,16 @@
 //!
 //! Batch time of `b` requests: `T_b = t1(b) + t2(b)·M_b` with `t1(b) = K1·b + K2` (first token,
 //! `--first-token-s K1,K2`), `t2(b) = K3·b + K4` (each later token, `--decode-step-s K3,K4`) and
-//! `M_b` the largest decode length in the batch, drawn from `--tokens`.
+//! `M_b` the largest decode length in the batch, drawn from `--tokens`. Instead of the two
+//! flags, `--coefficients FILE` (written by `tokenq fit`) gives K1..K4 from its `[first_token]`
+//! and `[decode_step]` lines.
 //!
 //! `--validate` simulates the same policy (MATH.md §11) beside the analytic estimates: with
 //! continuous decode lengths as the analytic law reads them, or, with `--max-tokens L`, with the
 //! simulator's integer lengths `min(max(1, round X), L)`, which is what the analytic model then
 //! uses too.
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -43,6 +47,11 @@ pub struct BatchModelArgs {
         allow_hyphen_values = true
     )]
     pub decode_step_s: Vec<f64>,
+    /// Coefficients file written by `tokenq fit` (e.g.
+    /// datasets/coefficients/a100-llama-2-7b-vidur.toml): K1..K4 from its batch lines, instead of
+    /// --first-token-s/--decode-step-s.
+    #[arg(long, value_name = "FILE")]
+    pub coefficients: Option<PathBuf>,
     /// Max-token limit L: decode lengths become integers n = min(max(1, round(X)), L), as the
     /// simulator draws them (MATH.md §11).
     #[arg(long, value_name = "L")]
@@ -69,8 +78,26 @@ fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
 impl BatchModelArgs {
     /// Validate into the library's batch model.
     pub fn model(&self) -> Result<LlmBatch> {
-        let [k1, k2] = pair("first-token-s", ["K1", "K2"], &self.first_token_s)?;
-        let [k3, k4] = pair("decode-step-s", ["K3", "K4"], &self.decode_step_s)?;
+        let raw = !self.first_token_s.is_empty() || !self.decode_step_s.is_empty();
+        let [k1, k2, k3, k4] = match (&self.coefficients, raw) {
+            (Some(_), true) => bail!(
+                "give either --coefficients FILE or --first-token-s/--decode-step-s, not both"
+            ),
+            (Some(f), false) => super::coefficients_args::load(f)?.batch_k().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--coefficients {}: the file has no [first_token] and [decode_step] lines (fit a profile with two or more batch sizes, or pass --first-token-s K1,K2 --decode-step-s K3,K4)",
+                    f.display()
+                )
+            })?,
+            (None, false) => bail!(
+                "no batch coefficients: pass --coefficients FILE (from `tokenq fit`, e.g. datasets/coefficients/a100-llama-2-7b-vidur.toml) or --first-token-s K1,K2 --decode-step-s K3,K4"
+            ),
+            (None, true) => {
+                let [k1, k2] = pair("first-token-s", ["K1", "K2"], &self.first_token_s)?;
+                let [k3, k4] = pair("decode-step-s", ["K3", "K4"], &self.decode_step_s)?;
+                [k1, k2, k3, k4]
+            }
+        };
         if k1 + k2 <= 0.0 {
             bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
         }

@@ -1,7 +1,11 @@
 //! `tokenq queue mg1`: M/G/1 FCFS with a max-token limit (MATH.md §1) and, with `--patience`,
 //! impatient users (MATH.md §2): exact level crossing by default, De Kok–Tijms on request.
+//! The service line comes from `--per-token-s/--intercept-s` or from `--coefficients FILE`
+//! (its `[single_request]` line, written by `tokenq fit`), never both.
 //! `--validate` simulates the same system (MATH.md §11) with continuous token counts
 //! `n = min(X, L)`, the reading of the analytic laws, and prints both side by side.
+
+use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -36,12 +40,17 @@ pub struct Mg1WorkloadArgs {
     /// Poisson arrival rate λ, requests per second.
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
     pub arrival_rate: f64,
-    /// Service slope a in S = a·min(N, L) + c, seconds per token.
+    /// Service slope a in S = a·min(N, L) + c, seconds per token (or --coefficients).
     #[arg(long, value_name = "S", allow_hyphen_values = true)]
-    pub per_token_s: f64,
-    /// Service intercept c, seconds.
+    pub per_token_s: Option<f64>,
+    /// Service intercept c, seconds (or --coefficients).
     #[arg(long, value_name = "S", allow_hyphen_values = true)]
-    pub intercept_s: f64,
+    pub intercept_s: Option<f64>,
+    /// Coefficients file written by `tokenq fit` (e.g.
+    /// datasets/coefficients/a100-llama-2-7b-table1.toml): its single-request line gives a and
+    /// c, instead of --per-token-s/--intercept-s.
+    #[arg(long, value_name = "FILE")]
+    pub coefficients: Option<PathBuf>,
     /// Patience τ in seconds: users who would wait longer in queue are lost (MATH.md §2).
     #[arg(long, value_name = "S", allow_hyphen_values = true)]
     pub patience: Option<f64>,
@@ -73,9 +82,21 @@ impl Mg1WorkloadArgs {
     pub fn validate(&self) -> Result<Workload> {
         let tokens = parse_tokens("--tokens", &self.tokens)?;
         let arrival_rate = positive("--arrival-rate", self.arrival_rate, "req/s")?;
+        let (per_token_s, intercept_s) =
+            match (&self.coefficients, self.per_token_s, self.intercept_s) {
+                // Raw flags: a = 0 (token-independent service) stays allowed, as before.
+                (None, Some(a), Some(c)) => (a, c),
+                // A file, or an incomplete/doubled choice: the shared resolver reads the file or
+                // gives its one-line error.
+                (file, a, c) => {
+                    let line =
+                        super::coefficients_args::resolve_single_request(file.as_deref(), a, c)?;
+                    (line.per_token_s, line.intercept_s)
+                }
+            };
         let service = LinearService {
-            per_token_s: super::common::non_negative("--per-token-s", self.per_token_s, "s/token")?,
-            intercept_s: super::common::non_negative("--intercept-s", self.intercept_s, "s")?,
+            per_token_s: super::common::non_negative("--per-token-s", per_token_s, "s/token")?,
+            intercept_s: super::common::non_negative("--intercept-s", intercept_s, "s")?,
         };
         if service.per_token_s == 0.0 && service.intercept_s == 0.0 {
             bail!("--per-token-s and --intercept-s are both 0: the service time would be 0 s");
