@@ -16,6 +16,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run everything: profile the tiny model on the CPU, fit, answer the queueing questions,
+    /// check them by simulation and write an HTML report with plots.
+    #[cfg(feature = "profiler")]
+    Pipeline(Box<cmd::pipeline::PipelineArgs>),
     /// Simulate a serving policy event by event: wait and latency with 95% confidence intervals.
     Simulate(Box<cmd::simulate::SimulateArgs>),
     /// Analytic queueing models: mean wait, loss and latency (MATH.md §1–§8).
@@ -38,6 +42,8 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        #[cfg(feature = "profiler")]
+        Command::Pipeline(a) => cmd::pipeline::run(*a),
         Command::Simulate(a) => cmd::simulate::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),

@@ -11,6 +11,8 @@ pub mod optimize;
 pub mod optimize_batch;
 pub mod optimize_token_limit;
 #[cfg(feature = "profiler")]
+pub mod pipeline;
+#[cfg(feature = "profiler")]
 pub mod profile;
 pub mod queue;
 pub mod queue_batch;
