@@ -21,8 +21,7 @@ const HEADER: &str =
 /// (±1%, period 3 in rep and step) standing in for noise.
 fn synthetic_csv(batches: &[u32], steps: u32) -> String {
     let mut s = String::from(HEADER);
-    let mut point = 0;
-    for &b in batches {
+    for (point, &b) in batches.iter().enumerate() {
         for rep in 0..3u32 {
             for step in 0..steps {
                 let mean = if step == 0 {
@@ -40,7 +39,6 @@ fn synthetic_csv(batches: &[u32], steps: u32) -> String {
                 .unwrap();
             }
         }
-        point += 1;
     }
     s
 }
