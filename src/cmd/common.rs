@@ -296,13 +296,14 @@ impl ValidateArgs {
         let (stable, reason, comparisons) = match &r.stability {
             Stability::Stable => (true, None, comparisons),
             Stability::Unstable {
-                rho,
                 max_stable_rate_rps,
                 reason,
+                ..
             } => (
                 false,
                 Some(format!(
-                    "simulated queue unstable ({reason}; ρ ≈ {rho:.4}, largest stable rate ≈ {max_stable_rate_rps:.6} req/s)"
+                    "the simulated queue did not settle in {} requests ({reason}; largest stable rate ≈ {max_stable_rate_rps:.6} req/s; near saturation, more --requests may help)",
+                    r.requests
                 )),
                 Vec::new(),
             ),
