@@ -34,7 +34,7 @@ fn config(out: &Path, spec: SyntheticSpec, reps: RepPolicy) -> ProfileConfig {
 /// Every row of the table minus run_id, sorted.
 fn rows(path: &Path) -> Vec<(u32, u32, u32, u32, f64)> {
     let mut r = frame_rows(&read_frame(path).unwrap()).unwrap();
-    r.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+    r.sort_by_key(|a| (a.0, a.1, a.2));
     r
 }
 
