@@ -439,7 +439,8 @@ impl SimpleBackend for SeededWeights {
     }
 }
 
-/// The model proper.
+/// The model proper. One per backend, so the variants' size difference does not matter.
+#[allow(clippy::large_enum_variant)]
 enum Model {
     Llama {
         model: llama::Llama,

@@ -171,8 +171,11 @@ pub fn concat_sorted(frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
     )
 }
 
-/// The rows of a frame, for checks and tests: (point_id, rep, step, context, wall_s).
-pub fn frame_rows(df: &DataFrame) -> PolarsResult<Vec<(u32, u32, u32, u32, f64)>> {
+/// One row reduced to (point_id, rep, step, context_tokens, wall_s).
+pub type RowTuple = (u32, u32, u32, u32, f64);
+
+/// The rows of a frame, for checks and tests.
+pub fn frame_rows(df: &DataFrame) -> PolarsResult<Vec<RowTuple>> {
     let p = df.column("point_id")?.u32()?;
     let r = df.column("rep")?.u32()?;
     let s = df.column("step")?.u32()?;
