@@ -100,7 +100,10 @@ fn synthetic_pipeline_end_to_end() {
             checks += 1;
         }
     }
-    assert_eq!(checks, 3, "L*, fixed K*, capped K*");
+    assert_eq!(
+        checks, 4,
+        "L* (patient), L* (impatient loss), fixed K*, capped K*"
+    );
 
     // The recommendations are consistent with the models' definitions.
     let l = &s["token_limit"];
@@ -125,6 +128,8 @@ fn synthetic_pipeline_end_to_end() {
     for needle in [
         "Which max-token limit?",
         "Which batch size?",
+        "Which max-token limit if users give up after τ?",
+        "De Kok–Tijms (approximation)",
         "simulation (95% CI)",
         "k3 = slope_s_per_req",
         "TTFT (time to first token)",
@@ -224,6 +229,7 @@ fn bad_flags_name_the_flag() {
         (vec!["--rate", "-1"], "--rate"),
         (vec!["--workload", "lognormal:7"], "--workload"),
         (vec!["--sim-requests", "10"], "--sim-requests"),
+        (vec!["--patience", "0"], "--patience"),
     ] {
         tokenq()
             .arg("pipeline")

@@ -390,6 +390,14 @@ pub struct TokenLimitInput {
 pub fn token_limit(input: &TokenLimitInput) -> Result<Figure, ReportError> {
     let l_axis = || Axis::new("max-token limit L", "tokens").scale(Scale::Linear);
     let mark = |mut p: Panel, patient: bool, impatient: bool| {
+        // One marker when both optima coincide.
+        if patient
+            && impatient
+            && let (Some(a), Some(b)) = (input.best_patient, input.best_impatient)
+            && a == b
+        {
+            return p.mark(a, format!("L* = {} (patient and impatient)", sig(a)));
+        }
         if patient && let Some(l) = input.best_patient {
             p = p.mark(l, format!("L* = {} (patient)", sig(l)));
         }

@@ -48,6 +48,8 @@ const AXIS_DESC_FONT_PX: u32 = 15;
 const TICK_FONT_PX: u32 = 13;
 const LEGEND_FONT_PX: u32 = 13;
 const MARKER_FONT_PX: u32 = 12;
+/// Vertical offset between the labels of successive markers of one panel.
+const MARKER_LABEL_STEP_PX: i32 = 15;
 
 /// A colour-blind-safe palette (Okabe & Ito 2008), without yellow (too pale on white).
 const PALETTE: [RGBColor; 7] = [
@@ -112,12 +114,15 @@ pub fn render_svg(figure: &Figure) -> Result<String, ReportError> {
                     .pos(Pos::new(HPos::Center, VPos::Center)),
             ))
             .map_err(|e| draw_err(e.to_string()))?;
+        let groups = figure_groups(figure);
         let cells = body.split_evenly((rows, cols));
         for (panel, cell) in figure.panels.iter().zip(cells.iter()) {
             let (chart_area, legend_area) = cell.split_vertically(PANEL_SIZE.1);
-            draw_panel(panel, &chart_area, &legend_area).map_err(|e| ReportError::Draw {
-                figure: figure.id.clone(),
-                message: format!("panel '{}': {e}", panel.title),
+            draw_panel(panel, &groups, &chart_area, &legend_area).map_err(|e| {
+                ReportError::Draw {
+                    figure: figure.id.clone(),
+                    message: format!("panel '{}': {e}", panel.title),
+                }
             })?;
         }
         root.present().map_err(|e| draw_err(e.to_string()))?;
@@ -362,21 +367,29 @@ pub fn axis_coord(axis: &Axis, values: &[f64], panel: &str) -> Result<ScaleCoord
     })
 }
 
-/// The colour of a series in a panel as SVG writes it, e.g. "#0072B2".
-pub fn series_colour_hex(panel: &Panel, s: &Series) -> String {
-    let RGBColor(r, g, b) = colour_of(panel, s);
+/// The colour of a series in a figure as SVG writes it, e.g. "#0072B2".
+pub fn series_colour_hex(figure: &Figure, s: &Series) -> String {
+    let RGBColor(r, g, b) = colour_of(&figure_groups(figure), s);
     format!("#{r:02X}{g:02X}{b:02X}")
 }
 
-/// The colour of a series: one palette entry per colour group, in order of appearance.
-fn colour_of(panel: &Panel, s: &Series) -> RGBColor {
-    let mut groups: Vec<&str> = Vec::new();
-    for t in panel.drawable_series() {
-        if !groups.contains(&t.group_key()) {
-            groups.push(t.group_key());
+/// Colour groups in order of first appearance over the whole figure, so a group keeps its
+/// colour from panel to panel.
+fn figure_groups(figure: &Figure) -> Vec<String> {
+    let mut groups: Vec<String> = Vec::new();
+    for p in &figure.panels {
+        for t in p.drawable_series() {
+            if !groups.iter().any(|g| g == t.group_key()) {
+                groups.push(t.group_key().to_string());
+            }
         }
     }
-    let idx = groups.iter().position(|g| *g == s.group_key()).unwrap_or(0);
+    groups
+}
+
+/// The colour of a series: one palette entry per colour group.
+fn colour_of(groups: &[String], s: &Series) -> RGBColor {
+    let idx = groups.iter().position(|g| g == s.group_key()).unwrap_or(0);
     PALETTE[idx % PALETTE.len()]
 }
 
@@ -384,6 +397,7 @@ type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<ScaleCoord, Sc
 
 fn draw_panel(
     panel: &Panel,
+    groups: &[String],
     area: &DrawingArea<SVGBackend<'_>, Shift>,
     legend_area: &DrawingArea<SVGBackend<'_>, Shift>,
 ) -> Result<(), String> {
@@ -452,12 +466,12 @@ fn draw_panel(
     let mut order: Vec<&Series> = panel.drawable_series().collect();
     order.sort_by_key(|s| s.method.is_points());
     for s in &order {
-        draw_series(&mut chart, panel, s, &yc)?;
+        draw_series(&mut chart, groups, s, &yc)?;
     }
-    for m in &panel.markers {
-        draw_marker(&mut chart, m, &xc, &yc)?;
+    for (i, m) in panel.markers.iter().enumerate() {
+        draw_marker(&mut chart, m, i, &xc, &yc)?;
     }
-    draw_legend(legend_area, panel)?;
+    draw_legend(legend_area, panel, groups)?;
     Ok(())
 }
 
@@ -474,11 +488,11 @@ fn finite_sorted(s: &Series) -> Vec<(f64, f64)> {
 
 fn draw_series(
     chart: &mut Chart<'_, '_>,
-    panel: &Panel,
+    groups: &[String],
     s: &Series,
     yc: &ScaleCoord,
 ) -> Result<(), String> {
-    let colour = colour_of(panel, s);
+    let colour = colour_of(groups, s);
     let line = colour.stroke_width(2);
     let pts = finite_sorted(s);
     match s.method {
@@ -544,6 +558,7 @@ fn draw_series(
 fn draw_marker(
     chart: &mut Chart<'_, '_>,
     m: &crate::figure::Marker,
+    index: usize,
     xc: &ScaleCoord,
     yc: &ScaleCoord,
 ) -> Result<(), String> {
@@ -569,7 +584,12 @@ fn draw_marker(
         .pos(Pos::new(hpos, VPos::Top));
     chart
         .draw_series(std::iter::once(
-            EmptyElement::at((m.x, yc.hi)) + Text::new(m.label.clone(), (dx, 4), font),
+            EmptyElement::at((m.x, yc.hi))
+                + Text::new(
+                    m.label.clone(),
+                    (dx, 4 + MARKER_LABEL_STEP_PX * index as i32),
+                    font,
+                ),
         ))
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -621,7 +641,11 @@ fn legend_layout(panel: &Panel, panel_w: i32) -> LegendLayout {
 }
 
 /// Draw the legend in the band under the chart, so it never hides data.
-fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Result<(), String> {
+fn draw_legend(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    panel: &Panel,
+    groups: &[String],
+) -> Result<(), String> {
     let entries: Vec<&Series> = panel.drawable_series().collect();
     if entries.is_empty() {
         return Ok(());
@@ -649,7 +673,7 @@ fn draw_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, panel: &Panel) -> Resu
         let cy = y0 + LEGEND_PAD + line_h * row + line_h / 2;
         let sx = x0 + col * layout.col_w + LEGEND_PAD;
         let sample_w = LEGEND_SAMPLE_W;
-        let colour = colour_of(panel, s);
+        let colour = colour_of(groups, s);
         let line = colour.stroke_width(2);
         let res = match s.method {
             Method::Exact | Method::Fitted => {

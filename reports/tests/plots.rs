@@ -104,7 +104,7 @@ fn check_figure(fig: &Figure) -> Svg {
                 s.legend_text(),
                 svg.texts
             );
-            let colour = series_colour_hex(p, s);
+            let colour = series_colour_hex(fig, s);
             let finite = s
                 .points
                 .iter()
@@ -376,7 +376,7 @@ fn fig4_token_limit_drops_empty_panels_and_marks_optima() {
     );
     // Patient simulation points: the one at L = 3000 (55.94 s) is drawn above (smaller cy)
     // and to the right of the one at L = 1600 (23.05 s).
-    let blue = series_colour_hex(&fig.panels[0], &fig.panels[0].series[1]);
+    let blue = series_colour_hex(&fig, &fig.panels[0].series[1]);
     let dots = &svg.dots[&blue];
     let (a, b) = (dots[0], dots[1]);
     assert!(b.0 > a.0 && b.1 < a.1, "{a:?} {b:?}");
@@ -590,6 +590,6 @@ fn non_finite_points_are_skipped_not_drawn() {
     );
     let f = one_panel(s, Axis::new("y", "s"));
     let svg = parse(&render_svg(&f).unwrap());
-    let colour = series_colour_hex(&f.panels[0], &f.panels[0].series[0]);
+    let colour = series_colour_hex(&f, &f.panels[0].series[0]);
     assert!(svg.lines[&colour].contains(&2));
 }

@@ -39,6 +39,7 @@ use queueing::batch::{
     inoue_bound, optimize_cap, optimize_fixed,
 };
 use queueing::dist::TokenDist;
+use queueing::impatience::{self, Abandonment, ServiceLaw};
 use queueing::mg1::{self, LinearService};
 use reports::plots::{
     self, BatchSizeInput, BatchTimingInput, DistributionMoments, LatencyFitInput, RateSweepInput,
@@ -51,6 +52,13 @@ use serde::Serialize;
 const DEFAULT_BETA: f64 = 119.0 / 120.0;
 /// Default offered load: arrival rate as a fraction of the capacity of the system analysed.
 const DEFAULT_LOAD: f64 = 0.7;
+/// Default patience τ as a multiple of the mean unclipped service time (the paper's §V-B has
+/// τ = 60 s against E[S] ≈ 22–30 s).
+const DEFAULT_PATIENCE_FACTOR: f64 = 3.0;
+/// Paper §V-B cost of a lost user in the impatient objective (eq 11).
+const DEFAULT_LOSS_COST: f64 = 4.0;
+/// Grid cells of the level-crossing solve of M/G/1+D (second order; 2000 cells ≈ 1e-7 relative).
+const IMPATIENCE_GRID: usize = 2000;
 /// Largest batch size searched.
 const DEFAULT_MAX_BATCH: usize = 64;
 /// Points of the max-token-limit sweep.
@@ -116,6 +124,13 @@ pub struct PipelineArgs {
     /// Offered load when --rate is not given: λ = load × capacity (0 < load < 1).
     #[arg(long, default_value_t = DEFAULT_LOAD)]
     pub load: f64,
+    /// Patience τ of impatient users in seconds (default: 3 × the mean service time without a
+    /// limit).
+    #[arg(long, value_name = "SECONDS")]
+    pub patience: Option<f64>,
+    /// Cost of a lost user in the impatient objective (paper eq 11, c_ℓ).
+    #[arg(long, default_value_t = DEFAULT_LOSS_COST)]
+    pub loss_cost: f64,
     /// Weight β of the expected utility against the mean wait in the objective (0 < β < 1).
     #[arg(long, default_value_t = DEFAULT_BETA)]
     pub beta: f64,
@@ -146,6 +161,8 @@ struct Config {
     rate: Option<f64>,
     load: f64,
     beta: f64,
+    patience: Option<f64>,
+    loss_cost: f64,
     max_batch: usize,
     sim_requests: u64,
     seed: u64,
@@ -176,6 +193,17 @@ fn validate(a: &PipelineArgs) -> Result<Config> {
         bail!(
             "--beta {}: give a weight strictly between 0 and 1, e.g. 0.99",
             a.beta
+        );
+    }
+    if let Some(t) = a.patience
+        && !(t.is_finite() && t > 0.0)
+    {
+        bail!("--patience {t}: give a positive number of seconds, e.g. 60");
+    }
+    if !(a.loss_cost.is_finite() && a.loss_cost >= 0.0) {
+        bail!(
+            "--loss-cost {}: give a cost ≥ 0 per lost user, e.g. 4",
+            a.loss_cost
         );
     }
     if a.max_batch == 0 || a.max_batch > 4096 {
@@ -228,6 +256,8 @@ fn validate(a: &PipelineArgs) -> Result<Config> {
         rate: a.rate,
         load: a.load,
         beta: a.beta,
+        patience: a.patience,
+        loss_cost: a.loss_cost,
         max_batch: a.max_batch,
         sim_requests: a.sim_requests,
         seed: a.seed,
@@ -335,7 +365,19 @@ struct LimitAnswer {
     served_whole_at_best: f64,
     wait_without_limit_s: f64,
     objective_at_best: f64,
+    impatient: Option<ImpatientAnswer>,
     checks: Vec<Check>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+struct ImpatientAnswer {
+    patience_s: f64,
+    loss_cost: f64,
+    best_limit_tokens: f64,
+    loss_fraction_at_best: f64,
+    wait_all_at_best_s: f64,
+    loss_fraction_at_top_limit: f64,
+    objective_at_best: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -779,6 +821,52 @@ fn limit_analysis(cfg: &Config, svc: LinearService) -> Result<LimitAnalysis> {
         );
     };
     let best = mg1::solve(d, best_l, lambda, svc)?;
+
+    // Impatient users (MATH.md §2, paper eqs 6–9 and 11): exact level crossing and the
+    // De Kok–Tijms approximation, at the same λ.
+    let tau = cfg
+        .patience
+        .unwrap_or(DEFAULT_PATIENCE_FACTOR * unclipped.mean_service_s);
+    let mut imp_wait = Vec::new();
+    let mut imp_loss = Vec::new();
+    let mut dkt_wait = Vec::new();
+    let mut dkt_loss = Vec::new();
+    let mut imp_obj = Vec::new();
+    for &l in &grid {
+        let law = ServiceLaw::Tokens {
+            tokens: d.clone(),
+            max_tokens: l,
+            service: svc,
+        };
+        let r = impatience::exact(&law, lambda, tau, IMPATIENCE_GRID, Abandonment::Renege)
+            .map_err(|e| anyhow::anyhow!("M/G/1+D at L = {l}, τ = {tau} s: {e}"))?;
+        imp_wait.push((l, r.mean_wait_all_s));
+        imp_loss.push((l, r.loss_fraction));
+        imp_obj.push((
+            l,
+            cfg.beta * d.cdf(l)
+                - (1.0 - cfg.beta) * r.mean_wait_all_s
+                - cfg.loss_cost * r.loss_fraction,
+        ));
+        if let Ok(k) = impatience::dekok_tijms(&law, lambda, tau, Abandonment::Renege) {
+            dkt_wait.push((l, k.combined.mean_wait_all_s));
+            dkt_loss.push((l, k.combined.loss_fraction));
+        }
+    }
+    let impatient = imp_obj
+        .iter()
+        .zip(&imp_loss)
+        .zip(&imp_wait)
+        .max_by(|a, b| a.0.0.1.total_cmp(&b.0.0.1))
+        .map(|((&(l, f), &(_, p)), &(_, w))| ImpatientAnswer {
+            patience_s: tau,
+            loss_cost: cfg.loss_cost,
+            best_limit_tokens: l,
+            loss_fraction_at_best: p,
+            wait_all_at_best_s: w,
+            loss_fraction_at_top_limit: imp_loss.last().map_or(f64::NAN, |x| x.1),
+            objective_at_best: f,
+        });
     let no_limit = mg1::solve(d, f64::INFINITY, lambda, svc)
         .map(|r| r.mean_wait_s)
         .unwrap_or(f64::INFINITY);
@@ -791,14 +879,27 @@ fn limit_analysis(cfg: &Config, svc: LinearService) -> Result<LimitAnalysis> {
         served_whole_at_best: d.cdf(best_l),
         wait_without_limit_s: no_limit,
         objective_at_best: best_f,
+        impatient: impatient.clone(),
         checks: Vec::new(),
     };
+    let tau_label = format!("impatient, τ = {} s", plots::sig(tau));
     let input = TokenLimitInput {
         setting: format!("{}, λ = {} req/s", cfg.workload_spec, plots::sig(lambda)),
         wait: vec![
             Series::from_xy("M/G/1, patient users", Method::Exact, wait).in_group("patient"),
+            Series::from_xy(
+                format!("{tau_label}, all users (eq 9)"),
+                Method::Exact,
+                imp_wait,
+            )
+            .in_group("impatient"),
+            Series::from_xy("impatient, De Kok–Tijms", Method::Approximation, dkt_wait)
+                .in_group("impatient"),
         ],
-        loss: Vec::new(),
+        loss: vec![
+            Series::from_xy(tau_label.clone(), Method::Exact, imp_loss).in_group("impatient"),
+            Series::from_xy("De Kok–Tijms", Method::Approximation, dkt_loss).in_group("impatient"),
+        ],
         objective_patient: vec![
             Series::from_xy(
                 format!("F(L), U = 1{{n ≤ L}}, β = {}", plots::sig(cfg.beta)),
@@ -807,9 +908,20 @@ fn limit_analysis(cfg: &Config, svc: LinearService) -> Result<LimitAnalysis> {
             )
             .in_group("patient"),
         ],
-        objective_impatient: Vec::new(),
+        objective_impatient: vec![
+            Series::from_xy(
+                format!(
+                    "F(L) − {}·π, β = {}",
+                    plots::sig(cfg.loss_cost),
+                    plots::sig(cfg.beta)
+                ),
+                Method::Exact,
+                imp_obj,
+            )
+            .in_group("impatient"),
+        ],
         best_patient: Some(best_l),
-        best_impatient: None,
+        best_impatient: impatient.as_ref().map(|i| i.best_limit_tokens),
     };
     let figure = plots::token_limit(&input)?;
     Ok(LimitAnalysis {
@@ -868,6 +980,48 @@ fn simulate_limit(cfg: &Config, svc: LinearService, l: &mut LimitAnalysis) -> Re
                 sim: w.value,
                 sim_half_width: w.half_width,
             });
+        }
+    }
+    if let Some(imp) = l.answer.impatient.clone() {
+        let scenario = sim::Scenario {
+            policy: sim::Policy::Mg1 {
+                service: sim::LinearService {
+                    per_token_s: svc.per_token_s,
+                    intercept_s: svc.intercept_s,
+                },
+                patience: Some(sim::Patience {
+                    patience_s: imp.patience_s,
+                    mode: sim::ImpatienceMode::Renege,
+                }),
+            },
+            arrivals: sim::Arrivals::Poisson { rate_rps: lambda },
+            tokens: sim::Tokens::Law(sim::TokenLaw::Dist(cfg.workload.clone())),
+            max_tokens: Some(imp.best_limit_tokens),
+            token_mode: token_mode(&cfg.workload),
+        };
+        let r = run_sim(cfg, &scenario, 150)?;
+        let p = r.loss_fraction;
+        l.answer.checks.push(Check {
+            what: format!(
+                "M/G/1+D loss fraction at L* = {} (τ = {} s)",
+                imp.best_limit_tokens,
+                plots::sig(imp.patience_s)
+            ),
+            unit: "1",
+            model: imp.loss_fraction_at_best,
+            model_method: Method::Exact,
+            sim: p.value,
+            sim_half_width: p.half_width,
+        });
+        let pt = Point::with_ci(imp.best_limit_tokens, p.value, p.half_width);
+        l.input
+            .loss
+            .push(Series::new("impatient", Method::Simulation, [pt]).in_group("impatient"));
+        if let Some(w) = r.wait_all_s {
+            let pt = Point::with_ci(imp.best_limit_tokens, w.value, w.half_width);
+            l.input.wait.push(
+                Series::new("impatient, all users", Method::Simulation, [pt]).in_group("impatient"),
+            );
         }
     }
     l.input
@@ -1611,7 +1765,12 @@ fn recommendations(
                 Method::Exact,
             ),
         ];
-        basis.extend(a.checks.iter().map(check_quantity));
+        basis.extend(
+            a.checks
+                .iter()
+                .filter(|c| !c.what.starts_with("M/G/1+D"))
+                .map(check_quantity),
+        );
         out.push(Recommendation {
             question: "Which max-token limit?".into(),
             answer: Quantity::new("max-token limit L*", a.best_limit_tokens, "tokens", Method::Exact),
@@ -1621,6 +1780,60 @@ fn recommendations(
                  a single server, FCFS, service S = a·min(N, L) + c, Poisson arrivals, patient users.",
                 plots::sig(cfg.beta),
                 l.grid.len()
+            ),
+        });
+    }
+    if let Some(i) = l.and_then(|l| l.answer.impatient.as_ref()) {
+        let mut basis = vec![
+            Quantity::new("patience τ", i.patience_s, "s", Method::Exact).note(
+                match cfg.patience {
+                    Some(_) => "given by --patience".to_string(),
+                    None => {
+                        format!("{DEFAULT_PATIENCE_FACTOR} × the mean service time without a limit")
+                    }
+                },
+            ),
+            Quantity::new(
+                "users lost π(τ) at L*",
+                i.loss_fraction_at_best,
+                "1",
+                Method::Exact,
+            )
+            .note("level crossing, MATH.md §2.2"),
+            Quantity::new(
+                "users lost at the largest limit of the sweep",
+                i.loss_fraction_at_top_limit,
+                "1",
+                Method::Exact,
+            ),
+            Quantity::new(
+                "mean wait of all users at L* (eq 9)",
+                i.wait_all_at_best_s,
+                "s",
+                Method::Exact,
+            ),
+            Quantity::new(
+                "objective at L*",
+                i.objective_at_best,
+                "utility",
+                Method::Exact,
+            ),
+        ];
+        basis.extend(
+            l.iter()
+                .flat_map(|l| &l.answer.checks)
+                .filter(|c| c.what.starts_with("M/G/1+D"))
+                .map(check_quantity),
+        );
+        out.push(Recommendation {
+            question: "Which max-token limit if users give up after τ?".into(),
+            answer: Quantity::new("max-token limit L* (impatient)", i.best_limit_tokens, "tokens", Method::Exact),
+            basis,
+            note: format!(
+                "Maximises β·P(N ≤ L) − (1 − β)·E[W_q](L) − c·π(τ; L) with β = {}, c = {} per lost user \
+                 (MATH.md §3, paper eq 11); a user whose wait would exceed τ leaves (reneging, paper eq 9).",
+                plots::sig(cfg.beta),
+                plots::sig(i.loss_cost)
             ),
         });
     }
