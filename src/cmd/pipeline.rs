@@ -630,7 +630,7 @@ pub fn run(a: PipelineArgs) -> Result<()> {
             } else {
                 "outside the interval"
             },
-            u = c.unit
+            u = if c.unit == "1" { "" } else { c.unit }
         ));
     }
 
