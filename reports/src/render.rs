@@ -137,6 +137,8 @@ pub struct ScaleCoord {
     lo: f64,
     hi: f64,
     log: bool,
+    /// Every value on the axis is a whole number (batch sizes, token counts): no fractional ticks.
+    integer: bool,
 }
 
 impl ScaleCoord {
@@ -176,13 +178,21 @@ impl Ranged for ScaleCoord {
         if max == 0 {
             return Vec::new();
         }
-        if self.log {
-            let ticks = log_ticks(self.lo, self.hi, max);
-            if ticks.len() >= 2 {
-                return ticks;
+        let mut ticks = if self.log {
+            log_ticks(self.lo, self.hi, max)
+        } else {
+            Vec::new()
+        };
+        if ticks.len() < 2 {
+            ticks = linear_ticks(self.lo, self.hi, max);
+        }
+        if self.integer {
+            let whole: Vec<f64> = ticks.iter().copied().filter(|v| v.fract() == 0.0).collect();
+            if whole.len() >= 2 {
+                return whole;
             }
         }
-        linear_ticks(self.lo, self.hi, max)
+        ticks
     }
 
     fn range(&self) -> Range<f64> {
@@ -312,6 +322,7 @@ pub fn axis_coord(axis: &Axis, values: &[f64], panel: &str) -> Result<ScaleCoord
         hi = 1.0;
     }
     let all_positive = lo > 0.0;
+    let integer = !finite.is_empty() && finite.iter().all(|v| v.fract() == 0.0);
     let log = match axis.scale {
         Scale::Log => {
             if !all_positive {
@@ -342,6 +353,7 @@ pub fn axis_coord(axis: &Axis, values: &[f64], panel: &str) -> Result<ScaleCoord
             lo: 10f64.powf(a),
             hi: 10f64.powf(b),
             log: true,
+            integer,
         });
     }
     if axis.include_zero {
@@ -364,6 +376,7 @@ pub fn axis_coord(axis: &Axis, values: &[f64], panel: &str) -> Result<ScaleCoord
         lo,
         hi: hi + pad,
         log: false,
+        integer,
     })
 }
 

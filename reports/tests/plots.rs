@@ -593,3 +593,21 @@ fn non_finite_points_are_skipped_not_drawn() {
     let colour = series_colour_hex(&f, &f.panels[0].series[0]);
     assert!(svg.lines[&colour].contains(&2));
 }
+
+#[test]
+fn whole_number_axes_get_no_fractional_ticks() {
+    // batch sizes 1..3: a plain 1-2-5 ladder would label 1.5 and 2.5
+    let f = one_panel(
+        Series::from_xy("s", Method::Exact, [(1.0, 7.6), (2.0, 7.9), (3.0, 9.9)]),
+        Axis::new("y", "s"),
+    );
+    let svg = parse(&render_svg(&f).unwrap());
+    assert!(svg.texts.iter().any(|t| t == "2"));
+    assert!(
+        !svg.texts.iter().any(|t| t == "1.5" || t == "2.5"),
+        "{:?}",
+        svg.texts
+    );
+    // the y axis (not whole numbers) keeps its fractional ticks
+    assert!(svg.texts.iter().any(|t| t.contains('.')));
+}
