@@ -391,6 +391,8 @@ struct BatchAnswer {
     cap_k: usize,
     cap_latency_s: f64,
     cap_wait_s: f64,
+    /// Larger caps give the same latency: the cap no longer binds.
+    cap_stops_binding: bool,
     checks: Vec<Check>,
 }
 
@@ -1256,6 +1258,7 @@ fn batch_analysis(cfg: &Config, k: BatchCoeffs) -> Result<BatchAnalysis> {
         cap_k: cap.best.k,
         cap_latency_s: cap.best.latency_s,
         cap_wait_s: cap.best.wait_s,
+        cap_stops_binding: cap.cap_stops_binding,
         checks: Vec::new(),
     };
     let figures = vec![
@@ -1686,6 +1689,11 @@ fn coefficient_quantities(c: &CoefficientsFile) -> Vec<Quantity> {
 }
 
 fn check_quantity(c: &Check) -> Quantity {
+    let unit = if c.unit == "1" {
+        String::new()
+    } else {
+        format!(" {}", c.unit)
+    };
     Quantity::new(
         format!("{} (simulation)", c.what),
         c.sim,
@@ -1695,15 +1703,15 @@ fn check_quantity(c: &Check) -> Quantity {
     .with_ci(c.sim_half_width)
     .note(if c.agrees() {
         format!(
-            "the model value {} {} lies inside the interval",
+            "the model value {}{} lies inside the interval",
             plots::sig(c.model),
-            c.unit
+            unit
         )
     } else {
         format!(
-            "the model value {} {} lies outside the interval ({:+.2}%)",
+            "the model value {}{} lies outside the interval ({:+.2}%)",
             plots::sig(c.model),
-            c.unit,
+            unit,
             100.0 * c.rel_diff()
         )
     })
@@ -1879,7 +1887,12 @@ fn recommendations(
                 a.cap_k as f64,
                 "requests",
                 Method::Exact,
-            ),
+            )
+            .note(if a.cap_stops_binding {
+                "larger caps give the same latency: the cap no longer binds"
+            } else {
+                ""
+            }),
             Quantity::new(
                 "dynamic batching: mean latency with cap K*",
                 a.cap_latency_s,
