@@ -8,10 +8,17 @@
 //! `--from table1|vidur|llmservingsim` imports real GPU data instead (the paper's Table I, a
 //! Vidur `mlp.csv`, a directory of LLMServingSim per-layer tables); see
 //! `datasets/coefficients/README.md`.
+//!
+//! The continuous-batching step-time model (`[step_time]`, SERVING.md "Fitted"; forms in
+//! `fit::steptime`): `--step-model-from DIR` fits it to per-layer tables on the KV-feasible
+//! region of `--max-num-seqs/--max-batched-tokens/--kv-blocks/--block-size`
+//! (`sim::continuous::fit_from_tables`), and `--check-trace FILE` replays a trace with the
+//! tables and reports the fit's MAPE and summed-time bias on the steps that replay ran;
+//! `--step-model` fits it to the PROFILE timings tables (`fit::steptime::samples_from_profile`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use fit::coefficients::Provenance;
 use fit::tables::{TimeColumn, read_steps};
@@ -48,7 +55,7 @@ pub enum Source {
 pub struct FitArgs {
     /// Timings tables (Parquet or CSV; a directory = all its shards). With --from, the source
     /// data to import.
-    #[arg(required = true, value_name = "PROFILE")]
+    #[arg(required_unless_present = "step_model_from", value_name = "PROFILE")]
     pub profiles: Vec<PathBuf>,
     /// Coefficients file to write (TOML).
     #[arg(short, long, value_name = "FILE")]
@@ -80,6 +87,130 @@ pub struct FitArgs {
     /// Print nothing but errors.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub step: StepModelArgs,
+}
+
+/// Flags of the continuous-batching step-time model (`[step_time]`).
+#[derive(Debug, Args)]
+pub struct StepModelArgs {
+    /// Fit the [step_time] section to a directory of LLMServingSim per-layer tables (e.g.
+    /// datasets/llmservingsim/RTX4090) on the KV-feasible region of the engine limits below.
+    /// Without PROFILE, it is added to the -o file if that exists (other sections kept).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["step_model", "from"])]
+    pub step_model_from: Option<PathBuf>,
+    /// Also fit the [step_time] section to the PROFILE timings tables (uniform batches: the
+    /// mixed form is fitted on prefill steps only).
+    #[arg(long)]
+    pub step_model: bool,
+    /// Engine limit for the feasible region: most requests running at once.
+    #[arg(long, value_name = "N", default_value_t = 256)]
+    pub max_num_seqs: u32,
+    /// Engine limit: tokens per iteration.
+    #[arg(long, value_name = "TOKENS", default_value_t = 2048)]
+    pub max_batched_tokens: u32,
+    /// KV cache blocks as the engine reports them ("# GPU blocks"); required with
+    /// --step-model-from.
+    #[arg(long, value_name = "BLOCKS")]
+    pub kv_blocks: Option<u32>,
+    /// Tokens per KV block.
+    #[arg(long, value_name = "TOKENS", default_value_t = 16)]
+    pub block_size: u32,
+    /// Apply the tables' skew correction (needs skew_fit.csv).
+    #[arg(long)]
+    pub skew: bool,
+    /// Decoder layers of the model the tables describe (Llama-3.1-8B: 32).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub layers: u32,
+    /// With --step-model-from: replay this trace with the tables and report the fit's error
+    /// on the steps the replay ran, e.g.
+    /// datasets/llmservingsim/sharegpt-llama-3.1-8b-300-sps10.lengths.csv.
+    #[arg(long, value_name = "TRACE", requires = "step_model_from")]
+    pub check_trace: Option<PathBuf>,
+}
+
+/// `tokenq fit --step-model-from DIR`: fit, check on a replay, write, print.
+fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
+    let s = &a.step;
+    let Some(kv_blocks) = s.kv_blocks else {
+        bail!(
+            "--step-model-from needs --kv-blocks: the KV cache size in blocks the engine reports (vLLM \"# GPU blocks\"), e.g. 2588 for Llama-3.1-8B on an RTX 4090"
+        );
+    };
+    let cfg = sim::continuous::EngineConfig {
+        max_num_seqs: s.max_num_seqs,
+        max_batched_tokens: s.max_batched_tokens,
+        block_size: s.block_size,
+        ..sim::continuous::EngineConfig::with_kv_blocks(kv_blocks)
+    };
+    cfg.validate()?;
+    let table = sim::continuous::TableStepModel::load(dir, s.layers, s.skew)
+        .with_context(|| format!("--step-model-from {}", dir.display()))?;
+    let mut coef = super::simulate_continuous::fit_tables(&table, dir, s.layers, &cfg, a.seed)?;
+    if let Some(trace) = &s.check_trace {
+        coef.replay_check = Some(
+            super::simulate_continuous::replay_check_on_trace(&coef, trace, &cfg, &table)
+                .with_context(|| format!("--check-trace {}", trace.display()))?,
+        );
+    }
+    super::simulate_continuous::save_step_model(
+        &a.output,
+        coef.clone(),
+        Some(dir),
+        "--output",
+        "tokenq fit --step-model-from",
+    )?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "output": a.output.display().to_string(),
+                "step_time": coef,
+            }))?
+        );
+    } else if !a.quiet {
+        print_step_quality(&coef);
+        println!("wrote [step_time] to {}", a.output.display());
+    }
+    Ok(())
+}
+
+/// Print the step-time model's coefficients and quality.
+fn print_step_quality(c: &fit::steptime::StepTimeCoefficients) {
+    println!(
+        "step-time model [step_time] (continuous batching), from {}",
+        c.source
+    );
+    let d = &c.decode;
+    println!(
+        "  decode-only: t = {:.4e} s + {:.4e} s·n_d + {:.4e} s·(n_d − 128)⁺ + {:.4e} s·Σctx",
+        d.intercept_s, d.per_decode_s, d.per_decode_above_knee_s, d.per_context_token_s
+    );
+    let m = &c.mixed;
+    println!(
+        "  mixed:       t = {:.4e} s + {:.4e} s·T + {:.4e} s·(T − 128)⁺ + {:.4e} s·n_d + {:.4e} s·Σctx + {:.4e} s·Σp·Σkv_p",
+        m.intercept_s,
+        m.per_token_s,
+        m.per_token_above_knee_s,
+        m.per_decode_s,
+        m.per_decode_context_token_s,
+        m.per_prefill_token_context_token_s
+    );
+    for (name, q) in [("decode-only", &c.decode_fit), ("mixed", &c.mixed_fit)] {
+        println!(
+            "  training ({name}): {} samples, R² {:.4}, MAPE {:.2}%, bias of summed time {:+.2}%",
+            q.n, q.r2, q.mape_pct, q.sum_bias_pct
+        );
+    }
+    match &c.replay_check {
+        Some(r) => println!(
+            "  replay check: {} steps of {}: MAPE {:.2}%, bias of summed time {:+.2}%",
+            r.steps, r.replay, r.mape_pct, r.sum_bias_pct
+        ),
+        None => println!(
+            "  replay check: not run (give --check-trace TRACE to measure the error on the steps a replay runs)"
+        ),
+    }
 }
 
 /// Run `tokenq fit`.
@@ -90,6 +221,14 @@ pub fn run(a: FitArgs) -> Result<()> {
         ..FitOptions::default()
     };
     opts.validate()?;
+    if let Some(dir) = a.step.step_model_from.clone() {
+        if a.profiles.is_empty() {
+            return run_step_model_from(&a, &dir);
+        }
+        bail!(
+            "--step-model-from DIR fits [step_time] alone (added to the -o file if it exists); run `tokenq fit PROFILE... -o FILE` first, then `tokenq fit --step-model-from DIR ... -o FILE`, or use --step-model to fit it to the PROFILE files"
+        );
+    }
     let file = match a.from {
         None => {
             let time = match a.time {
@@ -99,6 +238,33 @@ pub fn run(a: FitArgs) -> Result<()> {
             };
             let steps = read_steps(&a.profiles, time)?;
             let fitted = fit_steps(&steps.rows, &opts)?;
+            let step_time = if a.step.step_model {
+                let samples = fit::steptime::samples_from_profile(&steps.rows);
+                let cap = a
+                    .step
+                    .kv_blocks
+                    .map(|b| u64::from(b) * u64::from(a.step.block_size))
+                    .unwrap_or(0);
+                Some(
+                    fit::steptime::fit_step_time(
+                        &format!(
+                            "tokenq profile {} ({} step rows; uniform batches)",
+                            steps
+                                .files
+                                .iter()
+                                .map(|p| p.display().to_string())
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                            steps.rows.len()
+                        ),
+                        cap,
+                        &samples,
+                    )
+                    .context("--step-model")?,
+                )
+            } else {
+                None
+            };
             let provenance = Provenance {
                 device: a
                     .device
@@ -127,9 +293,16 @@ pub fn run(a: FitArgs) -> Result<()> {
                 license: None,
                 notes: Vec::new(),
             };
-            fitted.into_file(provenance, Vec::new())
+            let mut f = fitted.into_file(provenance, Vec::new());
+            f.step_time = step_time;
+            f
         }
         Some(src) => {
+            if a.step.step_model {
+                bail!(
+                    "--step-model fits PROFILE timings tables; with --from llmservingsim use --step-model-from DIR instead"
+                );
+            }
             let [path] = a.profiles.as_slice() else {
                 bail!(
                     "--from takes one path (table1: a CSV; vidur: an mlp.csv; llmservingsim: a directory)"
@@ -161,6 +334,9 @@ pub fn run(a: FitArgs) -> Result<()> {
         );
     } else if !a.quiet {
         print!("{}", fit::report::render(&file));
+        if let Some(c) = &file.step_time {
+            print_step_quality(c);
+        }
         println!("wrote {}", a.output.display());
     }
     Ok(())

@@ -243,7 +243,7 @@ fn measured_kv_blocks(c: &fit::CoefficientsFile, block_size: u32) -> Option<(u32
 /// `X.prefix.csv` beside `X.lengths.csv`) here; anything else through `sim::trace` (the tokenq
 /// CSV `arrival_s,input_tokens,output_tokens[,prefix_parent,shared_prefix_blocks]`, the Azure
 /// format, or a built-in name such as `azure-conv`).
-fn read_trace(path: &Path) -> Result<Vec<Request>> {
+pub(crate) fn read_trace(path: &Path) -> Result<Vec<Request>> {
     let header = std::fs::read_to_string(path)
         .ok()
         .and_then(|t| t.lines().next().map(str::to_owned))
@@ -384,23 +384,15 @@ pub fn run(
         );
     }
     let fitted_now = match (&table, want_fit) {
-        (Some(t), true) => {
-            let source = format!(
-                "per-layer tables {} ({} layers), KV-feasible region of {} blocks × {} tokens, max_num_seqs {}, budget {} tokens, seed {seed}",
-                s.step_table
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+        (Some(t), true) => Some(FittedStepModel {
+            coefficients: fit_tables(
+                t,
+                s.step_table.as_deref().unwrap_or(Path::new("")),
                 s.layers,
-                cfg.kv_blocks,
-                cfg.block_size,
-                cfg.max_num_seqs,
-                cfg.max_batched_tokens
-            );
-            Some(FittedStepModel {
-                coefficients: fit_from_tables(t, &source, &cfg, seed)?,
-            })
-        }
+                &cfg,
+                seed,
+            )?,
+        }),
         _ => None,
     };
     let fitted = fitted_now.or(from_file);
@@ -414,17 +406,7 @@ pub fn run(
         (Some(t), f) => {
             let r = replay(&reqs, &cfg, t, f.is_some())?;
             if let Some(f) = f {
-                let steps: Vec<_> = r
-                    .result
-                    .steps
-                    .iter()
-                    .map(|(b, dt)| (b.features(), *dt))
-                    .collect();
-                check = Some(fit::steptime::replay_check(
-                    &f.coefficients,
-                    &format!("{} with {}", trace.display(), t.describe()),
-                    &steps,
-                ));
+                check = Some(check_on_steps(&f.coefficients, &r.result, trace, t));
             }
             replays.push(r);
             if let Some(f) = f {
@@ -437,7 +419,13 @@ pub fn run(
     if let (Some(path), Some(f)) = (&args.save_step_model, &fitted) {
         let mut coef = f.coefficients.clone();
         coef.replay_check = check.clone();
-        save_step_model(path, coef, s.step_table.as_deref())?;
+        save_step_model(
+            path,
+            coef,
+            s.step_table.as_deref(),
+            "--save-step-model",
+            "tokenq simulate --policy continuous",
+        )?;
     }
     if let Some(p) = &args.records {
         write_records(p, &replays[0].result)?;
@@ -470,14 +458,70 @@ pub fn run(
     Ok(())
 }
 
-fn save_step_model(
+/// Fit the step-time forms to per-layer tables on the KV-feasible region of `cfg` (shared by
+/// `--fit-step-model` here and `tokenq fit --step-model-from`).
+pub(crate) fn fit_tables(
+    table: &TableStepModel,
+    dir: &Path,
+    layers: u32,
+    cfg: &EngineConfig,
+    seed: u64,
+) -> Result<fit::steptime::StepTimeCoefficients> {
+    let source = format!(
+        "per-layer tables {} ({} layers), KV-feasible region of {} blocks × {} tokens, max_num_seqs {}, budget {} tokens, seed {seed}",
+        dir.display(),
+        layers,
+        cfg.kv_blocks,
+        cfg.block_size,
+        cfg.max_num_seqs,
+        cfg.max_batched_tokens
+    );
+    Ok(fit_from_tables(table, &source, cfg, seed)?)
+}
+
+/// The fitted model's error on the steps a table-model replay ran (`result` must have been
+/// simulated with `record_steps`).
+pub(crate) fn check_on_steps(
+    coef: &fit::steptime::StepTimeCoefficients,
+    result: &ContinuousResult,
+    trace: &Path,
+    table: &TableStepModel,
+) -> fit::steptime::ReplayCheck {
+    let steps: Vec<_> = result
+        .steps
+        .iter()
+        .map(|(b, dt)| (b.features(), *dt))
+        .collect();
+    fit::steptime::replay_check(
+        coef,
+        &format!("{} with {}", trace.display(), table.describe()),
+        &steps,
+    )
+}
+
+/// Replay `trace` with the table model and check `coef` on the steps it ran (for `tokenq fit`).
+pub(crate) fn replay_check_on_trace(
+    coef: &fit::steptime::StepTimeCoefficients,
+    trace: &Path,
+    cfg: &EngineConfig,
+    table: &TableStepModel,
+) -> Result<fit::steptime::ReplayCheck> {
+    let reqs = read_trace(trace)?;
+    let r = replay(&reqs, cfg, table, true)?;
+    Ok(check_on_steps(coef, &r.result, trace, table))
+}
+
+/// Put `coef` as the `[step_time]` section into `path` (kept as read if it exists, else a new
+/// file whose provenance names `table` and `tool`). `flag` names the option in errors.
+pub(crate) fn save_step_model(
     path: &Path,
     coef: fit::steptime::StepTimeCoefficients,
     table: Option<&Path>,
+    flag: &str,
+    tool: &str,
 ) -> Result<()> {
     let mut file = if path.exists() {
-        fit::CoefficientsFile::read(path)
-            .with_context(|| format!("--save-step-model {}", path.display()))?
+        fit::CoefficientsFile::read(path).with_context(|| format!("{flag} {}", path.display()))?
     } else {
         fit::CoefficientsFile::new(fit::Provenance {
             device: table
@@ -486,8 +530,12 @@ fn save_step_model(
                 .unwrap_or_default(),
             model: String::new(),
             dtype: String::new(),
-            sources: table.map(|p| vec![p.display().to_string()]).unwrap_or_default(),
-            method: "step-time forms fitted to per-layer tables on the KV-feasible region (tokenq simulate --policy continuous)".into(),
+            sources: table
+                .map(|p| vec![p.display().to_string()])
+                .unwrap_or_default(),
+            method: format!(
+                "step-time forms fitted to per-layer tables on the KV-feasible region ({tool})"
+            ),
             time_column: "time_us (per-layer tables)".into(),
             tool: format!("tokenq {}", env!("CARGO_PKG_VERSION")),
             ..Default::default()
@@ -495,7 +543,7 @@ fn save_step_model(
     };
     file.step_time = Some(coef);
     file.write(path)
-        .with_context(|| format!("--save-step-model {}", path.display()))?;
+        .with_context(|| format!("{flag} {}", path.display()))?;
     Ok(())
 }
 
