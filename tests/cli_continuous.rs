@@ -350,3 +350,67 @@ fn kv_blocks_from_measured_capacity() {
     assert_eq!(v["engine"]["kv_blocks"], 2560);
     assert!(String::from_utf8_lossy(&out.stderr).contains("measured KV capacity"));
 }
+
+/// `--report DIR` on the RTX PRO 6000 workload: the HTML has every section, both SVGs parse
+/// as XML, and the capacity comparison names the three paper policies with their rates. The
+/// paper-level capacity is checked against the closed form K/E[T_K] with E[T_K] read back from
+/// the report's own "how" column (an independent division).
+#[test]
+fn report_on_the_pro_6000_workload() {
+    let dir = tempfile::tempdir().unwrap();
+    let rep = dir.path().join("report");
+    tokenq()
+        .args(base("RTXPRO6000", "128", "36578"))
+        .args(["--skew", "--report"])
+        .arg(&rep)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(rep.join("report.html")).unwrap();
+    for id in ["run", "latency", "state", "capacity", "definitions"] {
+        assert!(html.contains(&format!("<h2 id=\"{id}\">")), "section {id}");
+    }
+    for want in [
+        "TTFT empirical CDF",
+        "TPOT empirical CDF",
+        "E2E empirical CDF",
+        "waiting",
+        "KV blocks in use",
+        "fixed batching, K = 128",
+        "dynamic batching, cap K = 128",
+        "elastic batching, cap K = 128",
+        "continuous batching (vLLM V1 scheduler, this replay)",
+        "0 preemptions",
+        "req/s",
+    ] {
+        assert!(html.contains(want), "report lacks {want:?}");
+    }
+    for svg in ["continuous-latency-cdf.svg", "continuous-engine-state.svg"] {
+        let text = std::fs::read_to_string(rep.join(svg)).unwrap();
+        assert!(text.starts_with("<svg") || text.contains("<svg"), "{svg}");
+        assert!(text.contains("no CI"), "{svg}: replay points carry no CI");
+    }
+    // Fixed K = 128: max rate = K / E[T_K] with E[T_K] as printed in the same row.
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("fixed batching, K = 128"))
+        .unwrap();
+    let et: f64 = row
+        .split("E[max of K outputs] = ")
+        .nth(1)
+        .and_then(|s| s.split(" s").next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let cells: Vec<&str> = row
+        .split("<td class=\"num\">")
+        .skip(1)
+        .map(|c| c.split("</td>").next().unwrap())
+        .collect();
+    let max_rate: f64 = cells[1].parse().unwrap();
+    assert!(
+        (max_rate - 128.0 / et).abs() / max_rate < 2e-3,
+        "{max_rate} vs 128/{et}"
+    );
+    let rho: f64 = cells[0].parse().unwrap();
+    assert!(rho > 1.0, "10 req/s overloads fixed K = 128 (ρ = {rho})");
+}

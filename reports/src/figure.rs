@@ -143,9 +143,13 @@ impl Series {
         self.group.as_deref().unwrap_or(&self.label)
     }
 
-    /// The legend entry: label and method (simulation says "95% CI").
+    /// The legend entry: label and method (simulation says "95% CI" when its points carry
+    /// one, "no CI" when none does, e.g. a deterministic replay).
     pub fn legend_text(&self) -> String {
         match self.method {
+            Method::Simulation if self.points.iter().all(|p| p.ci95.is_none()) => {
+                format!("{} (simulation, no CI)", self.label)
+            }
             Method::Simulation => format!("{} (simulation, 95% CI)", self.label),
             m => format!("{} ({})", self.label, m.label()),
         }

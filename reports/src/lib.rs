@@ -11,6 +11,7 @@
 //! Files are written atomically (a temporary file in the same directory, then a rename), so a
 //! reader never sees a half-written SVG or report.
 
+pub mod continuous;
 pub mod figure;
 pub mod html;
 pub mod plots;

@@ -3,6 +3,7 @@
 #[allow(dead_code)]
 pub mod coefficients_args;
 pub mod common;
+pub mod continuous_report;
 #[cfg(feature = "tables")]
 pub mod fit;
 #[cfg(feature = "profiler")]

@@ -86,6 +86,11 @@ pub struct EngineArgs {
     /// Write the running/waiting/KV-use time series (one row per iteration) to this CSV file.
     #[arg(long, value_name = "FILE.csv")]
     pub series: Option<PathBuf>,
+    /// Write a self-contained HTML report (report.html plus one SVG per figure) to this
+    /// directory: TTFT/TPOT/E2E distributions, running/waiting/KV use over time, and the
+    /// capacity comparison with the paper's batching policies on the same trace.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Estimate --kv-blocks from the memory left for the KV cache, in GiB, assuming
     /// Llama-3.1-8B bf16 (128 KiB per token). Overshoots the engine's own figure (SERVING.md:
     /// ~30%, TTFT off by ~20%), so a warning is printed; prefer --kv-blocks.
@@ -434,6 +439,44 @@ pub fn run(
         write_series(p, &replays[0].result)?;
     }
 
+    if let Some(dir) = &args.report {
+        let model: &dyn StepModel = match (&table, &fitted) {
+            (Some(t), _) => t,
+            (None, Some(f)) => f,
+            (None, None) => unreachable!("a replay ran, so a step model exists"),
+        };
+        let e = &cfg;
+        let data = super::continuous_report::build(
+            format!("Continuous batching — {}", trace.display()),
+            vec![
+                ("tool".into(), format!("tokenq {}", env!("CARGO_PKG_VERSION"))),
+                ("trace".into(), trace.display().to_string()),
+                ("step model".into(), model.describe()),
+                (
+                    "engine".into(),
+                    format!(
+                        "max_num_seqs {}, token budget {} tokens/step, KV cache {} blocks × {} tokens, prefix caching {}, async scheduling {}, overhead {} s/step",
+                        e.max_num_seqs,
+                        e.max_batched_tokens,
+                        e.kv_blocks,
+                        e.block_size,
+                        if e.prefix_caching { "on" } else { "off" },
+                        if e.async_scheduling { "on" } else { "off" },
+                        e.iteration_overhead_s
+                    ),
+                ),
+            ],
+            &reqs,
+            &cfg,
+            model,
+            &replays[0].result,
+            &trace.display().to_string(),
+        )
+        .context("--report: capacity comparison")?;
+        let w = reports::continuous::write_continuous_report(&data, dir)
+            .with_context(|| format!("--report {}", dir.display()))?;
+        eprintln!("wrote {}", w.html.display());
+    }
     let span = reqs.iter().map(|r| r.arrival_s).fold(0.0, f64::max)
         - reqs
             .iter()

@@ -1,0 +1,443 @@
+//! The continuous-batching report: one self-contained HTML file (inline SVG) for a replay of a
+//! trace through the vLLM V1 scheduler (`sim::continuous`, SERVING.md), with
+//!
+//! * the empirical CDFs of TTFT, TPOT and E2E (vLLM's definitions), mean/p50/p90/p99 marked;
+//! * running and waiting requests and KV blocks in use over time, and the preemption count;
+//! * the capacity comparison with the paper's batching policies on the same trace (Yang, Xu,
+//!   Jiao 2024 §IV; MATH.md §6–§8): each policy's load ρ at the trace's mean arrival rate and its
+//!   largest stable arrival rate, next to what the continuous simulation served.
+//!
+//! The data are plain (computed by the caller); this module only draws and writes them. Every
+//! number carries its unit and its method label.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::figure::{Axis, Figure, Method, Panel, Scale, Series};
+use crate::html::{escape, format_number};
+use crate::{ReportError, render_svg, write_atomic};
+
+/// Most points drawn per time series (longer series are thinned evenly; the CSV from
+/// `--series` keeps every iteration).
+pub const MAX_SERIES_POINTS: usize = 400;
+
+/// One latency metric's per-request values and summary (seconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyData {
+    /// Metric name, e.g. `TTFT`.
+    pub name: String,
+    /// Definition shown in the caption.
+    pub definition: String,
+    /// Per-request values, seconds.
+    pub values_s: Vec<f64>,
+    /// Mean, p50, p90, p99, seconds.
+    pub mean_s: f64,
+    pub p50_s: f64,
+    pub p90_s: f64,
+    pub p99_s: f64,
+}
+
+/// The engine state at one iteration start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StatePoint {
+    /// Seconds since the first arrival.
+    pub t_s: f64,
+    pub running: u32,
+    pub waiting: u32,
+    pub kv_blocks_used: u32,
+}
+
+/// One row of the capacity comparison.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CapacityRow {
+    /// Policy, e.g. `fixed K = 50 (paper §IV-B)`.
+    pub policy: String,
+    /// Load ρ at the trace's mean arrival rate (dimensionless); NaN where not defined.
+    pub load: f64,
+    /// Largest stable arrival rate (req/s); for the simulation, the completion rate it achieved.
+    pub max_rate_req_s: f64,
+    /// Method label (exact, simulation, …).
+    pub method: Method,
+    /// Verdict at the trace's mean rate, e.g. `unstable (ρ ≥ 1)`.
+    pub verdict: String,
+    /// How the numbers were obtained.
+    pub note: String,
+}
+
+/// Everything the continuous-batching report shows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContinuousReport {
+    pub title: String,
+    /// Run metadata as (key, value): trace, engine settings, step model, command.
+    pub metadata: Vec<(String, String)>,
+    pub latencies: Vec<LatencyData>,
+    pub states: Vec<StatePoint>,
+    /// KV cache size, blocks.
+    pub kv_blocks: u32,
+    pub preemptions: u64,
+    pub requests: usize,
+    pub completed: usize,
+    /// Trace mean arrival rate, req/s.
+    pub arrival_rate_req_s: f64,
+    pub capacity: Vec<CapacityRow>,
+    /// How the paper-level coefficients were derived (shown above the capacity table).
+    pub capacity_basis: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// The sections of the report, as (anchor id, heading).
+pub const SECTIONS: [(&str, &str); 5] = [
+    ("run", "Run"),
+    ("latency", "Latency distributions"),
+    ("state", "Engine state over time"),
+    (
+        "capacity",
+        "Capacity: continuous batching vs the paper's policies",
+    ),
+    ("definitions", "Definitions"),
+];
+
+/// Empirical CDF figure: one panel per metric, mean/p50/p90/p99 marked.
+pub fn latency_figure(lat: &[LatencyData]) -> Figure {
+    let panels = lat
+        .iter()
+        .map(|l| {
+            let mut v: Vec<f64> = l
+                .values_s
+                .iter()
+                .copied()
+                .filter(|x| x.is_finite())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            let n = v.len() as f64;
+            let pts = v
+                .iter()
+                .enumerate()
+                .map(|(i, &x)| (x, (i as f64 + 1.0) / n));
+            Panel::new(
+                format!("{} empirical CDF ({} requests)", l.name, v.len()),
+                Axis::new(l.name.clone(), "s").from_zero(),
+                Axis::new("fraction of requests ≤ x", "")
+                    .scale(Scale::Linear)
+                    .from_zero(),
+            )
+            .with(Series::from_xy(
+                format!("{} per request", l.name),
+                Method::Simulation,
+                pts,
+            ))
+            .mark(l.mean_s, format!("mean {} s", format_number(l.mean_s)))
+            .mark(l.p50_s, format!("p50 {} s", format_number(l.p50_s)))
+            .mark(l.p90_s, format!("p90 {} s", format_number(l.p90_s)))
+            .mark(l.p99_s, format!("p99 {} s", format_number(l.p99_s)))
+        })
+        .collect();
+    Figure {
+        id: "continuous-latency-cdf".into(),
+        title: "Latency distributions (continuous batching, simulation)".into(),
+        caption: lat
+            .iter()
+            .map(|l| format!("{}: {}.", l.name, l.definition))
+            .collect::<Vec<_>>()
+            .join(" ")
+            + " Points: each request's value from the deterministic replay; vertical lines: mean, p50, p90, p99.",
+        panels,
+    }
+}
+
+/// Evenly thinned copy of `s` with at most `max` points (first and last kept).
+fn thin<T: Copy>(s: &[T], max: usize) -> Vec<T> {
+    if s.len() <= max || max < 2 {
+        return s.to_vec();
+    }
+    let step = (s.len() - 1) as f64 / (max - 1) as f64;
+    (0..max)
+        .map(|i| s[((i as f64 * step).round() as usize).min(s.len() - 1)])
+        .collect()
+}
+
+/// Running / waiting requests and KV use over time (two panels).
+pub fn state_figure(states: &[StatePoint], kv_blocks: u32, preemptions: u64) -> Figure {
+    let s = thin(states, MAX_SERIES_POINTS);
+    let req = Panel::new(
+        "Requests in the engine",
+        Axis::new("time since first arrival", "s").from_zero(),
+        Axis::new("requests", "").scale(Scale::Linear).from_zero(),
+    )
+    .with(Series::from_xy(
+        "running",
+        Method::Simulation,
+        s.iter().map(|p| (p.t_s, f64::from(p.running))),
+    ))
+    .with(Series::from_xy(
+        "waiting",
+        Method::Simulation,
+        s.iter().map(|p| (p.t_s, f64::from(p.waiting))),
+    ));
+    let kv = Panel::new(
+        format!("KV cache use ({kv_blocks} blocks; {preemptions} preemptions)"),
+        Axis::new("time since first arrival", "s").from_zero(),
+        Axis::new("KV blocks in use", "% of cache")
+            .scale(Scale::Linear)
+            .from_zero(),
+    )
+    .with(Series::from_xy(
+        "KV blocks in use",
+        Method::Simulation,
+        s.iter().map(|p| {
+            (
+                p.t_s,
+                100.0 * f64::from(p.kv_blocks_used) / f64::from(kv_blocks.max(1)),
+            )
+        }),
+    ));
+    Figure {
+        id: "continuous-engine-state".into(),
+        title: "Running, waiting and KV use over time (continuous batching, simulation)".into(),
+        caption: format!(
+            "State after scheduling at the start of each iteration (at most {MAX_SERIES_POINTS} evenly spaced iterations drawn; `--series` writes all). Waiting = arrived, not running (including preempted requests)."
+        ),
+        panels: vec![req, kv],
+    }
+}
+
+/// The report's figures, in order.
+pub fn figures(r: &ContinuousReport) -> Vec<Figure> {
+    vec![
+        latency_figure(&r.latencies),
+        state_figure(&r.states, r.kv_blocks, r.preemptions),
+    ]
+}
+
+const STYLE: &str = "body{font-family:system-ui,'DejaVu Sans',sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
+h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.6em 0}\
+th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}td.num{text-align:right}\
+figure svg{max-width:100%;height:auto}figcaption{color:#444}nav a{margin-right:1em}.note{color:#555}";
+
+fn cell(h: &mut String, s: &str, num: bool) {
+    let _ = write!(
+        h,
+        "<td{}>{}</td>",
+        if num { " class=\"num\"" } else { "" },
+        escape(s)
+    );
+}
+
+/// Render the HTML with the given SVGs (same order as [`figures`]).
+pub fn render_html(r: &ContinuousReport, svgs: &[String]) -> String {
+    let t = escape(&r.title);
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n<nav>"
+    );
+    for (id, name) in SECTIONS {
+        let _ = write!(h, "<a href=\"#{id}\">{}</a>", escape(name));
+    }
+    h.push_str("</nav>\n");
+    let head = |h: &mut String, i: usize| {
+        let _ = writeln!(
+            h,
+            "<h2 id=\"{}\">{}</h2>",
+            SECTIONS[i].0,
+            escape(SECTIONS[i].1)
+        );
+    };
+    let fig = |h: &mut String, i: usize| {
+        if let Some(svg) = svgs.get(i) {
+            let _ = writeln!(h, "<figure>{svg}</figure>");
+        }
+    };
+
+    head(&mut h, 0);
+    h.push_str("<table>\n");
+    for (k, v) in &r.metadata {
+        let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
+    }
+    let _ = writeln!(
+        h,
+        "<tr><th>requests</th><td>{} in the trace, {} completed (simulation)</td></tr>\n<tr><th>preemptions</th><td>{} (recompute; simulation)</td></tr>\n<tr><th>mean arrival rate</th><td>{} req/s (trace: (n − 1)/arrival span)</td></tr>",
+        r.requests,
+        r.completed,
+        r.preemptions,
+        format_number(r.arrival_rate_req_s)
+    );
+    h.push_str("</table>\n");
+    for n in &r.notes {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(n));
+    }
+
+    head(&mut h, 1);
+    h.push_str("<table>\n<tr><th>metric</th><th>mean (s)</th><th>p50 (s)</th><th>p90 (s)</th><th>p99 (s)</th><th>method</th></tr>\n");
+    for l in &r.latencies {
+        h.push_str("<tr>");
+        cell(&mut h, &l.name, false);
+        for v in [l.mean_s, l.p50_s, l.p90_s, l.p99_s] {
+            cell(&mut h, &format_number(v), true);
+        }
+        cell(&mut h, "simulation (deterministic replay, no CI)", false);
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    fig(&mut h, 0);
+
+    head(&mut h, 2);
+    fig(&mut h, 1);
+
+    head(&mut h, 3);
+    for b in &r.capacity_basis {
+        let _ = writeln!(h, "<p>{}</p>", escape(b));
+    }
+    h.push_str("<table>\n<tr><th>policy</th><th>load ρ at the trace's mean rate</th><th>largest stable rate (req/s)</th><th>verdict at the mean rate</th><th>method</th><th>how</th></tr>\n");
+    for c in &r.capacity {
+        h.push_str("<tr>");
+        cell(&mut h, &c.policy, false);
+        cell(&mut h, &format_number(c.load), true);
+        cell(&mut h, &format_number(c.max_rate_req_s), true);
+        cell(&mut h, &c.verdict, false);
+        cell(&mut h, c.method.label(), false);
+        cell(&mut h, &c.note, false);
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+
+    head(&mut h, 4);
+    h.push_str(
+        "<ul><li>TTFT = first token − arrival; TPOT = (last token − first token)/(output tokens − 1); E2E = last token − arrival (vLLM's definitions), seconds.</li>\
+<li>ρ = λ·E[T_K]/K for a batch cap K (the paper's load); a policy is stable iff ρ &lt; 1, and its largest stable arrival rate is K/E[T_K].</li>\
+<li>simulation: one deterministic replay of the trace (no randomness, so no confidence interval); exact: closed form of the paper-level model for the stated coefficients.</li></ul>\n</body>\n</html>\n",
+    );
+    h
+}
+
+/// Files written by [`write_continuous_report`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenContinuous {
+    pub html: PathBuf,
+    pub svgs: Vec<PathBuf>,
+}
+
+/// Render the figures, write `dir/<id>.svg` and `dir/report.html` (created if missing).
+pub fn write_continuous_report(
+    r: &ContinuousReport,
+    dir: &Path,
+) -> Result<WrittenContinuous, ReportError> {
+    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut svgs = Vec::new();
+    let mut paths = Vec::new();
+    for f in figures(r) {
+        let svg = render_svg(&f)?;
+        let p = dir.join(format!("{}.svg", f.id));
+        write_atomic(&p, svg.as_bytes())?;
+        svgs.push(svg);
+        paths.push(p);
+    }
+    let html = dir.join("report.html");
+    write_atomic(&html, render_html(r, &svgs).as_bytes())?;
+    Ok(WrittenContinuous { html, svgs: paths })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> ContinuousReport {
+        let lat = |name: &str, scale: f64| {
+            let values_s: Vec<f64> = (1..=100).map(|i| scale * f64::from(i)).collect();
+            LatencyData {
+                name: name.into(),
+                definition: "test".into(),
+                mean_s: scale * 50.5,
+                p50_s: scale * 50.5,
+                p90_s: scale * 90.1,
+                p99_s: scale * 99.01,
+                values_s,
+            }
+        };
+        ContinuousReport {
+            title: "t".into(),
+            metadata: vec![("trace".into(), "x.csv".into())],
+            latencies: vec![lat("TTFT", 0.1), lat("TPOT", 0.001), lat("E2E", 1.0)],
+            states: (0..1000)
+                .map(|i| StatePoint {
+                    t_s: f64::from(i) * 0.01,
+                    running: i % 7,
+                    waiting: i % 5,
+                    kv_blocks_used: i % 100,
+                })
+                .collect(),
+            kv_blocks: 100,
+            preemptions: 3,
+            requests: 100,
+            completed: 100,
+            arrival_rate_req_s: 10.0,
+            capacity: vec![CapacityRow {
+                policy: "fixed K = 4".into(),
+                load: 1.25,
+                max_rate_req_s: 8.0,
+                method: Method::Exact,
+                verdict: "unstable (ρ ≥ 1)".into(),
+                note: "n".into(),
+            }],
+            capacity_basis: vec!["k1 = 1 s/req".into()],
+            notes: vec![],
+        }
+    }
+
+    fn texts(svg: &str) -> Vec<String> {
+        let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text().map(|t| t.trim().to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn svgs_parse_and_hold_every_series_and_marker() {
+        let r = sample();
+        let figs = figures(&r);
+        let lat = texts(&render_svg(&figs[0]).unwrap());
+        for want in ["TTFT per request", "TPOT per request", "E2E per request"] {
+            assert!(lat.iter().any(|t| t.contains(want)), "{want} in {lat:?}");
+        }
+        // The markers at the values given (format_number: four significant digits).
+        for want in ["p90 9.01 s", "p99 99.01 s", "mean 50.5 s"] {
+            assert!(lat.iter().any(|t| t.contains(want)), "{want} in {lat:?}");
+        }
+        let st = texts(&render_svg(&figs[1]).unwrap());
+        for want in ["running", "waiting", "KV blocks in use", "3 preemptions"] {
+            assert!(st.iter().any(|t| t.contains(want)), "{want} in {st:?}");
+        }
+    }
+
+    #[test]
+    fn ecdf_ends_at_one_and_thinning_keeps_the_ends() {
+        let f = latency_figure(&sample().latencies);
+        let pts = &f.panels[0].series[0].points;
+        assert_eq!(pts.len(), 100);
+        assert_eq!(pts.last().unwrap().y, 1.0);
+        assert!((pts[0].y - 0.01).abs() < 1e-12);
+        let v: Vec<u32> = (0..1000).collect();
+        let t = thin(&v, MAX_SERIES_POINTS);
+        assert_eq!(t.len(), MAX_SERIES_POINTS);
+        assert_eq!((t[0], *t.last().unwrap()), (0, 999));
+        assert_eq!(thin(&v[..3], MAX_SERIES_POINTS), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn html_holds_every_section_and_the_capacity_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = write_continuous_report(&sample(), dir.path()).unwrap();
+        let html = std::fs::read_to_string(&w.html).unwrap();
+        for (id, name) in SECTIONS {
+            assert!(html.contains(&format!("<h2 id=\"{id}\">")), "{id}");
+            assert!(html.contains(&escape(name)), "{name}");
+        }
+        assert_eq!(html.matches("<svg").count(), 2);
+        assert!(html.contains("fixed K = 4") && html.contains("1.25") && html.contains(">8<"));
+        for p in &w.svgs {
+            roxmltree::Document::parse(&std::fs::read_to_string(p).unwrap()).unwrap();
+        }
+    }
+}
