@@ -2,7 +2,9 @@
 //! RTX 4090 per-layer tables loads back into `tokenq simulate --policy continuous
 //! --coefficients`, and its replay of the shipped ShareGPT workload agrees with the replay
 //! that times every step with the tables themselves (an independent step model; README:
-//! tables TPOT mean 0.033 s) within a few percent. Bad input gets a one-line error.
+//! tables TPOT mean 0.033 s) within a few percent. `--step-model` learns it from a synthetic
+//! tokenq profile whose step times are known lines. Bad input gets a one-line error.
+#![cfg(feature = "tables")]
 
 use std::path::PathBuf;
 
@@ -165,4 +167,76 @@ fn step_model_from_adds_to_an_existing_file_and_needs_kv_blocks() {
         .assert()
         .failure()
         .stderr(contains("--step-model-from"));
+}
+
+/// A timings table whose prefill takes 0.004·b + 0.03 s and whose decode step takes
+/// 0.0004·b + 0.02 s (no context dependence) with a ±1% deterministic ripple, for 14 batch
+/// sizes × 3 repetitions × 8 steps.
+fn synthetic_profile() -> String {
+    use std::fmt::Write as _;
+    let mut s = String::from(
+        "run_id,point_id,rep,batch_size,input_tokens,step,context_tokens,wall_s,device_s\n",
+    );
+    for (point, b) in (1..=14u32).enumerate() {
+        for rep in 0..3u32 {
+            for step in 0..8u32 {
+                let mean = if step == 0 {
+                    0.004 * f64::from(b) + 0.03
+                } else {
+                    0.0004 * f64::from(b) + 0.02
+                };
+                let ripple = 0.01 * (f64::from((rep + step + b) % 3) - 1.0);
+                let ctx = if step == 0 { 0 } else { 32 + step - 1 };
+                writeln!(
+                    s,
+                    "r0,{point},{rep},{b},32,{step},{ctx},{},",
+                    mean * (1.0 + ripple)
+                )
+                .unwrap();
+            }
+        }
+    }
+    s
+}
+
+#[test]
+fn step_model_from_a_profile_recovers_the_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let prof = dir.path().join("profile.csv");
+    std::fs::write(&prof, synthetic_profile()).unwrap();
+    let coef = dir.path().join("c.toml");
+    let v = json(
+        tokenq()
+            .arg("fit")
+            .arg(&prof)
+            .args(["--step-model", "--json", "-o"])
+            .arg(&coef),
+    );
+    let st = &v["coefficients"]["step_time"];
+    let g = |a: &str, b: &str| st[a][b].as_f64().unwrap();
+    // Decode form: c0 + c1·n_d + c3·Σctx with the line's 0.02 s and 0.0004 s/req, no context term.
+    let ctx_effect = g("decode", "per_context_token_s") * 14.0 * 40.0;
+    assert!(
+        (g("decode", "intercept_s") - 0.02).abs() < 0.02 * 0.03,
+        "{st}"
+    );
+    assert!(
+        (g("decode", "per_decode_s") - 0.0004).abs() < 0.0004 * 0.1,
+        "{st}"
+    );
+    assert!(ctx_effect.abs() < 0.02 * 0.02, "{st}");
+    // Mixed form on prefill steps of T = 32·b tokens: t1(8) = 0.062 s.
+    let t = 256.0;
+    let p8 = g("mixed", "intercept_s")
+        + g("mixed", "per_token_s") * t
+        + g("mixed", "per_token_above_knee_s") * (t - 128.0);
+    assert!((p8 - 0.062).abs() < 0.062 * 0.02, "t1(8) = {p8} s; {st}");
+    for form in ["decode_fit", "mixed_fit"] {
+        assert!(st[form]["mape_pct"].as_f64().unwrap() < 2.0, "{form}: {st}");
+    }
+    assert!(
+        std::fs::read_to_string(&coef)
+            .unwrap()
+            .contains("[step_time.decode]")
+    );
 }
