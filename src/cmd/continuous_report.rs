@@ -8,7 +8,8 @@
 //! * `t2(b)` = one decode step of b requests at context c̄ each; `k3, k4` the secant through
 //!   b = 1 and b = K (`k3 = (t2(K) − t2(1))/(K − 1)`, `k4 = t2(1) − k3`);
 //! * `t1(b)` = prefilling b prompts of p̄ tokens in chunks of the token budget (⌈b·p̄/budget⌉
-//!   steps, no cached context); `k1, k2` the secant through b = 1 and b = K (k2 clamped at 0);
+//!   steps, no cached context); `k1, k2` the secant through b = 1 and b = K (intercepts clamped
+//!   at 0; with K = 1 the slopes are 0);
 //! * K = min(`max_num_seqs`, ⌊KV tokens/(p̄ + ō)⌋): the requests of mean size whose whole KV
 //!   fits (the paper's models have no KV limit, so the cap stands in for it);
 //! * the output law is the trace's empirical output-length distribution.
@@ -86,7 +87,7 @@ pub fn paper_model(
     let o = mean(reqs.iter().map(|r| f64::from(r.output_tokens)));
     let kv_tokens = f64::from(cfg.kv_blocks) * f64::from(cfg.block_size);
     let k_kv = (kv_tokens / (p + o)).floor().max(1.0) as u32;
-    let k = cfg.max_num_seqs.min(k_kv).max(2);
+    let k = cfg.max_num_seqs.min(k_kv).max(1);
     let ctx = (p + o / 2.0).round().max(1.0) as u32;
     let t2 = |b: u32| {
         let sb = StepBatch {
@@ -112,10 +113,18 @@ pub fn paper_model(
         }
         t
     };
-    let kf = f64::from(k - 1);
-    let k3 = ((t2(k) - t2(1)) / kf).max(0.0);
+    // K = 1 has no secant: the lines are flat in b (slope 0, intercept the b = 1 time).
+    let kf = f64::from(k.saturating_sub(1).max(1));
+    let slope = |hi: f64, lo: f64| {
+        if k > 1 {
+            ((hi - lo) / kf).max(0.0)
+        } else {
+            0.0
+        }
+    };
+    let k3 = slope(t2(k), t2(1));
     let k4 = (t2(1) - k3).max(0.0);
-    let k1 = ((t1(k) - t1(1)) / kf).max(0.0);
+    let k1 = slope(t1(k), t1(1));
     let k2 = (t1(1) - k1).max(0.0);
     let coeffs = BatchCoeffs::new(k1, k2, k3, k4)?;
     let model = LlmBatch::new(coeffs, output_law(reqs, source))?;
