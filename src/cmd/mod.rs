@@ -1,6 +1,5 @@
 //! One module per subcommand.
-// `--coefficients FILE` for queue/optimize/simulate (used as those commands adopt it).
-#[allow(dead_code)]
+// `--coefficients FILE` for the queue and optimize commands.
 pub mod coefficients_args;
 pub mod common;
 pub mod continuous_report;
