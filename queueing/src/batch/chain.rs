@@ -25,8 +25,9 @@
 //!
 //! Arrival pmfs are computed from the mode outward by the Poisson / negative-binomial ratio
 //! recurrences (log-space start, so means ≫ 700 are fine), each component renormalised over its
-//! window, and entries below [`PMF_TRIM`] dropped at the ends (their mass moved to the last kept
-//! entry).
+//! window (mixtures of close Poisson components: one shared window, renormalised as a whole, see
+//! `mixture_lockstep`), and entries below [`PMF_TRIM`] dropped at the ends (their mass moved to
+//! the last kept entry).
 
 use super::service::{BatchService, TimeLaw};
 use super::{BatchError, check_batch, check_rate};
@@ -319,6 +320,9 @@ pub(crate) fn arrivals_pmf(law: &TimeLaw, lambda: f64, cap: usize) -> Result<Pmf
             }
             let mut acc = vec![0.0; hi - lo + 1];
             let wsum: f64 = weights.iter().sum();
+            if mixture_lockstep(nodes, weights, wsum, lambda, cap, lo, &mut acc) {
+                return Ok(trim(Pmf { lo, p: acc }));
+            }
             for (&t, &w) in nodes.iter().zip(weights) {
                 if w > 0.0 {
                     add_poisson(lambda * t, w / wsum, cap, lo, &mut acc, &mut tmp);
@@ -334,6 +338,184 @@ pub(crate) fn arrivals_pmf(law: &TimeLaw, lambda: f64, cap: usize) -> Result<Pmf
             }
         }
     }
+}
+
+/// Largest spread of the component means of a mixed Poisson, in standard deviations of the
+/// smallest, for which [`mixture_lockstep`] runs all components from one common start.
+const LOCKSTEP_SPREAD_SD: f64 = 12.0;
+/// Largest `max |k ε_i|` for the power-series form of [`mixture_lockstep`].
+const SERIES_MAX_ARG: f64 = 0.5;
+/// A component's tail `P(A ≥ cap)` below this (Chernoff bound) is taken as 0 in
+/// [`mixture_lockstep`] (far below [`PMF_TRIM`]).
+const TAIL_NEGLIGIBLE: f64 = 1e-30;
+/// Largest log-range of the density `P(A_t = cap − 1)` over the component means for which
+/// [`mixture_lockstep`] integrates the tails from one incomplete-gamma value (Simpson's rule,
+/// relative error ≲ h⁴/2880 of the small correction).
+const TAIL_SIMPSON_MAX: f64 = 0.05;
+/// Smallest component mean for [`mixture_lockstep`].
+const LOCKSTEP_MIN_MEAN: f64 = 1.0;
+
+/// Adds the mixed-Poisson pmf into `acc` (indexed from `base`, which must be the union window's
+/// start) over one shared window, when the component means are within [`LOCKSTEP_SPREAD_SD`]
+/// standard deviations of each other (then every component's value at the common start `j0` is
+/// far from underflow): by a power series in `k = j − j0` around one Poisson law when the
+/// components are close ([`SERIES_MAX_ARG`]), else by running all ratio recurrences in
+/// lockstep (no division). Same law as the per-component path ([`add_poisson`]) up to rounding:
+/// the exact tails `P(A ≥ cap)` are lumped at `cap` when the window reaches the cap, and the
+/// window is renormalised as a whole rather than per component (the components' window sums
+/// differ from `1 − P(A ≥ cap)` only by rounding and by mass below ~1e-25 outside their own
+/// windows). Returns `false` (and leaves `acc` untouched) when not applicable.
+fn mixture_lockstep(
+    nodes: &[f64],
+    weights: &[f64],
+    wsum: f64,
+    lambda: f64,
+    cap: usize,
+    base: usize,
+    acc: &mut [f64],
+) -> bool {
+    let (mut mus, mut ws) = (Vec::new(), Vec::new());
+    let (mut mu_min, mut mu_max) = (f64::INFINITY, 0.0f64);
+    let mut hi = 0usize;
+    for (&t, &w) in nodes.iter().zip(weights) {
+        if w > 0.0 {
+            let mu = lambda * t;
+            let (a, b) = poisson_window(mu);
+            if !(mu.is_finite() && mu > 0.0) || a >= cap {
+                return false;
+            }
+            hi = hi.max(b);
+            mu_min = mu_min.min(mu);
+            mu_max = mu_max.max(mu);
+            mus.push(mu);
+            ws.push(w / wsum);
+        }
+    }
+    if mus.len() < 2
+        || mu_min < LOCKSTEP_MIN_MEAN
+        || mu_max - mu_min > LOCKSTEP_SPREAD_SD * mu_min.sqrt()
+    {
+        return false;
+    }
+    let cut = hi >= cap;
+    let top = hi.min(cap - 1); // last window entry below the cap lump
+    let lo = base;
+    let n = mus.len();
+    let j0 = ((0.5 * (mu_min + mu_max)).floor() as usize).clamp(lo, top);
+    // `visit(j, v)` is called with the component values at every j of the window.
+    let sweep = |v: &mut Vec<f64>, visit: &mut dyn FnMut(usize, &[f64])| {
+        let lgj0 = ln_gamma(j0 as f64 + 1.0);
+        let start: Vec<f64> = mus
+            .iter()
+            .map(|&mu| (j0 as f64 * mu.ln() - mu - lgj0).exp())
+            .collect();
+        let rmus: Vec<f64> = mus.iter().map(|mu| 1.0 / mu).collect();
+        v.copy_from_slice(&start);
+        visit(j0, v);
+        for j in j0..top {
+            let c = 1.0 / (j + 1) as f64;
+            v.iter_mut().zip(&mus).for_each(|(x, m)| *x *= m * c);
+            visit(j + 1, v);
+        }
+        v.copy_from_slice(&start);
+        for j in (lo..j0).rev() {
+            let c = (j + 1) as f64;
+            v.iter_mut().zip(&rmus).for_each(|(x, r)| *x *= r * c);
+            visit(j, v);
+        }
+    };
+    // The components' window sums are 1 − P(A ≥ cap) − (mass outside the window, < 1e-25), so
+    // the window is renormalised once, as a whole, to 1 − Σ w_i P(A_i ≥ cap).
+    let mut lump = 0.0;
+    let c = cap as f64;
+    let mu0 = 0.5 * (mu_min + mu_max);
+    // Close components: P(A_i ≥ c) = P(A_0 ≥ c) + ∫_{μ0}^{μ_i} P(A_t = c − 1) dt (Simpson's rule;
+    // the integrand changes by a factor e^{±h} with h below TAIL_SIMPSON_MAX over the range).
+    let h = (mu_max - mu_min) * ((c - 1.0) / mu_min - 1.0).abs();
+    let close = cut && h <= TAIL_SIMPSON_MAX;
+    if close {
+        let lgc = ln_gamma(c);
+        let dens = |t: f64| ((c - 1.0) * t.ln() - t - lgc).exp();
+        let d0 = dens(mu0);
+        lump = gamma_lr(c, mu0);
+        for (&mu, &w) in mus.iter().zip(&ws) {
+            let d = mu - mu0;
+            lump += w * d / 6.0 * (d0 + 4.0 * dens(mu0 + 0.5 * d) + dens(mu));
+        }
+    }
+    for (&mu, &w) in mus.iter().zip(&ws).filter(|_| !close) {
+        // Chernoff: P(A ≥ c) ≤ e^{−μ} (eμ/c)^c; tails below TAIL_NEGLIGIBLE are not evaluated.
+        if cut && c * (1.0 + mu.ln() - c.ln()) - mu > TAIL_NEGLIGIBLE.ln() {
+            lump += w * gamma_lr(c, mu);
+        }
+    }
+    let mut win = vec![0.0f64; top - lo + 1];
+    // Close components: P(j; μ_i) = P(j; μ0) e^{−δ_i + j0 ε_i} e^{k ε_i} with δ_i = μ_i − μ0,
+    // ε_i = ln(μ_i/μ0), k = j − j0, so the mixture is P(j; μ0) Σ_n c_n k^n with
+    // c_n = Σ_i w_i e^{−δ_i + j0 ε_i} ε_i^n / n!: one recurrence and a short polynomial per j.
+    let span = (j0 - lo).max(top - j0) as f64;
+    let eps: Vec<f64> = mus.iter().map(|&mu| (mu / mu0).ln()).collect();
+    let x = span * eps.iter().fold(0.0f64, |a, e| a.max(e.abs()));
+    if x <= SERIES_MAX_ARG {
+        let mut terms = 1usize;
+        let mut t = 1.0f64;
+        while t > 1e-18 {
+            t *= x / terms as f64;
+            terms += 1;
+        }
+        let mut a: Vec<f64> = (0..n)
+            .map(|i| ws[i] * (-(mus[i] - mu0) + j0 as f64 * eps[i]).exp())
+            .collect();
+        let mut coef = Vec::with_capacity(terms);
+        for m in 0..terms {
+            coef.push(a.iter().sum::<f64>());
+            a.iter_mut()
+                .zip(&eps)
+                .for_each(|(ai, e)| *ai *= e / (m + 1) as f64);
+        }
+        let lnmu0 = mu0.ln();
+        let mut base = Vec::new();
+        fill_from_mode(
+            lo,
+            top,
+            j0,
+            |j| j as f64 * lnmu0 - mu0 - ln_gamma(j as f64 + 1.0),
+            |j| mu0 / (j + 1) as f64,
+            &mut base,
+        );
+        for (idx, (wv, b)) in win.iter_mut().zip(&base).enumerate() {
+            let k = (lo + idx) as f64 - j0 as f64;
+            let g = coef.iter().rev().fold(0.0, |acc, c| acc * k + c);
+            *wv = b * g;
+        }
+    } else {
+        let mut v = vec![0.0f64; n];
+        sweep(&mut v, &mut |j, v| {
+            let mut part = [0.0f64; 4];
+            let mut wc = ws.chunks_exact(4);
+            let mut vc = v.chunks_exact(4);
+            for (a, b) in (&mut wc).zip(&mut vc) {
+                for k in 0..4 {
+                    part[k] += a[k] * b[k];
+                }
+            }
+            let rest: f64 = wc
+                .remainder()
+                .iter()
+                .zip(vc.remainder())
+                .map(|(a, b)| a * b)
+                .sum();
+            win[j - lo] = (part[0] + part[1]) + (part[2] + part[3]) + rest;
+        });
+    }
+    let scale = (1.0 - lump) / win.iter().sum::<f64>();
+    for (a, x) in acc.iter_mut().zip(&win) {
+        *a += scale * x;
+    }
+    if cut {
+        acc[cap - base] += lump;
+    }
+    true
 }
 
 /// Which chain.
@@ -455,6 +637,18 @@ impl Truncated<'_> {
         }
         (l, u)
     }
+    /// `next += w · row i` (the transitions of [`Truncated::for_each`], summed in place); rows
+    /// that reach neither end are one contiguous axpy.
+    fn add_row(&self, i: usize, w: f64, next: &mut [f64]) {
+        let (o, pmf) = self.rows[i];
+        let first = o + pmf.lo;
+        if first > self.floor && first + pmf.p.len() < self.n {
+            let dst = &mut next[first - self.floor..first - self.floor + pmf.p.len()];
+            dst.iter_mut().zip(&pmf.p).for_each(|(x, p)| *x += w * p);
+        } else {
+            self.for_each(i, |d, p| next[d] += w * p);
+        }
+    }
     /// Calls `f(dest_index, prob)` for each transition of row `i` (clamped, merged at the ends).
     fn for_each<F: FnMut(usize, f64)>(&self, i: usize, mut f: F) {
         let (o, pmf) = self.rows[i];
@@ -568,7 +762,7 @@ fn power(
             if w < 1e-300 {
                 continue;
             }
-            chain.for_each(i, |d, p| next[d] += w * p);
+            chain.add_row(i, w, &mut next);
         }
         let tot: f64 = next.iter().sum();
         next.iter_mut().for_each(|x| *x /= tot);
@@ -882,6 +1076,60 @@ mod tests {
         for j in 0..30 {
             let exact = (1.0 / 3.0) * (2.0f64 / 3.0).powi(j as i32);
             assert!((p.at(j) - exact).abs() < 1e-14 * exact.max(1e-300) + 1e-16);
+        }
+    }
+
+    /// The shared-window mixture paths (series and lockstep) agree with the per-component sum
+    /// of Poisson pmfs, with and without a cap cut, and keep mass 1 and the mixture mean.
+    #[test]
+    fn mixture_fast_paths_match_per_component_sum() {
+        let cases: [(Vec<f64>, Vec<f64>, usize); 4] = [
+            // close nodes (series path), no cut / cut near the mean
+            (
+                vec![400.0, 400.01, 400.03],
+                vec![0.2, 0.5, 0.3],
+                usize::MAX / 2,
+            ),
+            (vec![400.0, 400.01, 400.03], vec![0.2, 0.5, 0.3], 430),
+            // spread nodes (lockstep path), no cut / cut
+            (
+                vec![300.0, 330.0, 360.0, 390.0, 420.0],
+                vec![0.1, 0.2, 0.3, 0.2, 0.2],
+                1 << 40,
+            ),
+            (
+                vec![300.0, 330.0, 360.0, 390.0, 420.0],
+                vec![0.1, 0.2, 0.3, 0.2, 0.2],
+                400,
+            ),
+        ];
+        for (nodes, weights, cap) in cases {
+            let law = TimeLaw::Mixture {
+                nodes: nodes.clone(),
+                weights: weights.clone(),
+            };
+            let fast = arrivals_pmf(&law, 1.0, cap).unwrap();
+            let mut reference = vec![0.0; 2000];
+            let mut tmp = Vec::new();
+            for (&t, &w) in nodes.iter().zip(&weights) {
+                add_poisson(t, w, cap, 0, &mut reference, &mut tmp);
+            }
+            let mut mean = 0.0;
+            for (j, &r) in reference.iter().enumerate() {
+                let f = fast.at(j);
+                // Entries below PMF_TRIM at the ends are trimmed (mass moved to the end entry);
+                // the cap lump uses statrs' incomplete gamma (≈1e-13 relative).
+                assert!(
+                    (f - r).abs() <= 1e-12 * r + 10.0 * PMF_TRIM,
+                    "j {j}: {f} vs {r}, cap {cap}"
+                );
+                mean += j as f64 * f;
+            }
+            assert!((fast.p.iter().sum::<f64>() - 1.0).abs() < 1e-14);
+            if cap > 1000 {
+                let m: f64 = nodes.iter().zip(&weights).map(|(t, w)| t * w).sum();
+                assert!((mean - m).abs() < 1e-10 * m, "mean {mean} vs {m}");
+            }
         }
     }
 
