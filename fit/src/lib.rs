@@ -25,4 +25,4 @@ pub mod tables;
 pub use coefficients::{CoefficientsFile, Provenance, SCHEMA_VERSION};
 pub use error::{FitError, Result};
 pub use model::{FitOptions, ProfileFit, fit_e2e, fit_steps};
-pub use profile::StepRow;
+pub use profile::{StepRow, TIMINGS_COLUMNS};

@@ -13,6 +13,20 @@ use std::path::Path;
 
 use crate::error::{FitError, Result};
 
+/// The timings-table contract of DESIGN.md, in column order: one row per timed model step.
+/// `profiler` writes exactly these columns and `fit` requires them (`device_s` may be all null).
+pub const TIMINGS_COLUMNS: [&str; 9] = [
+    "run_id",
+    "point_id",
+    "rep",
+    "batch_size",
+    "input_tokens",
+    "step",
+    "context_tokens",
+    "wall_s",
+    "device_s",
+];
+
 /// One timed model step (the time column already chosen: wall or device).
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRow {

@@ -11,17 +11,7 @@ use crate::error::{FitError, Result, first_line};
 use crate::profile::{StepRow, check_rows};
 
 /// Columns a timings table must have (`device_s` may be all null).
-pub const REQUIRED_COLUMNS: [&str; 9] = [
-    "run_id",
-    "point_id",
-    "rep",
-    "batch_size",
-    "input_tokens",
-    "step",
-    "context_tokens",
-    "wall_s",
-    "device_s",
-];
+pub const REQUIRED_COLUMNS: [&str; 9] = crate::profile::TIMINGS_COLUMNS;
 
 /// Which measured time to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,18 +16,8 @@ use crate::stats::StepRow;
 use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
-/// Column names, in order.
-pub const COLUMNS: [&str; 9] = [
-    "run_id",
-    "point_id",
-    "rep",
-    "batch_size",
-    "input_tokens",
-    "step",
-    "context_tokens",
-    "wall_s",
-    "device_s",
-];
+/// Column names, in order: the timings-table contract shared with the reader in `fit`.
+pub const COLUMNS: [&str; 9] = fit::TIMINGS_COLUMNS;
 
 /// File format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
