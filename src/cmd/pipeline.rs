@@ -41,6 +41,7 @@ use queueing::batch::{
 use queueing::dist::TokenDist;
 use queueing::impatience::{self, Abandonment, ServiceLaw};
 use queueing::mg1::{self, LinearService};
+use queueing::token_limit;
 use reports::plots::{
     self, BatchSizeInput, BatchTimingInput, DistributionMoments, LatencyFitInput, RateSweepInput,
     TokenLimitInput,
@@ -841,46 +842,71 @@ fn limit_analysis(cfg: &Config, svc: LinearService) -> Result<LimitAnalysis> {
     let tau = cfg
         .patience
         .unwrap_or(DEFAULT_PATIENCE_FACTOR * unclipped.mean_service_s);
-    let mut imp_wait = Vec::new();
-    let mut imp_loss = Vec::new();
+    // Exact curve and argmax of eq. 11 through the library's optimiser (rayon over limits, one
+    // shared level-crossing solve for the limits with a·L + c ≥ τ).
+    let exact_imp = token_limit::optimize(
+        &token_limit::Problem {
+            tokens: d,
+            arrival_rate: lambda,
+            service: svc,
+            weight: cfg.beta,
+            utility: &token_limit::StepUtility,
+            impatience: Some(token_limit::Impatience {
+                patience_s: tau,
+                lost_cost: cfg.loss_cost,
+                abandonment: Abandonment::Renege,
+                dekok_tijms: false,
+                grid: IMPATIENCE_GRID,
+            }),
+        },
+        &grid,
+    )
+    .map_err(|e| anyhow::anyhow!("M/G/1+D, τ = {tau} s: {e}"))?;
+    let point = |p: &token_limit::CurvePoint| {
+        (
+            p.max_tokens,
+            p.mean_wait_s.unwrap_or(f64::NAN),
+            p.loss_fraction.unwrap_or(f64::NAN),
+        )
+    };
+    let imp_wait: Vec<(f64, f64)> = exact_imp
+        .curve
+        .iter()
+        .map(|p| (point(p).0, point(p).1))
+        .collect();
+    let imp_loss: Vec<(f64, f64)> = exact_imp
+        .curve
+        .iter()
+        .map(|p| (point(p).0, point(p).2))
+        .collect();
     let mut dkt_wait = Vec::new();
     let mut dkt_loss = Vec::new();
-    let mut imp_obj = Vec::new();
     for &l in &grid {
         let law = ServiceLaw::Tokens {
             tokens: d.clone(),
             max_tokens: l,
             service: svc,
         };
-        let r = impatience::exact(&law, lambda, tau, IMPATIENCE_GRID, Abandonment::Renege)
-            .map_err(|e| anyhow::anyhow!("M/G/1+D at L = {l}, τ = {tau} s: {e}"))?;
-        imp_wait.push((l, r.mean_wait_all_s));
-        imp_loss.push((l, r.loss_fraction));
-        imp_obj.push((
-            l,
-            cfg.beta * d.cdf(l)
-                - (1.0 - cfg.beta) * r.mean_wait_all_s
-                - cfg.loss_cost * r.loss_fraction,
-        ));
         if let Ok(k) = impatience::dekok_tijms(&law, lambda, tau, Abandonment::Renege) {
             dkt_wait.push((l, k.combined.mean_wait_all_s));
             dkt_loss.push((l, k.combined.loss_fraction));
         }
     }
-    let impatient = imp_obj
+    let imp_obj: Vec<(f64, f64)> = exact_imp
+        .curve
         .iter()
-        .zip(&imp_loss)
-        .zip(&imp_wait)
-        .max_by(|a, b| a.0.0.1.total_cmp(&b.0.0.1))
-        .map(|((&(l, f), &(_, p)), &(_, w))| ImpatientAnswer {
-            patience_s: tau,
-            loss_cost: cfg.loss_cost,
-            best_limit_tokens: l,
-            loss_fraction_at_best: p,
-            wait_all_at_best_s: w,
-            loss_fraction_at_top_limit: imp_loss.last().map_or(f64::NAN, |x| x.1),
-            objective_at_best: f,
-        });
+        .filter_map(|p| Some((p.max_tokens, p.objective?)))
+        .collect();
+    let (best_imp_l, best_imp_w, best_imp_p) = point(&exact_imp.best);
+    let impatient = Some(ImpatientAnswer {
+        patience_s: tau,
+        loss_cost: cfg.loss_cost,
+        best_limit_tokens: best_imp_l,
+        loss_fraction_at_best: best_imp_p,
+        wait_all_at_best_s: best_imp_w,
+        loss_fraction_at_top_limit: imp_loss.last().map_or(f64::NAN, |x| x.1),
+        objective_at_best: exact_imp.best.objective.unwrap_or(f64::NAN),
+    });
     let no_limit = mg1::solve(d, f64::INFINITY, lambda, svc)
         .map(|r| r.mean_wait_s)
         .unwrap_or(f64::INFINITY);
