@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Recompute the numbers of the paper's Section V (Yang, Xu, Jiao 2024, arXiv 2407.05347) with
 # tokenq commands and write a table: paper value, tokenq value, and why they differ where they do.
-# The inputs are the paper's stated ones (MATH.md §3 "§V-B setting", §9.9); where the paper
+# The inputs are the paper's stated ones (docs/models.md §3 "§V-B setting", §9.9); where the paper
 # omits an input (its fitted a, c; its k1..k4; its utility U) the script says which stand-in it
-# uses. The explanations are MATH.md's (§3 table, §9.2, §9.9, §10).
+# uses. The explanations are docs/models.md's (§3 table, §9.2, §9.9, §10).
 #
 # Usage: scripts/reproduce-paper.sh [OUT.md]        (default: reproduce-paper.md)
 #        TOKENQ=path/to/tokenq scripts/reproduce-paper.sh
@@ -18,9 +18,9 @@ fi
 command -v jq >/dev/null || { echo "reproduce-paper.sh: needs jq (apt-get install jq)" >&2; exit 1; }
 
 LN="lognormal:7,0.7"
-# a, c implied by the paper's E[W_q](1600) = 23 s and −58.93% (MATH.md §3): two equations, two unknowns.
+# a, c implied by the paper's E[W_q](1600) = 23 s and −58.93% (docs/models.md §3): two equations, two unknowns.
 A=0.02203184157; C=0.7764157233
-# The paper's Table I fit (MATH.md §10.2).
+# The paper's Table I fit (docs/models.md §10.2).
 A1=0.0229925; C1=0.186087
 
 mg1_wait() { # rate, a, c, L
@@ -48,7 +48,7 @@ cdf1300=$(jq '.optimum.curve[] | select(.max_tokens == 1300) | .expected_utility
 lstep=$(jq '.optimum.best.max_tokens' <<<"$step")
 lfrac=$(optimum fraction 0.9916666666666667 0.025 | jq '.optimum.best.max_tokens')
 limp=$(optimum fraction 0.95 0.04 --patience 60 --lost-cost 4 | jq '.optimum.best.max_tokens')
-# §V-C: Set F3b (MATH.md §9) scaled by 0.094 so that λ = 0.43 is feasible (MATH.md §9.9).
+# §V-C: Set F3b (docs/models.md §9) scaled by 0.094 so that λ = 0.43 is feasible (docs/models.md §9.9).
 kfix=$("$TOKENQ" optimize batch-size --policy fixed --objective latency --arrival-rate 0.43 --max-k 64 \
   --tokens "$LN" --first-token-s 0.000376,0.00282 --decode-step-s 0.00047,0.00188 --json \
   | jq '.. | objects | select(has("best")) | .best.k' | head -1)
@@ -63,14 +63,14 @@ kfix=$("$TOKENQ" optimize batch-size --policy fixed --objective latency --arriva
   echo "|---|---|---|---|"
   echo "| P(N < 1600) | 70.53% | $(fmt "$(pct "$cdf1600")")% | same (the closed form Φ((ln 1600 − 7)/0.7)) |"
   echo "| P(N < 1300) | 59% | $(fmt "$(pct "$cdf1300")")% | same; the paper truncates 59.60% |"
-  echo "| patient E[W_q] at L = 1600, λ = 1/40 | 23 s | $(fmt "$w1600") s | same by construction: (a, c) were solved from this value and the next (MATH.md §3) |"
+  echo "| patient E[W_q] at L = 1600, λ = 1/40 | 23 s | $(fmt "$w1600") s | same by construction: (a, c) were solved from this value and the next (docs/models.md §3) |"
   echo "| patient E[W_q] at L = 1600 vs L = 3000 | −58.93% | $(fmt "$(pct "$w1600 / $w3000 - 1")")% | same by construction (second equation for a, c) |"
   echo "| same with the paper's Table I fit (a = $A1, c = $C1) | 23 s, −58.93% | $(fmt "$t1600") s, $(fmt "$(pct "$t1600 / $t3000 - 1")")% | the paper's fit for §V-B is not printed; Table I's own least-squares line gives $(fmt "$(pct "$t1600 / $w1600 - 1")")% more wait at L = 1600 |"
-  echo "| impatient π at L = 1300, λ = 1/25, τ = 60 s | 0.12 | $(fmt "$p1300") (exact) | the paper's inputs are rounded or slightly inconsistent: an exact 0.12 needs τ ≈ 55 s or c ≈ 1.41 s (MATH.md §3) |"
-  echo "| impatient π at L = 1300 vs L = 3000 | −56.36% | $(fmt "$(pct "$p1300 / $p3000 - 1")")% | as above; the De Kok–Tijms approximation gives −58.62% (MATH.md §9.2) |"
-  echo "| patient L*, β = 119/120 | 1600 | $lstep (U = 1{n ≤ L}), $lfrac (U = min(1, L/n)) | the paper's utility U(n, L) is not recoverable; no utility tried gives 1600 (MATH.md §3) |"
-  echo "| impatient L*, β = 0.95, c = 4 | 1300 | $limp (U = min(1, L/n)) | with c = 4 per lost user the loss term dominates every bounded U and pulls L* far below 1300 (MATH.md §3): the paper's eq 11 must weight utility differently |"
-  echo "| optimal fixed batch size, λ = 0.43 | 8 | $kfix | k1..k4 are not printed; with Set F3b scaled by 0.094 (a stand-in, MATH.md §9.9) the latency-optimal K is 8 only for that choice |"
-  echo "| eq 16 latency at λ = 0.43 | 125 s | not computed | eq 16 needs a linear E[T_b] the paper does not state for lognormal outputs (MATH.md §9.9); no reproduction is claimed |"
+  echo "| impatient π at L = 1300, λ = 1/25, τ = 60 s | 0.12 | $(fmt "$p1300") (exact) | the paper's inputs are rounded or slightly inconsistent: an exact 0.12 needs τ ≈ 55 s or c ≈ 1.41 s (docs/models.md §3) |"
+  echo "| impatient π at L = 1300 vs L = 3000 | −56.36% | $(fmt "$(pct "$p1300 / $p3000 - 1")")% | as above; the De Kok–Tijms approximation gives −58.62% (docs/models.md §9.2) |"
+  echo "| patient L*, β = 119/120 | 1600 | $lstep (U = 1{n ≤ L}), $lfrac (U = min(1, L/n)) | the paper's utility U(n, L) is not recoverable; no utility tried gives 1600 (docs/models.md §3) |"
+  echo "| impatient L*, β = 0.95, c = 4 | 1300 | $limp (U = min(1, L/n)) | with c = 4 per lost user the loss term dominates every bounded U and pulls L* far below 1300 (docs/models.md §3): the paper's eq 11 must weight utility differently |"
+  echo "| optimal fixed batch size, λ = 0.43 | 8 | $kfix | k1..k4 are not printed; with Set F3b scaled by 0.094 (a stand-in, docs/models.md §9.9) the latency-optimal K is 8 only for that choice |"
+  echo "| eq 16 latency at λ = 0.43 | 125 s | not computed | eq 16 needs a linear E[T_b] the paper does not state for lognormal outputs (docs/models.md §9.9); no reproduction is claimed |"
 } > "$out"
 echo "wrote $out"

@@ -1,9 +1,17 @@
 //! `tokenq`: how long will my users wait, and which settings make them wait least?
 //!
-//! One binary, clap derive subcommands. Each subcommand lives in `src/cmd/<name>.rs`, parses
-//! its arguments, validates them into a typed config, then calls the library crates.
+//! One binary, clap derive subcommands. Each subcommand lives in `src/cmd/<name>.rs`: its clap
+//! struct, the validation of its flags into a typed configuration, and a call into the library
+//! crates (`pipeline` for the application layer). Command files do not import each other, except
+//! the shared flag helpers in `common.rs` and `coefficients_args.rs`.
+//!
+//! Errors print as one line, `Error: {:#}` (the message and its causes), exit status 1; usage
+//! errors are clap's, exit status 2.
 
 mod cmd;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -20,9 +28,12 @@ enum Command {
     /// check them by simulation and write an HTML report with plots.
     #[cfg(feature = "profiler")]
     Pipeline(Box<cmd::pipeline::PipelineArgs>),
-    /// Simulate a serving policy event by event: wait and latency with 95% confidence intervals.
+    /// Simulate a serving policy of the paper event by event: wait and latency with 95%
+    /// confidence intervals.
     Simulate(Box<cmd::simulate::SimulateArgs>),
-    /// Analytic queueing models: mean wait, loss and latency (MATH.md §1–§8).
+    /// Replay a trace through continuous batching as vLLM runs it (TTFT, TPOT, E2E per request).
+    Replay(Box<cmd::replay::ReplayArgs>),
+    /// Analytic queueing models: mean wait, loss and latency (docs/models.md §1–§8).
     #[command(subcommand)]
     Queue(cmd::queue::QueueCommand),
     /// Choose the max-token limit or the batch size that maximises an objective.
@@ -39,12 +50,23 @@ enum Command {
     Merge(cmd::merge::MergeArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(replay_alias(std::env::args_os().collect()));
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         #[cfg(feature = "profiler")]
         Command::Pipeline(a) => cmd::pipeline::run(*a),
         Command::Simulate(a) => cmd::simulate::run(*a),
+        Command::Replay(a) => cmd::replay::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),
         #[cfg(feature = "tables")]
@@ -53,5 +75,58 @@ fn main() -> anyhow::Result<()> {
         Command::Profile(a) => cmd::profile::run(a),
         #[cfg(feature = "profiler")]
         Command::Merge(a) => cmd::merge::run(a),
+    }
+}
+
+/// `tokenq simulate … --policy continuous …` is `tokenq replay …` (scripts written before the
+/// replay had its own command keep working): drop the policy flag and rename the command.
+fn replay_alias(mut args: Vec<OsString>) -> Vec<OsString> {
+    if args.get(1).is_none_or(|a| a != "simulate") {
+        return args;
+    }
+    let pos = args.iter().position(|a| a == "--policy=continuous");
+    let pair = args
+        .windows(2)
+        .position(|w| w[0] == "--policy" && w[1] == "continuous");
+    match (pos, pair) {
+        (Some(i), _) => {
+            args.remove(i);
+        }
+        (None, Some(i)) => {
+            args.drain(i..i + 2);
+        }
+        (None, None) => return args,
+    }
+    args[1] = "replay".into();
+    args
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replay_alias;
+
+    fn v(s: &str) -> Vec<std::ffi::OsString> {
+        s.split(' ').map(Into::into).collect()
+    }
+
+    #[test]
+    fn simulate_continuous_is_replay() {
+        assert_eq!(
+            replay_alias(v("tokenq simulate --policy continuous --trace t.csv")),
+            v("tokenq replay --trace t.csv")
+        );
+        assert_eq!(
+            replay_alias(v(
+                "tokenq simulate --trace t.csv --policy=continuous --json"
+            )),
+            v("tokenq replay --trace t.csv --json")
+        );
+        for other in [
+            "tokenq simulate --policy mg1 --tokens const:5",
+            "tokenq queue mg1 --policy continuous",
+            "tokenq",
+        ] {
+            assert_eq!(replay_alias(v(other)), v(other));
+        }
     }
 }

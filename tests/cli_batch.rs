@@ -1,4 +1,4 @@
-//! `tokenq queue batch` and `tokenq optimize batch-size` end to end (MATH.md §9.4–§9.7 values).
+//! `tokenq queue batch` and `tokenq optimize batch-size` end to end (docs/models.md §9.4–§9.7 values).
 
 use assert_cmd::Command;
 use predicates::str::contains;
@@ -26,7 +26,7 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// MATH.md §9.4 C-U1: Set U, λ = 0.5, exact 30.36332, paper 30.24668, bound 33.67434.
+/// docs/models.md §9.4 C-U1: Set U, λ = 0.5, exact 30.36332, paper 30.24668, bound 33.67434.
 #[test]
 fn dynamic_set_u_json() {
     let v = json(&[
@@ -55,7 +55,7 @@ fn dynamic_set_u_json() {
     assert!((v["max_stable_rate_req_s"].as_f64().unwrap() - 1.0 / 0.204).abs() < 1e-9);
 }
 
-/// MATH.md §9.6 E2b: fixed K = 8, λ = 0.3: exact 27.517747, roots 26.276612 (latency).
+/// docs/models.md §9.6 E2b: fixed K = 8, λ = 0.3: exact 27.517747, roots 26.276612 (latency).
 #[test]
 fn fixed_set_l_text_and_json() {
     let mut args = vec![
@@ -219,7 +219,7 @@ fn optimize_batch_size() {
     assert_eq!(v["best"]["method"], "exact");
 }
 
-/// `--max-tokens`: the simulator's integer tokens (MATH.md §11, dynamic λ = 0.2, K = 16): the
+/// `--max-tokens`: the simulator's integer tokens (docs/models.md §11, dynamic λ = 0.2, K = 16): the
 /// exact chain lies inside the reference simulators' intervals (wait 25.052 ± 0.023 s,
 /// sojourn 75.089 ± 0.040 s, 10 replications).
 #[test]

@@ -1,4 +1,4 @@
-//! `tokenq fit` end to end: real data (Table I against MATH.md §1), synthetic timings tables,
+//! `tokenq fit` end to end: real data (Table I against docs/models.md §1), synthetic timings tables,
 //! and one-line errors for bad input.
 #![cfg(feature = "tables")]
 
@@ -73,7 +73,7 @@ fn table1_import_reproduces_math_md_line() {
         v["coefficients"]["kv_capacity"][0]["max_concurrent_requests"],
         49
     );
-    let back = fit::CoefficientsFile::read(&out).unwrap();
+    let back = tokenq_core::CoefficientsFile::read(&out).unwrap();
     assert!(back.single_request.is_some());
 }
 
@@ -101,7 +101,7 @@ fn synthetic_table_and_shards() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
-    let f = fit::CoefficientsFile::read(&out).unwrap();
+    let f = tokenq_core::CoefficientsFile::read(&out).unwrap();
     let k = f.batch_k().unwrap();
     // The ripple is ±1%: coefficients within 3% of the truth.
     for (got, want) in k.iter().zip([0.004, 0.03, 0.0004, 0.02]) {
@@ -133,7 +133,7 @@ fn synthetic_table_and_shards() {
         .arg("--quiet")
         .assert()
         .success();
-    let g = fit::CoefficientsFile::read(&out2).unwrap();
+    let g = tokenq_core::CoefficientsFile::read(&out2).unwrap();
     assert_eq!(g.batch_k(), f.batch_k());
 }
 

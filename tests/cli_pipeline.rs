@@ -45,7 +45,7 @@ fn synthetic_pipeline_end_to_end() {
     let html_path = out.join("report.html");
     assert_eq!(s["report"].as_str().unwrap(), html_path.to_str().unwrap());
     assert!(out.join("profile.parquet").is_file());
-    let coeffs = fit::CoefficientsFile::read(&out.join("coefficients.toml")).unwrap();
+    let coeffs = tokenq_core::CoefficientsFile::read(&out.join("coefficients.toml")).unwrap();
     let svgs: Vec<String> = s["svgs"]
         .as_array()
         .unwrap()
@@ -92,7 +92,7 @@ fn synthetic_pipeline_end_to_end() {
     for key in ["token_limit", "batch_size"] {
         for c in s[key]["checks"].as_array().unwrap() {
             let (m, sim, h) = (
-                c["model"].as_f64().unwrap(),
+                c["analytic"].as_f64().unwrap(),
                 c["sim"].as_f64().unwrap(),
                 c["sim_half_width"].as_f64().unwrap(),
             );

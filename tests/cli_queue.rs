@@ -1,4 +1,4 @@
-//! `tokenq queue mg1` and `tokenq optimize token-limit` end to end, against MATH.md §9.1–§9.3
+//! `tokenq queue mg1` and `tokenq optimize token-limit` end to end, against docs/models.md §9.1–§9.3
 //! and §3 (paper figures from the implied coefficients a = 0.02203184157, c = 0.7764157233).
 
 use assert_cmd::Command;
@@ -180,7 +180,7 @@ fn optimize_reproduces_paper_patient_figures() {
     let w3000 = f(&v["baseline"]["mean_wait_s"]);
     close(w1600, 23.0, 5e-5, "W(1600)");
     assert_eq!(format!("{:.2}", 100.0 * (1.0 - w1600 / w3000)), "58.93");
-    // MATH.md §9.3: U = 1{n ≤ L}, β = 119/120 (the default), grid 100: L* = 1900, F = 0.52229154.
+    // docs/models.md §9.3: U = 1{n ≤ L}, β = 119/120 (the default), grid 100: L* = 1900, F = 0.52229154.
     assert_eq!(f(&v["optimum"]["best"]["max_tokens"]), 1900.0);
     close(
         f(&v["optimum"]["best"]["objective"]),
@@ -239,7 +239,7 @@ fn optimize_impatient_curve() {
     ]);
     let curve = v["optimum"]["curve"].as_array().unwrap();
     assert_eq!(curve.len(), 6);
-    // MATH.md §9.2 §V-B table, exact π at L = 1000 and 3000.
+    // docs/models.md §9.2 §V-B table, exact π at L = 1000 and 3000.
     close(f(&curve[1]["loss_fraction"]), 0.05274, 5e-6, "π(1000)");
     close(f(&curve[5]["loss_fraction"]), 0.27090, 5e-6, "π(3000)");
 }

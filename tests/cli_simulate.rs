@@ -1,4 +1,4 @@
-//! `tokenq simulate` (policies mg1, dynamic, fixed, elastic): results against MATH.md's exact
+//! `tokenq simulate` (policies mg1, dynamic, fixed, elastic): results against docs/models.md's exact
 //! values, the JSON document, records, determinism across thread counts, instability and bad
 //! input.
 
@@ -33,7 +33,7 @@ fn inside(v: &Value, exact: f64) -> bool {
 
 #[test]
 fn md1_with_patience_matches_exact_loss_and_wait() {
-    // MATH.md §9 B2: M/D/1+D, λ = 0.8, D = 1, τ = 2: π = 0.1032989898, E[W_q] (eq 9) = 0.7994403551.
+    // docs/models.md §9 B2: M/D/1+D, λ = 0.8, D = 1, τ = 2: π = 0.1032989898, E[W_q] (eq 9) = 0.7994403551.
     let v = json(&[
         "--policy",
         "mg1",
@@ -81,7 +81,7 @@ fn md1_with_patience_matches_exact_loss_and_wait() {
 
 #[test]
 fn fixed_batching_matches_roots_formula_and_prints_units() {
-    // MATH.md §9 E1: deterministic T = 5 s, K = 4, λ = 0.5: E[W_q] = 3.579568734 s.
+    // docs/models.md §9 E1: deterministic T = 5 s, K = 4, λ = 0.5: E[W_q] = 3.579568734 s.
     let args = [
         "simulate",
         "--policy",
@@ -193,7 +193,7 @@ fn trace_replay_rescaled_with_records() {
 
 #[test]
 fn unstable_runs_say_so_with_the_largest_stable_rate() {
-    // MATH.md §11: λ = 0.5 with K = 16 is unstable.
+    // docs/models.md §11: λ = 0.5 with K = 16 is unstable.
     tokenq()
         .args([
             "simulate",

@@ -1,6 +1,6 @@
 //! `--validate` and `--coefficients` on the analytic commands, end to end.
 //!
-//! `--validate`: MATH.md §9's exact values (A1 M/G/1 23.00000 s, B3 impatience, C1 dynamic
+//! `--validate`: docs/models.md §9's exact values (A1 M/G/1 23.00000 s, B3 impatience, C1 dynamic
 //! batching, E1 fixed batching) must lie inside the confidence interval of the simulation the
 //! command runs beside the analytic model, and the JSON `validation` object carries its fields.
 //! `--coefficients`: a shipped coefficients file (datasets/coefficients/, written by `tokenq
@@ -49,14 +49,14 @@ fn comparison<'a>(v: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no comparison {name} in {}", v["validation"]))
 }
 
-/// The reference value `exact` (MATH.md) lies inside the simulation's interval and the
+/// The reference value `exact` (docs/models.md) lies inside the simulation's interval and the
 /// comparison reports the analytic value as exact and unflagged.
 fn inside_ci(c: &Value, exact: f64, tol: f64) {
     let (sim, hw) = (f(&c["sim"]), f(&c["sim_half_width"]));
     assert!(hw > 0.0 && hw < 0.05 * exact.abs().max(1.0), "{c}");
     assert!(
         (sim - exact).abs() <= hw,
-        "MATH.md value {exact} outside the simulation's CI {sim} ± {hw}: {c}"
+        "docs/models.md value {exact} outside the simulation's CI {sim} ± {hw}: {c}"
     );
     assert!((f(&c["analytic"]) - exact).abs() <= tol, "{c}");
     assert_eq!(c["analytic_method"], "exact");
@@ -68,7 +68,7 @@ fn inside_ci(c: &Value, exact: f64, tol: f64) {
 const A: &str = "0.02203184157";
 const C: &str = "0.7764157233";
 
-/// MATH.md §9.1 A1: L = 1600, λ = 1/40, E[W_q] = 23.00000 s exact.
+/// docs/models.md §9.1 A1: L = 1600, λ = 1/40, E[W_q] = 23.00000 s exact.
 #[test]
 fn validate_mg1_a1() {
     let v = json(&[
@@ -111,7 +111,7 @@ fn validate_mg1_a1() {
     inside_ci(comparison(&v, "rho"), 0.61583798, 5e-8);
 }
 
-/// MATH.md §9.2 B3: clipped lognormal, L = 1300, λ = 1/25, τ = 60 s (reneging):
+/// docs/models.md §9.2 B3: clipped lognormal, L = 1300, λ = 1/25, τ = 60 s (reneging):
 /// π = 0.1131288, E[W_q] = 26.76496 s, E[W_qs] = 22.52551 s, exact level crossing.
 #[test]
 fn validate_mg1_impatient_b3() {
@@ -140,7 +140,7 @@ fn validate_mg1_impatient_b3() {
     inside_ci(comparison(&v, "wait of served"), 22.52551, 1e-4);
 }
 
-/// MATH.md §9.4 C1: deterministic h(b) = 0.5·b + 1, λ = 1: latency 3.7496563 s, wait
+/// docs/models.md §9.4 C1: deterministic h(b) = 0.5·b + 1, λ = 1: latency 3.7496563 s, wait
 /// 1.1248282 s, E[B] = 2.2870616 exact; Inoue's bound 3.8333333 is labelled a bound.
 #[test]
 fn validate_dynamic_c1() {
@@ -182,7 +182,7 @@ fn validate_dynamic_c1() {
     assert!(f(&bound["sim"]) + f(&bound["sim_half_width"]) < 3.8333333);
 }
 
-/// MATH.md §9.6 E1: fixed K = 4, T = 5 s, λ = 0.5: E[W_q] = 3.579568734 s, latency 8.579568734 s.
+/// docs/models.md §9.6 E1: fixed K = 4, T = 5 s, λ = 0.5: E[W_q] = 3.579568734 s, latency 8.579568734 s.
 #[test]
 fn validate_fixed_e1_human_output() {
     let args = [

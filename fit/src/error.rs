@@ -6,6 +6,9 @@ use std::path::PathBuf;
 /// Everything that can go wrong between a timings table and a coefficients file.
 #[derive(Debug, thiserror::Error)]
 pub enum FitError {
+    /// A coefficients file, a shared table or a model parameter is invalid.
+    #[error(transparent)]
+    Core(#[from] tokenq_core::CoreError),
     /// A file could not be read or written.
     #[error("{path}: {cause}")]
     Io {
@@ -74,34 +77,6 @@ pub enum FitError {
         /// How to fix it.
         hint: String,
     },
-    /// A coefficients file uses a schema this build does not know.
-    #[error(
-        "{path}: coefficients schema_version {found} is not supported (this tokenq reads version {supported}); regenerate the file with `tokenq fit` or upgrade tokenq"
-    )]
-    UnsupportedSchema {
-        /// The file.
-        path: PathBuf,
-        /// Its version.
-        found: i64,
-        /// The version this build reads.
-        supported: u32,
-    },
-    /// A coefficients file is not valid TOML or lacks a field.
-    #[error("{path}: not a valid coefficients file: {message}")]
-    Toml {
-        /// The file.
-        path: PathBuf,
-        /// The parser's message, first line.
-        message: String,
-    },
-    /// A coefficients file parses but its values are unusable.
-    #[error("{path}: invalid coefficients: {message}")]
-    Invalid {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        message: String,
-    },
     /// A bad configuration value (flag).
     #[error("{0}")]
     Config(String),
@@ -118,12 +93,3 @@ pub enum FitError {
 
 /// Result alias of the crate.
 pub type Result<T> = std::result::Result<T, FitError>;
-
-/// First line of a message (parsers produce multi-line errors; ours are one line).
-pub(crate) fn first_line(s: &str) -> String {
-    s.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("")
-        .to_string()
-}

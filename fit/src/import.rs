@@ -3,7 +3,7 @@
 //!
 //! * **Table I** of the paper (LLaMA-2-7b-chat, one A100, single requests): end-to-end
 //!   latencies of (input, output) pairs. The line is fitted on the four input = 128 rows, as
-//!   MATH.md §1 does (a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758); the three rows at
+//!   docs/models.md §1 does (a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758); the three rows at
 //!   other prompt lengths are the held-out points.
 //! * **Vidur** operator profiles (`mlp.csv`, one transformer layer's non-attention operators
 //!   versus tokens in the batch, milliseconds, TP = 1). A step over T tokens takes
@@ -13,23 +13,25 @@
 //!   kernels, the LM head and sampling are not in these files (Vidur's `attention.csv` was not
 //!   copied), so the step time has no context dependence and is a lower bound.
 //! * **LLMServingSim** per-layer tables (microseconds, vLLM 0.19, bf16), composed as in
-//!   SERVING.md "From per-layer tables":
+//!   docs/serving.md "From per-layer tables":
 //!   `t = embedding(T) + final_layernorm(T) + lm_head(S) + sampler(S) + L·[2·layernorm(T) +
 //!   qkv_proj(T) + rotary_emb(T) + o_proj(T) + gate_up_proj(T) + act_fn(T) + down_proj(T) +
 //!   attention(Σp, 0, n_d, ctx)]`, T = tokens in the step, S = sequences, L = 32. 1-D tables are
 //!   interpolated linearly (linear extrapolation past the ends); the decode attention grid
 //!   (n_decode × kv_decode at chunk 0) bilinearly; the prefill attention (chunk, no cache, no
-//!   decodes) linearly in the chunk, with the batch's prompts as one chunk Σp, as SERVING.md does.
+//!   decodes) linearly in the chunk, with the batch's prompts as one chunk Σp, as docs/serving.md does.
 //!
 //! The imported steps form a virtual profile over [`ImportGrid`]: every batch size × prompt
 //! length whose prefill fits the table's token range, a prefill step and decode steps up to
 //! `output_tokens` (context before decode step k = p + k − 1). Batch-1 points keep every step
 //! (they give the e2e curves); larger batches every `decode_stride`-th step.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::coefficients::{KvCapacity, Provenance};
+use tokenq_core::coefficients::{KvCapacity, Provenance};
+use tokenq_core::layers::{Interp1, TableStepModel};
+use tokenq_core::step::{StepBatch, StepModel};
+
 use crate::error::{FitError, Result};
 use crate::profile::{E2ePoint, StepRow};
 
@@ -96,22 +98,14 @@ struct Csv {
 
 impl Csv {
     fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| FitError::Io {
-            path: path.to_path_buf(),
-            cause: source,
+        let (header, rows) = tokenq_core::csv::read_csv(path).map_err(|e| match e {
+            tokenq_core::CoreError::File { msg, .. } if msg.starts_with("empty file") => {
+                FitError::Empty {
+                    what: path.display().to_string(),
+                }
+            }
+            e => e.into(),
         })?;
-        let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-        let header: Vec<String> = lines
-            .next()
-            .ok_or_else(|| FitError::Empty {
-                what: path.display().to_string(),
-            })?
-            .split(',')
-            .map(|s| s.trim().to_string())
-            .collect();
-        let rows: Vec<Vec<String>> = lines
-            .map(|l| l.split(',').map(|s| s.trim().to_string()).collect())
-            .collect();
         if rows.is_empty() {
             return Err(FitError::Empty {
                 what: path.display().to_string(),
@@ -154,54 +148,6 @@ impl Csv {
             });
         }
         Ok(v)
-    }
-}
-
-/// Piecewise-linear function through sorted knots, extrapolated linearly past both ends.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Interp1 {
-    xs: Vec<f64>,
-    ys: Vec<f64>,
-}
-
-impl Interp1 {
-    /// From (x, y) pairs; repeated x are averaged. Needs two distinct x.
-    pub fn new(mut pts: Vec<(f64, f64)>) -> Option<Self> {
-        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let mut xs: Vec<f64> = Vec::new();
-        let mut ys: Vec<f64> = Vec::new();
-        let mut counts: Vec<f64> = Vec::new();
-        for (x, y) in pts {
-            if xs.last() == Some(&x) {
-                *ys.last_mut()? += y;
-                *counts.last_mut()? += 1.0;
-            } else {
-                xs.push(x);
-                ys.push(y);
-                counts.push(1.0);
-            }
-        }
-        for (y, c) in ys.iter_mut().zip(&counts) {
-            *y /= c;
-        }
-        (xs.len() >= 2).then_some(Self { xs, ys })
-    }
-
-    /// Value at `x`.
-    pub fn at(&self, x: f64) -> f64 {
-        let n = self.xs.len();
-        let i = match self.xs.partition_point(|&k| k <= x) {
-            0 => 0,
-            i if i >= n => n - 2,
-            i => i - 1,
-        };
-        let (x0, x1, y0, y1) = (self.xs[i], self.xs[i + 1], self.ys[i], self.ys[i + 1]);
-        y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    }
-
-    /// Smallest and largest knot.
-    pub fn domain(&self) -> (f64, f64) {
-        (self.xs[0], self.xs[self.xs.len() - 1])
     }
 }
 
@@ -291,13 +237,16 @@ pub fn vidur_mlp(path: &Path, device: &str, model: &str, grid: &ImportGrid) -> R
         let step_ms = csv.num(r, c_emb)? + LLAMA_7B_8B_LAYERS as f64 * layer_ms;
         pts.push((csv.num(r, c_tok)?, step_ms * 1e-3));
     }
-    let f = Interp1::new(pts).ok_or_else(|| FitError::Empty {
-        what: format!("{} (no TP = 1 rows)", path.display()),
-    })?;
-    let max_tokens = f.domain().1;
+    if pts.len() < 2 {
+        return Err(FitError::Empty {
+            what: format!("{} (fewer than two TP = 1 rows)", path.display()),
+        });
+    }
+    let f = Interp1::new(pts);
+    let max_tokens = f.range().1;
     let rows = virtual_profile(grid, max_tokens, max_tokens, |kind| match kind {
-        Step::Prefill { tokens, .. } => f.at(tokens),
-        Step::Decode { batch, .. } => f.at(batch),
+        Step::Prefill { tokens, .. } => f.eval(tokens),
+        Step::Decode { batch, .. } => f.eval(batch),
     });
     Ok(Imported {
         rows,
@@ -389,184 +338,15 @@ fn virtual_profile(
     rows
 }
 
-/// LLMServingSim per-layer tables of one GPU/model (`dense.csv`, `per_sequence.csv`,
-/// `attention.csv`, microseconds).
-#[derive(Debug, Clone)]
-pub struct LayerTables {
-    dense: BTreeMap<String, Interp1>,
-    per_seq: BTreeMap<String, Interp1>,
-    prefill_attn: Interp1,
-    /// n_decode → attention(kv_decode).
-    decode_attn: Vec<(f64, Interp1)>,
-    max_tokens: f64,
-    max_seqs: f64,
-}
-
-const DENSE_LAYERS: [&str; 9] = [
-    "embedding",
-    "final_layernorm",
-    "layernorm",
-    "qkv_proj",
-    "rotary_emb",
-    "o_proj",
-    "gate_up_proj",
-    "act_fn",
-    "down_proj",
-];
-
-impl LayerTables {
-    /// Read the three tables from `dir`.
-    pub fn read(dir: &Path) -> Result<Self> {
-        let by_layer = |file: &str, xcol: &str| -> Result<(BTreeMap<String, Interp1>, f64)> {
-            let csv = Csv::read(&dir.join(file))?;
-            let (cl, cx, ct) = (csv.col("layer")?, csv.col(xcol)?, csv.col("time_us")?);
-            let mut pts: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-            let mut xmax: f64 = 0.0;
-            for r in 0..csv.rows.len() {
-                let x = csv.num(r, cx)?;
-                xmax = xmax.max(x);
-                pts.entry(csv.rows[r][cl].clone())
-                    .or_default()
-                    .push((x, csv.num(r, ct)? * 1e-6));
-            }
-            let mut out = BTreeMap::new();
-            for (k, v) in pts {
-                let f = Interp1::new(v).ok_or_else(|| FitError::BadValue {
-                    path: dir.join(file),
-                    what: format!("layer `{k}` has fewer than two points"),
-                })?;
-                out.insert(k, f);
-            }
-            Ok((out, xmax))
-        };
-        let (dense, max_tokens) = by_layer("dense.csv", "tokens")?;
-        let (per_seq, max_seqs) = by_layer("per_sequence.csv", "sequences")?;
-        for l in DENSE_LAYERS {
-            if !dense.contains_key(l) {
-                return Err(FitError::BadValue {
-                    path: dir.join("dense.csv"),
-                    what: format!("no rows for layer `{l}`"),
-                });
-            }
-        }
-        for l in ["lm_head", "sampler"] {
-            if !per_seq.contains_key(l) {
-                return Err(FitError::BadValue {
-                    path: dir.join("per_sequence.csv"),
-                    what: format!("no rows for `{l}`"),
-                });
-            }
-        }
-        let path = dir.join("attention.csv");
-        let csv = Csv::read(&path)?;
-        let cols = [
-            csv.col("prefill_chunk")?,
-            csv.col("kv_prefill")?,
-            csv.col("n_decode")?,
-            csv.col("kv_decode")?,
-            csv.col("time_us")?,
-        ];
-        let mut prefill = Vec::new();
-        let mut decode: BTreeMap<u64, Vec<(f64, f64)>> = BTreeMap::new();
-        for r in 0..csv.rows.len() {
-            let v: Vec<f64> = cols.iter().map(|&c| csv.num(r, c)).collect::<Result<_>>()?;
-            let t = v[4] * 1e-6;
-            if v[1] == 0.0 && v[2] == 0.0 && v[0] > 0.0 {
-                prefill.push((v[0], t));
-            } else if v[0] == 0.0 && v[1] == 0.0 && v[2] > 0.0 {
-                decode.entry(v[2] as u64).or_default().push((v[3], t));
-            }
-        }
-        let bad = |what: &str| FitError::BadValue {
-            path: path.clone(),
-            what: what.into(),
-        };
-        let prefill_attn =
-            Interp1::new(prefill).ok_or_else(|| bad("fewer than two prefill-only rows"))?;
-        let decode_attn: Vec<(f64, Interp1)> = decode
-            .into_iter()
-            .filter_map(|(n, pts)| Interp1::new(pts).map(|f| (n as f64, f)))
-            .collect();
-        if decode_attn.len() < 2 {
-            return Err(bad(
-                "fewer than two decode batch sizes in the attention grid",
-            ));
-        }
-        Ok(Self {
-            dense,
-            per_seq,
-            prefill_attn,
-            decode_attn,
-            max_tokens,
-            max_seqs,
-        })
-    }
-
-    fn dense(&self, layer: &str, tokens: f64) -> f64 {
-        self.dense[layer].at(tokens)
-    }
-
-    /// Decode attention of `n` requests with `ctx` context each (bilinear on the grid).
-    pub fn decode_attention(&self, n: f64, ctx: f64) -> f64 {
-        let g = &self.decode_attn;
-        let i = match g.partition_point(|(k, _)| *k <= n) {
-            0 => 0,
-            i if i >= g.len() => g.len() - 2,
-            i => i - 1,
-        };
-        let (n0, f0) = &g[i];
-        let (n1, f1) = &g[i + 1];
-        let (a0, a1) = (f0.at(ctx), f1.at(ctx));
-        a0 + (a1 - a0) * (n - n0) / (n1 - n0)
-    }
-
-    /// Step time, seconds, of a step with `prefill_tokens` prompt tokens (one chunk, no cache)
-    /// and `n_decode` decode requests of `ctx` context each, for `layers` decoder layers.
-    pub fn step_s(
-        &self,
-        prefill_tokens: f64,
-        n_decode: f64,
-        ctx: f64,
-        seqs: f64,
-        layers: usize,
-    ) -> f64 {
-        let t = prefill_tokens + n_decode;
-        let mut attn = 0.0;
-        if prefill_tokens > 0.0 {
-            attn += self.prefill_attn.at(prefill_tokens);
-        }
-        if n_decode > 0.0 {
-            attn += self.decode_attention(n_decode, ctx);
-        }
-        let layer = 2.0 * self.dense("layernorm", t)
-            + [
-                "qkv_proj",
-                "rotary_emb",
-                "o_proj",
-                "gate_up_proj",
-                "act_fn",
-                "down_proj",
-            ]
-            .iter()
-            .map(|l| self.dense(l, t))
-            .sum::<f64>()
-            + attn;
-        self.dense("embedding", t)
-            + self.dense("final_layernorm", t)
-            + self.per_seq["lm_head"].at(seqs)
-            + self.per_seq["sampler"].at(seqs)
-            + layers as f64 * layer
-    }
-}
-
 /// Import LLMServingSim per-layer tables (Llama-3.1-8B, 32 layers).
 pub fn llmservingsim(dir: &Path, device: &str, model: &str, grid: &ImportGrid) -> Result<Imported> {
-    let t = LayerTables::read(dir)?;
-    let max_prefill = t.max_tokens.min(t.prefill_attn.domain().1);
-    let max_batch = t.max_seqs.min(t.decode_attn[t.decode_attn.len() - 1].0);
-    let rows = virtual_profile(grid, max_prefill, max_batch, |s| match s {
-        Step::Prefill { tokens, batch } => t.step_s(tokens, 0.0, 0.0, batch, LLAMA_7B_8B_LAYERS),
-        Step::Decode { batch, context } => t.step_s(0.0, batch, context, batch, LLAMA_7B_8B_LAYERS),
+    let t = TableStepModel::load(dir, LLAMA_7B_8B_LAYERS as u32, false)?;
+    let (max_prefill, max_batch) = t.covered_prefill_and_decode();
+    let rows = virtual_profile(grid, max_prefill, max_batch, |s| {
+        t.step_time_s(&match s {
+            Step::Prefill { tokens, batch } => StepBatch::prefill_of_batch(tokens, batch),
+            Step::Decode { batch, context } => StepBatch::uniform_decode(batch, context),
+        })
     });
     let files = ["dense.csv", "per_sequence.csv", "attention.csv"]
         .iter()
@@ -580,7 +360,7 @@ pub fn llmservingsim(dir: &Path, device: &str, model: &str, grid: &ImportGrid) -
             dtype: "bf16".into(),
             sources: files,
             method: format!(
-                "LLMServingSim per-layer CUDA times (us) composed per step as SERVING.md 'From per-layer tables': embedding(T) + final_layernorm(T) + lm_head(S) + sampler(S) + {LLAMA_7B_8B_LAYERS}·[2·layernorm(T) + qkv_proj + rotary_emb + o_proj + gate_up_proj + act_fn + down_proj + attention]; prefill attention of the batch's prompts as one chunk, decode attention bilinear in (n_decode, kv_decode)"
+                "LLMServingSim per-layer CUDA times (us) composed per step as docs/serving.md 'From per-layer tables': embedding(T) + final_layernorm(T) + lm_head(S) + sampler(S) + {LLAMA_7B_8B_LAYERS}·[2·layernorm(T) + qkv_proj + rotary_emb + o_proj + gate_up_proj + act_fn + down_proj + attention]; prefill attention of the batch's prompts as one chunk, decode attention bilinear in (n_decode, kv_decode)"
             ),
             time_column: "sum of per-layer CUDA kernel times".into(),
             tool: tool(),
@@ -603,16 +383,6 @@ pub fn tool() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn interp_inside_and_outside() {
-        let f = Interp1::new(vec![(2.0, 20.0), (1.0, 10.0), (4.0, 30.0), (4.0, 50.0)]).unwrap();
-        assert_eq!(f.at(1.5), 15.0);
-        assert_eq!(f.at(3.0), 30.0); // (20 + 40)/2: knot 4 averages 30 and 50
-        assert_eq!(f.at(0.0), 0.0); // extrapolated with the first segment
-        assert_eq!(f.at(6.0), 60.0); // and the last
-        assert!(Interp1::new(vec![(1.0, 1.0)]).is_none());
-    }
 
     #[test]
     fn virtual_profile_shape() {
@@ -657,12 +427,12 @@ pub fn fit_source(
     model: Option<&str>,
     dtype: Option<&str>,
     opts: &crate::model::FitOptions,
-) -> Result<crate::coefficients::CoefficientsFile> {
+) -> Result<tokenq_core::CoefficientsFile> {
     let mut file = match source {
         Source::Table1 => {
             let t = table1(path)?;
             let s = crate::model::fit_e2e(&t.train, Some(&t.test), opts)?;
-            let mut f = crate::coefficients::CoefficientsFile::new(t.provenance);
+            let mut f = tokenq_core::CoefficientsFile::new(t.provenance);
             f.single_request = Some(s);
             f.kv_capacity = t.kv_capacity;
             f

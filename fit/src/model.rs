@@ -1,5 +1,5 @@
-//! Fitting the coefficients of the paper's latency model to timed steps (DESIGN.md
-//! "Contracts"; paper Fig. 2; MATH.md §1 and §5).
+//! Fitting the coefficients of the paper's latency model to timed steps (docs/design.md
+//! "Contracts"; paper Fig. 2; docs/models.md §1 and §5).
 //!
 //! Quantities and their candidate models (`p_ref`, `ctx_ref` are reference values stored in the
 //! file; a richer term is kept only when it lowers the MAPE on held-out points by at least
@@ -13,7 +13,7 @@
 //! | decode step `t2(b)` | steps ≥ 1 | `k3·b + k4` | `+ k_c·b·(ctx − ctx_ref)` |
 //!
 //! `p_ref` is the largest prompt length profiled (the paper evaluates t1 at the upper bound n2
-//! of the prompt length, MATH.md §5 eq 17); `ctx_ref` the median per-request context of the
+//! of the prompt length, docs/models.md §5 eq 17); `ctx_ref` the median per-request context of the
 //! decode points.
 //!
 //! Decode points are thinned to at most `max_lengths` step positions per grid point. Step fits
@@ -32,10 +32,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::coefficients::{DecodeStep, FirstToken, FitQuality, SingleRequest, ValidRange};
 use crate::error::{FitError, Result};
 use crate::profile::{E2ePoint, PointKey, StepRow, aggregate_steps, e2e_curves, median};
 use crate::regress::{ErrorStats, LinearFit, LsqError, error_stats, t_quantile, wls};
+use tokenq_core::coefficients::{
+    CoefficientsFile, DecodeStep, FirstToken, FitQuality, KvCapacity, Provenance, SingleRequest,
+    ValidRange,
+};
 
 /// A richer term must lower the held-out MAPE by this many percentage points…
 pub const MIN_GAIN_PCT: f64 = 0.05;
@@ -784,13 +787,13 @@ impl ProfileFit {
     /// The coefficients file of this fit. `skipped` reasons become provenance notes.
     pub fn into_file(
         self,
-        mut provenance: crate::coefficients::Provenance,
-        kv_capacity: Vec<crate::coefficients::KvCapacity>,
-    ) -> crate::coefficients::CoefficientsFile {
+        mut provenance: Provenance,
+        kv_capacity: Vec<KvCapacity>,
+    ) -> CoefficientsFile {
         provenance
             .notes
             .extend(self.skipped.iter().map(|s| format!("not fitted: {s}")));
-        let mut file = crate::coefficients::CoefficientsFile::new(provenance);
+        let mut file = CoefficientsFile::new(provenance);
         file.single_request = self.single_request;
         file.first_token = self.first_token;
         file.decode_step = self.decode_step;

@@ -1,4 +1,4 @@
-//! Timed steps and their aggregation (DESIGN.md "Contracts", timings table).
+//! Timed steps and their aggregation (docs/design.md "Contracts", timings table).
 //!
 //! One [`StepRow`] per timed model step: step 0 is the prefill that yields the first token,
 //! step k ≥ 1 the k-th decode step. Rows are grouped per grid point (`run_id`, `point_id`) and
@@ -6,47 +6,14 @@
 //! standard deviation (the spread used for weighting). Single-request points (batch size 1)
 //! also give end-to-end curves: a decode run of N steps gives the latency of every output
 //! length n ≤ N, `e2e(n) = Σ_{k<n} step_k` (n output tokens = the prefill plus n − 1 decode
-//! steps; DESIGN.md: "profile steps, then derive requests").
+//! steps; docs/design.md: "profile steps, then derive requests").
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::error::{FitError, Result};
 
-/// The timings-table contract of DESIGN.md, in column order: one row per timed model step.
-/// `profiler` writes exactly these columns and `fit` requires them (`device_s` may be all null).
-pub const TIMINGS_COLUMNS: [&str; 9] = [
-    "run_id",
-    "point_id",
-    "rep",
-    "batch_size",
-    "input_tokens",
-    "step",
-    "context_tokens",
-    "wall_s",
-    "device_s",
-];
-
-/// One timed model step (the time column already chosen: wall or device).
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepRow {
-    /// Run identifier (one profile invocation or shard).
-    pub run_id: String,
-    /// Grid point within the run.
-    pub point_id: u64,
-    /// Repetition index.
-    pub rep: u32,
-    /// Requests in the batch.
-    pub batch_size: u32,
-    /// Prompt tokens per request.
-    pub input_tokens: u32,
-    /// 0 = prefill (first token), k ≥ 1 = k-th decode step.
-    pub step: u32,
-    /// KV entries per request before the step.
-    pub context_tokens: u64,
-    /// Step time, seconds.
-    pub time_s: f64,
-}
+pub use tokenq_core::timings::{StepRow, TIMINGS_COLUMNS};
 
 /// Key of a grid point.
 pub type PointKey = (String, u64);

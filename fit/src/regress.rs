@@ -6,7 +6,7 @@
 //! `σ̂² = Σ w_i r_i² / (n − p)`, `Cov β̂ = σ̂² (XᵀWX)⁻¹`, and the `level` interval is
 //! `β̂_j ± t_{n−p, (1+level)/2} · se_j` (standard linear-model theory, e.g. Seber & Lee,
 //! *Linear Regression Analysis*, ch. 3). With `w_i = 1` this is ordinary least squares, which on
-//! the paper's Table I reproduces MATH.md §1: a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758.
+//! the paper's Table I reproduces docs/models.md §1: a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758.
 //!
 //! R² here is the ordinary (unweighted) `1 − SS_res/SS_tot` of the fitted values, so that it
 //! compares with the paper's; MAPE and the worst error are relative to the observed value.
@@ -229,7 +229,7 @@ mod tests {
         xs.iter().map(|&x| vec![x, 1.0]).collect()
     }
 
-    /// MATH.md §1: least squares on Table I's input = 128 rows.
+    /// docs/models.md §1: least squares on Table I's input = 128 rows.
     #[test]
     fn table1_line_matches_math_md() {
         let f = wls(
@@ -244,7 +244,7 @@ mod tests {
         assert_eq!(f.dof, 2);
     }
 
-    /// MATH.md §1: the 2-variable fit over all 7 distinct rows.
+    /// docs/models.md §1: the 2-variable fit over all 7 distinct rows.
     #[test]
     fn table1_two_variable_fit_matches_math_md() {
         let rows = [

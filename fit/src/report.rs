@@ -2,7 +2,7 @@
 //! interval, and per quantity R², MAPE and the worst held-out error; then the model kept, the
 //! weighting, the interval method and the model-selection notes (`fit::model`).
 
-use crate::coefficients::{CoefficientsFile, FitQuality};
+use tokenq_core::coefficients::{CoefficientsFile, FitQuality};
 
 /// Four significant digits, scientific notation outside [1e-3, 1e4).
 fn sig(v: f64) -> String {

@@ -1,4 +1,5 @@
-//! Fitted step-time model for continuous batching (SERVING.md, "Step-time model", "Fitted").
+//! Fitting the step-time model of continuous batching (docs/serving.md "Step-time model",
+//! "Fitted"); the model's types live in [`tokenq_core::step`].
 //!
 //! One engine iteration is summarised by a few features ([`StepFeatures`]): decode requests
 //! `n_d`, the sum of their contexts `Σctx`, prefill tokens `Σp` and the cached context of those
@@ -10,16 +11,17 @@
 //! mixed:       t = c0 + c1·T   + c2·(T − 128)⁺   + c3·n_d + c4·Σctx + c5·Σp·Σkv_p
 //! ```
 //!
-//! SERVING.md asks for the fit on the configurations the engine can actually run (contexts that
+//! docs/serving.md asks for the fit on the configurations the engine can actually run (contexts that
 //! fit in the KV cache) and for its error on the batches a replay actually runs (MAPE and bias
 //! of the summed time): [`ReplayCheck`] carries the latter. The samples are produced elsewhere
-//! (`sim::continuous::fit_from_tables` samples the per-layer tables on the KV-feasible region;
+//! ([`fit_from_tables`] samples the per-layer tables on the KV-feasible region;
 //! a tokenq profile can supply measured steps the same way).
 
-use serde::{Deserialize, Serialize};
-
-/// Knee of the piecewise-linear terms, in decode requests (decode form) or tokens (mixed form).
-pub const KNEE: f64 = 128.0;
+use rand::{RngExt, SeedableRng};
+use tokenq_core::step::{
+    DecodeStepCoefficients, EngineConfig, FormQuality, MixedStepCoefficients, ReplayCheck,
+    StepBatch, StepFeatures, StepModel, StepTimeCoefficients,
+};
 
 /// Fewest samples per form: a few per coefficient, so the fit is over-determined.
 pub const MIN_SAMPLES_PER_FORM: usize = 12;
@@ -47,6 +49,9 @@ pub enum StepFitError {
         /// Index of the offending sample.
         index: usize,
     },
+    /// The engine settings bounding the feasible region are invalid.
+    #[error("step-time fit: {0}")]
+    Engine(String),
     /// The least-squares system could not be solved.
     #[error("step-time fit: the {form} design matrix is degenerate ({why})")]
     Degenerate {
@@ -55,164 +60,6 @@ pub enum StepFitError {
         /// Reason.
         why: String,
     },
-}
-
-/// What a step-time model needs to know about one iteration.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
-pub struct StepFeatures {
-    /// Decode requests in the step (one token each).
-    pub n_decode: f64,
-    /// Sum of the decode requests' contexts (tokens).
-    pub decode_context_sum: f64,
-    /// Prefill tokens in the step (sum of the chunks).
-    pub prefill_tokens: f64,
-    /// Sum of the cached context the prefill chunks attend to (tokens).
-    pub prefill_context_sum: f64,
-}
-
-impl StepFeatures {
-    /// `true` when the step carries no prefill chunk.
-    pub fn is_decode_only(&self) -> bool {
-        self.prefill_tokens <= 0.0
-    }
-
-    fn decode_row(&self) -> [f64; 4] {
-        [
-            1.0,
-            self.n_decode,
-            (self.n_decode - KNEE).max(0.0),
-            self.decode_context_sum,
-        ]
-    }
-
-    fn mixed_row(&self) -> [f64; 6] {
-        let t = self.prefill_tokens + self.n_decode;
-        [
-            1.0,
-            t,
-            (t - KNEE).max(0.0),
-            self.n_decode,
-            self.decode_context_sum,
-            self.prefill_tokens * self.prefill_context_sum,
-        ]
-    }
-
-    fn is_valid(&self) -> bool {
-        [
-            self.n_decode,
-            self.decode_context_sum,
-            self.prefill_tokens,
-            self.prefill_context_sum,
-        ]
-        .iter()
-        .all(|v| v.is_finite() && *v >= 0.0)
-    }
-}
-
-/// Decode-only form: `intercept_s + per_decode_s·n_d + per_decode_above_knee_s·(n_d − 128)⁺ +
-/// per_context_token_s·Σctx`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DecodeStepCoefficients {
-    /// c0, seconds.
-    pub intercept_s: f64,
-    /// c1, seconds per decode request.
-    pub per_decode_s: f64,
-    /// c2, seconds per decode request above 128.
-    pub per_decode_above_knee_s: f64,
-    /// c3, seconds per context token summed over the decodes.
-    pub per_context_token_s: f64,
-}
-
-/// Mixed form (steps with a prefill chunk): `intercept_s + per_token_s·T +
-/// per_token_above_knee_s·(T − 128)⁺ + per_decode_s·n_d + per_decode_context_token_s·Σctx +
-/// per_prefill_token_context_token_s·Σp·Σkv_p`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct MixedStepCoefficients {
-    /// c0, seconds.
-    pub intercept_s: f64,
-    /// c1, seconds per token in the step.
-    pub per_token_s: f64,
-    /// c2, seconds per token above 128.
-    pub per_token_above_knee_s: f64,
-    /// c3, seconds per decode request.
-    pub per_decode_s: f64,
-    /// c4, seconds per decode context token.
-    pub per_decode_context_token_s: f64,
-    /// c5, seconds per (prefill token × cached prefill context token).
-    pub per_prefill_token_context_token_s: f64,
-}
-
-/// Quality of one form on its training samples.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct FormQuality {
-    /// Samples fitted.
-    pub n: usize,
-    /// Coefficient of determination.
-    pub r2: f64,
-    /// Mean absolute percentage error, percent.
-    pub mape_pct: f64,
-    /// Bias of the summed time: (Σ predicted − Σ actual)/Σ actual, percent.
-    pub sum_bias_pct: f64,
-}
-
-/// Error of the fitted model on the steps a replay actually ran (SERVING.md: report this, not
-/// only the training error).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReplayCheck {
-    /// What was replayed (trace and engine settings).
-    pub replay: String,
-    /// Steps compared.
-    pub steps: usize,
-    /// Mean absolute percentage error per step, percent.
-    pub mape_pct: f64,
-    /// (Σ fitted − Σ reference)/Σ reference over all steps, percent.
-    pub sum_bias_pct: f64,
-}
-
-/// The optional `[step_time]` section of the coefficients file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StepTimeCoefficients {
-    /// Where the samples came from (e.g. per-layer tables directory, profile).
-    pub source: String,
-    /// KV cache (blocks × block size, tokens) the feasible region was bounded by.
-    pub kv_capacity_tokens: u64,
-    /// Decode-only steps.
-    pub decode: DecodeStepCoefficients,
-    /// Steps that carry a prefill chunk.
-    pub mixed: MixedStepCoefficients,
-    /// Training quality of the decode form.
-    pub decode_fit: FormQuality,
-    /// Training quality of the mixed form.
-    pub mixed_fit: FormQuality,
-    /// Error on a replay's own steps, when checked.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replay_check: Option<ReplayCheck>,
-}
-
-impl StepTimeCoefficients {
-    /// Predicted step time in seconds (0 for an empty step).
-    pub fn predict_s(&self, f: &StepFeatures) -> f64 {
-        if f.prefill_tokens <= 0.0 && f.n_decode <= 0.0 {
-            return 0.0;
-        }
-        if f.is_decode_only() {
-            let c = &self.decode;
-            let r = f.decode_row();
-            c.intercept_s * r[0]
-                + c.per_decode_s * r[1]
-                + c.per_decode_above_knee_s * r[2]
-                + c.per_context_token_s * r[3]
-        } else {
-            let c = &self.mixed;
-            let r = f.mixed_row();
-            c.intercept_s * r[0]
-                + c.per_token_s * r[1]
-                + c.per_token_above_knee_s * r[2]
-                + c.per_decode_s * r[3]
-                + c.per_decode_context_token_s * r[4]
-                + c.per_prefill_token_context_token_s * r[5]
-        }
-    }
 }
 
 /// Ordinary least squares on column-scaled rows; returns the coefficients in original units.
@@ -546,4 +393,113 @@ mod tests {
         let back: StepTimeCoefficients = toml::from_str(&toml).unwrap();
         assert_eq!(back, c);
     }
+}
+
+/// Samples of each form drawn by [`fit_from_tables`].
+pub const FIT_SAMPLES_PER_FORM: usize = 4000;
+
+/// Largest context the LLMServingSim attention grid covers (tokens); sampling stays inside it.
+pub const TABLE_MAX_CONTEXT: u32 = 16_384;
+
+/// Split `total` into `n` non-negative parts around `mean` with a random spread, each at most
+/// `cap`; returns (sum, min, max).
+fn draw_contexts<R: rand::Rng>(rng: &mut R, n: u32, mean: u32, cap: u32) -> (u64, u32, u32) {
+    let mut sum = 0u64;
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
+    let spread: f64 = rng.random_range(0.0..0.9);
+    for _ in 0..n {
+        let f: f64 = 1.0 + spread * rng.random_range(-1.0..1.0);
+        let c = ((f64::from(mean) * f).round() as u32).clamp(1, cap);
+        sum += u64::from(c);
+        lo = lo.min(c);
+        hi = hi.max(c);
+    }
+    (sum, lo, hi)
+}
+
+/// Learn the fitted model from `model` (normally a [`tokenq_core::TableStepModel`]) on the
+/// configurations `engine` can run: n_d ≤ `max_num_seqs`, T ≤ the token budget, all contexts
+/// (decode contexts plus the prefill chunk and its cached context) within the KV cache
+/// (`kv_blocks × block_size` tokens) and within the tables' range. Deterministic for a seed.
+pub fn fit_from_tables(
+    model: &dyn StepModel,
+    source: &str,
+    engine: &EngineConfig,
+    seed: u64,
+) -> Result<StepTimeCoefficients, StepFitError> {
+    engine
+        .validate()
+        .map_err(|e| StepFitError::Engine(e.to_string()))?;
+    let cap_tokens = u64::from(engine.kv_blocks) * u64::from(engine.block_size);
+    let cap = cap_tokens.min(u64::from(u32::MAX)) as u32;
+    let max_ctx = TABLE_MAX_CONTEXT.min(cap);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut samples = Vec::with_capacity(2 * FIT_SAMPLES_PER_FORM);
+    let log_uniform = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus, hi: u32| -> u32 {
+        let x: f64 = rng.random_range(0.0..=(f64::from(hi)).ln());
+        (x.exp().round() as u32).clamp(1, hi)
+    };
+    // Decode-only steps.
+    let max_seqs = engine.max_num_seqs.min(engine.max_batched_tokens);
+    while samples.len() < FIT_SAMPLES_PER_FORM {
+        let n = log_uniform(&mut rng, max_seqs);
+        let mean_cap = (cap / n).min(max_ctx);
+        if mean_cap < 1 {
+            continue;
+        }
+        let mean = log_uniform(&mut rng, mean_cap);
+        let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
+        if sum > cap_tokens {
+            continue;
+        }
+        let b = StepBatch {
+            n_decode: n,
+            decode_context_sum: sum,
+            decode_context_min: lo,
+            decode_context_max: hi,
+            ..Default::default()
+        };
+        samples.push((b.features(), model.step_time_s(&b)));
+    }
+    // Mixed steps: one prefill chunk plus decodes.
+    let mut mixed = 0;
+    while mixed < FIT_SAMPLES_PER_FORM {
+        let p = log_uniform(&mut rng, engine.max_batched_tokens);
+        let room_seqs = (engine.max_batched_tokens - p).min(engine.max_num_seqs - 1);
+        let n = if room_seqs == 0 || rng.random_bool(0.2) {
+            0
+        } else {
+            log_uniform(&mut rng, room_seqs)
+        };
+        let kvp_room = max_ctx.saturating_sub(p);
+        let kvp = if kvp_room == 0 || rng.random_bool(0.3) {
+            0
+        } else {
+            log_uniform(&mut rng, kvp_room)
+        };
+        let used = u64::from(p) + u64::from(kvp);
+        if used > cap_tokens {
+            continue;
+        }
+        let mut b = StepBatch::default();
+        b.push_prefill(p, kvp);
+        if n > 0 {
+            let left = ((cap_tokens - used) / u64::from(n)).min(u64::from(max_ctx)) as u32;
+            if left < 1 {
+                continue;
+            }
+            let mean = log_uniform(&mut rng, left);
+            let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
+            if used + sum > cap_tokens {
+                continue;
+            }
+            b.n_decode = n;
+            b.decode_context_sum = sum;
+            b.decode_context_min = lo;
+            b.decode_context_max = hi;
+        }
+        samples.push((b.features(), model.step_time_s(&b)));
+        mixed += 1;
+    }
+    fit_step_time(source, cap_tokens, &samples)
 }

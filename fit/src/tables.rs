@@ -1,4 +1,4 @@
-//! Reading timings tables (DESIGN.md "Contracts": one row per timed model step; columns
+//! Reading timings tables (docs/design.md "Contracts": one row per timed model step; columns
 //! `run_id, point_id, rep, batch_size, input_tokens, step, context_tokens, wall_s, device_s`)
 //! from Parquet or CSV files, shards included, with polars. A directory stands for every
 //! `*.parquet` / `*.csv` file in it (the shards of one profile), read in name order.
@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use polars::prelude::*;
 
-use crate::error::{FitError, Result, first_line};
+use tokenq_core::error::first_line;
+
+use crate::error::{FitError, Result};
 use crate::profile::{StepRow, check_rows};
 
 /// Columns a timings table must have (`device_s` may be all null).

@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use fit::import::{ImportGrid, table1, vidur_mlp};
-use fit::{CoefficientsFile, FitError, FitOptions, fit_e2e, fit_steps};
+use fit::{FitOptions, fit_e2e, fit_steps};
+use tokenq_core::{CoefficientsFile, CoreError};
 
 fn data(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,7 +66,7 @@ fn unknown_schema_version_is_refused_with_the_file_name() {
         .to_toml_string()
         .replace("schema_version = 1", "schema_version = 7");
     let e = CoefficientsFile::from_toml_str(&text, Path::new("gpu.toml")).unwrap_err();
-    assert!(matches!(e, FitError::UnsupportedSchema { found: 7, .. }));
+    assert!(matches!(e, CoreError::UnsupportedSchema { found: 7, .. }));
     let msg = e.to_string();
     assert!(
         msg.starts_with("gpu.toml: coefficients schema_version 7 is not supported"),

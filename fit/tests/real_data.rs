@@ -1,10 +1,12 @@
 //! Fits on real GPU measurements shipped in `datasets/` (see `datasets/coefficients/README.md`),
-//! each checked against MATH.md's reference values or a stated error bound.
+//! each checked against docs/models.md's reference values or a stated error bound.
 
 use std::path::PathBuf;
 
-use fit::import::{ImportGrid, LayerTables, llmservingsim, table1, vidur_mlp};
+use fit::import::{ImportGrid, llmservingsim, table1, vidur_mlp};
 use fit::{FitOptions, fit_e2e, fit_steps};
+use tokenq_core::TableStepModel;
+use tokenq_core::step::{StepBatch, StepModel};
 
 fn data(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -12,7 +14,7 @@ fn data(rel: &str) -> PathBuf {
         .join(rel)
 }
 
-/// MATH.md §1: a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758 on the input = 128 rows.
+/// docs/models.md §1: a = 0.02299253 s/token, c = 0.186087 s, R² = 0.99758 on the input = 128 rows.
 #[test]
 fn table1_line_reproduces_math_md() {
     let t = table1(&data("paper/table1.csv")).unwrap();
@@ -45,7 +47,7 @@ fn table1_line_reproduces_math_md() {
 /// + 32·[2·layernorm(1) + qkv(1) + rotary(1) + o(1) + gate_up(1) + act(1) + down(1) + attn(0,0,1,16)].
 #[test]
 fn layer_table_composition_by_hand() {
-    let t = LayerTables::read(&data("llmservingsim/RTX4090")).unwrap();
+    let t = TableStepModel::load(&data("llmservingsim/RTX4090"), 32, false).unwrap();
     let dense = std::fs::read_to_string(data("llmservingsim/RTX4090/dense.csv")).unwrap();
     let at1 = |layer: &str| -> f64 {
         dense
@@ -84,7 +86,7 @@ fn layer_table_composition_by_hand() {
         + seq1("lm_head")
         + seq1("sampler")
         + 32.0 * layer;
-    let got = t.step_s(0.0, 1.0, 16.0, 1.0, 32) * 1e6;
+    let got = t.step_time_s(&StepBatch::uniform_decode(1.0, 16.0)) * 1e6;
     assert!(
         (got - expect_us).abs() < 1e-6 * expect_us,
         "{got} vs {expect_us}"

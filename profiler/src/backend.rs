@@ -6,7 +6,7 @@
 //! of the batch (step k ≥ 1, no stop at end-of-sequence). Each call times itself — host clock
 //! around the call with the device synchronised after it, and the device clock (CUDA events)
 //! where there is one — and returns the [`StepTiming`]. This is the contract of the timings
-//! table in DESIGN.md ("Contracts": `wall_s`, `device_s`).
+//! table in docs/design.md ("Contracts": `wall_s`, `device_s`).
 //!
 //! [`Backend::forward_calls`] counts model forward passes, so tests can check that one grid
 //! point costs one pass of `max_output` forwards per repetition, not one pass per output length.

@@ -7,7 +7,7 @@
 //! The budget is free device memory on CUDA (measured after the weights are loaded, so the
 //! weights are not counted twice) and `--memory-budget` (default: the kernel's
 //! `MemAvailable`) on the CPU. This is the constraint `b·S ≤ KV capacity` that bounds batch
-//! sizes in MATH.md's batching models.
+//! sizes in docs/models.md's batching models.
 
 use crate::backend::MemoryModel;
 use crate::error::ProfileError;

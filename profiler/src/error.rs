@@ -2,7 +2,7 @@
 //!
 //! Two kinds: [`ProfileError`] stops a run before (or instead of) any work — bad input names the
 //! flag or file and the fix in one line — and [`BackendError`] is what one grid point's model
-//! call can fail with; the runner records it with the point and goes on (DESIGN.md: "a failed
+//! call can fail with; the runner records it with the point and goes on (docs/design.md: "a failed
 //! point is recorded with its reason and the run goes on").
 
 use std::path::PathBuf;

@@ -1,11 +1,11 @@
 //! Drives a model over (batch, input, output) grids and records every timed step.
 //!
-//! The measurement half of tokenq (DESIGN.md "The pipeline": profile → timings table). A grid
+//! The measurement half of tokenq (docs/design.md "The pipeline": profile → timings table). A grid
 //! point is a batch size and an input length; one pass of it runs the prefill and then forced
 //! decode steps up to the maximum output length, timing each step, so one pass yields the
-//! latency of every output length up to the maximum (DESIGN.md "Contracts"). The per-step
+//! latency of every output length up to the maximum (docs/design.md "Contracts"). The per-step
 //! linear structure this feeds — first-token time `t1(b)` and per-token time `t2(b)` linear in
-//! the batch size — is the paper's (Yang, Xu, Jiao 2024, Fig. 2; MATH.md).
+//! the batch size — is the paper's (Yang, Xu, Jiao 2024, Fig. 2; docs/models.md).
 //!
 //! * [`backend`]: the [`Backend`] trait; [`synthetic`]: a known linear latency model with
 //!   seeded noise; [`candle_backend`]: Llama-family and Qwen2 models on candle (CPU, or CUDA
@@ -15,7 +15,7 @@
 //! * [`runner`]: the measurement loop and resumable on-disk protocol — [`run`] is the library
 //!   entry point; [`merge`]: join shards; [`table`]: the timings table through polars.
 //!
-//! Metric definitions (DESIGN.md, as vLLM's `bench serve`): TTFT = submission to first token
+//! Metric definitions (docs/design.md, as vLLM's `bench serve`): TTFT = submission to first token
 //! (the prefill, step 0, plus any queueing); TPOT = (e2e − TTFT)/(output_tokens − 1); ITL = the
 //! gap between consecutive tokens of one request (decode step k); e2e = submission to last
 //! token: for `n` output tokens, the sum of steps `0..n` of one pass.

@@ -2,7 +2,7 @@
 //!
 //! * The grid is batch sizes × input lengths; every point runs one pass of `max_output` output
 //!   tokens (one prefill, `max_output − 1` decode steps), which covers every output length
-//!   `n ≤ max_output`: e2e(n) = Σ_{k<n} step k (DESIGN.md, "profile steps, then derive
+//!   `n ≤ max_output`: e2e(n) = Σ_{k<n} step k (docs/design.md, "profile steps, then derive
 //!   requests").
 //! * `point_id` is the index in the canonical order (batch-major, each list sorted ascending),
 //!   so it is the same on every machine. Shard `I/N` takes the points with

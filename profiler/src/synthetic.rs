@@ -1,7 +1,7 @@
 //! A synthetic backend whose step latency is a known linear model plus seeded noise.
 //!
 //! Model (the linear per-step structure the paper fits, Yang–Xu–Jiao 2024 Fig. 2, and
-//! MATH.md's `t1(b) = c0 + c1·b`, `t2(b) = d0 + d1·b`, extended by token terms):
+//! docs/models.md's `t1(b) = c0 + c1·b`, `t2(b) = d0 + d1·b`, extended by token terms):
 //!
 //! ```text
 //! prefill(b, n_in)   = p0 + p_b·b + p_tok·b·n_in

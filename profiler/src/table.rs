@@ -1,4 +1,4 @@
-//! The timings table (DESIGN.md "Contracts"), read and written through polars.
+//! The timings table (docs/design.md "Contracts"), read and written through polars.
 //!
 //! One row per timed model step, columns exactly [`COLUMNS`]:
 //! `run_id` (string), `point_id`, `rep`, `batch_size`, `input_tokens`, `step`,
@@ -17,7 +17,7 @@ use polars::prelude::*;
 use std::path::{Path, PathBuf};
 
 /// Column names, in order: the timings-table contract shared with the reader in `fit`.
-pub const COLUMNS: [&str; 9] = fit::TIMINGS_COLUMNS;
+pub const COLUMNS: [&str; 9] = tokenq_core::TIMINGS_COLUMNS;
 
 /// File format of a table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +184,7 @@ pub fn frame_rows(df: &DataFrame) -> PolarsResult<Vec<RowTuple>> {
         .collect())
 }
 
-/// Per-point means of a timings table, in the metric definitions of DESIGN.md.
+/// Per-point means of a timings table, in the metric definitions of docs/design.md.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PointStats {
     pub point_id: u32,

@@ -1,16 +1,16 @@
-//! Speed of the batch models (MATH.md §4–§7): one exact chain solve with batches up to 256, and
+//! Speed of the batch models (docs/models.md §4–§7): one exact chain solve with batches up to 256, and
 //! a 50-point arrival-rate sweep. Run: `cargo bench -p queueing --bench batch`.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use queueing::batch::{
-    BatchCoeffs, ChainOptions, LlmBatch, Padded, PaddedTreatment, solve_dynamic, solve_fixed,
+    BatchTime, ChainOptions, LlmBatch, Padded, PaddedTreatment, solve_dynamic, solve_fixed,
 };
 use queueing::dist::TokenDist;
 use std::hint::black_box;
 
 fn set_u() -> LlmBatch {
     LlmBatch::new(
-        BatchCoeffs::new(0.004, 0.03, 0.0002, 0.02).unwrap(),
+        BatchTime::new(0.004, 0.03, 0.0002, 0.02).unwrap(),
         TokenDist::Uniform {
             lo: 0.0,
             hi: 1000.0,
@@ -21,7 +21,7 @@ fn set_u() -> LlmBatch {
 
 fn set_l() -> LlmBatch {
     LlmBatch::new(
-        BatchCoeffs::new(0.0004, 0.003, 0.0003, 0.002).unwrap(),
+        BatchTime::new(0.0004, 0.003, 0.0003, 0.002).unwrap(),
         TokenDist::Lognormal {
             mu: 7.0,
             sigma: 0.7,
@@ -50,7 +50,7 @@ fn benches(c: &mut Criterion) {
     g.bench_function("dynamic_cap256_setU_rho0.8", |b| {
         b.iter(|| solve_dynamic(&pu, black_box(lam_u), Some(256), &o).unwrap())
     });
-    // Set U, unbounded dynamic at λ = 2 (E[B] = 66, random T_b): C-U2 of MATH.md §9.4.
+    // Set U, unbounded dynamic at λ = 2 (E[B] = 66, random T_b): C-U2 of docs/models.md §9.4.
     g.bench_function("dynamic_unbounded_setU_lambda2", |b| {
         b.iter(|| solve_dynamic(&pu, black_box(2.0), None, &o).unwrap())
     });

@@ -1,4 +1,4 @@
-//! Speed of the single-server models (MATH.md §1–§3): one (λ, L) point with the exact
+//! Speed of the single-server models (docs/models.md §1–§3): one (λ, L) point with the exact
 //! level-crossing impatience solve (n = 4000 cells; target < 10 ms) and a 100-point sweep of
 //! the max-token limit L (target < 200 ms), patient (M/G/1) and impatient (exact solve per L).
 //!

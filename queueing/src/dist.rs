@@ -1,13 +1,13 @@
-//! Token-length distributions (MATH.md §1, §5).
+//! Token-length distributions (docs/models.md §1, §5).
 //!
 //! A [`TokenDist`] is the law of a request's token count N (output or input length). Every
 //! law offers the cdf, an upper-tail-accurate survival function, quantile / inverse survival
 //! function, sampling, raw moments and the *clipped* moments `E[min(N, L)]`, `E[min(N, L)²]`
-//! of MATH.md §1 (paper eq. 2): closed forms for the parametric laws (uniform, truncated
-//! normal, lognormal — MATH.md §1 "Continuous lognormal" and "Uniform"), the discrete sums for
+//! of docs/models.md §1 (paper eq. 2): closed forms for the parametric laws (uniform, truncated
+//! normal, lognormal — docs/models.md §1 "Continuous lognormal" and "Uniform"), the discrete sums for
 //! histograms, discrete uniform and point masses.
 //!
-//! Spec strings (DESIGN.md, "Workload"):
+//! Spec strings (docs/design.md, "Workload"):
 //!
 //! | spec | law |
 //! |---|---|
@@ -77,7 +77,7 @@ pub enum TokenDist {
 }
 
 impl TokenDist {
-    /// Parse a spec string (DESIGN.md, "Workload"); the result is validated.
+    /// Parse a spec string (docs/design.md, "Workload"); the result is validated.
     pub fn parse(spec: &str) -> Result<Self, DistError> {
         parse::parse(spec)
     }
@@ -316,7 +316,7 @@ impl TokenDist {
         }
     }
 
-    /// `(E[min(N, L)], E[min(N, L)²])` (MATH.md §1). `l = f64::INFINITY` gives the raw moments.
+    /// `(E[min(N, L)], E[min(N, L)²])` (docs/models.md §1). `l = f64::INFINITY` gives the raw moments.
     /// `l <= 0` gives `(l.max(0), l.max(0)²)` since token counts are non-negative.
     pub fn clipped_moments(&self, l: f64) -> (f64, f64) {
         if l.is_nan() {

@@ -1,4 +1,4 @@
-//! Impatient users with constant patience τ: M/G/1+D (MATH.md §2; paper §III-B, eqs. 6–9).
+//! Impatient users with constant patience τ: M/G/1+D (docs/models.md §2; paper §III-B, eqs. 6–9).
 //!
 //! Every user waits at most τ seconds in queue. Under FCFS an arrival finding virtual waiting
 //! time V ≤ τ is served after exactly V; otherwise he is lost (π(τ) = loss fraction). Lost users
@@ -6,16 +6,16 @@
 //! they differ only in the wait charged to lost users: τ (reneging, paper eq. 9, the default)
 //! or 0 (balking). Stable for every ρ when τ < ∞.
 //!
-//! * [`exact`]: the level-crossing solution for any service law (MATH.md §2.2). With
+//! * [`exact`]: the level-crossing solution for any service law (docs/models.md §2.2). With
 //!   `F(x) = P(V ≤ x)/P0` solving `F(x) = 1 + λ∫_0^x F(x−u)(1−B(u))du` on [0, τ],
 //!   `P0 = 1/(1+ρF_τ)`, `π = (1 − (1−ρ)F_τ)/(1 + ρF_τ)`, `E[W_qs] = τ − I_τ/F_τ`. Solved by the
 //!   product-trapezoid rule on n cells (default [`DEFAULT_GRID`]), second order, with rescaling
 //!   (log domain) when F grows beyond f64 range (ρ > 1, large λτ). Method: exact (numerical
 //!   tolerance ~1e-8 relative at n = 4000).
-//! * [`mm1d`], [`md1d`]: the M/M/1+D and M/D/1+D closed forms (MATH.md §2.3). The M/D/1+D
+//! * [`mm1d`], [`md1d`]: the M/M/1+D and M/D/1+D closed forms (docs/models.md §2.3). The M/D/1+D
 //!   alternating series is used only for τ/D ≤ [`MD1D_MAX_TAU_OVER_D`]; beyond, and where the
 //!   M/M/1+D exponential would overflow, the numerical method is used instead.
-//! * [`dekok_tijms`]: the paper's two-moment approximation (MATH.md §2.4, eqs. 6–8): linear
+//! * [`dekok_tijms`]: the paper's two-moment approximation (docs/models.md §2.4, eqs. 6–8): linear
 //!   interpolation in c_S² between M/D/1+D and M/M/1+D with the same mean service. Refused for
 //!   c_S² > 1 (extrapolation). Method: approximation.
 
@@ -25,25 +25,16 @@ use crate::Method;
 use crate::dist::TokenDist;
 use crate::mg1::{LinearService, QueueError, validate_limit, validate_rate};
 
-/// Default number of grid cells of the level-crossing solve (MATH.md §2.2: ~1e-8 relative).
+/// Default number of grid cells of the level-crossing solve (docs/models.md §2.2: ~1e-8 relative).
 pub const DEFAULT_GRID: usize = 4000;
-/// The M/D/1+D series is accurate in f64 only up to this τ/D (MATH.md §2.3).
+/// The M/D/1+D series is accurate in f64 only up to this τ/D (docs/models.md §2.3).
 pub const MD1D_MAX_TAU_OVER_D: f64 = 10.0;
 /// Rescale the level-crossing solution when it exceeds this (log-domain bookkeeping).
 const RESCALE_AT: f64 = 1e200;
 /// `exp` overflows beyond this argument.
 const MAX_EXP_ARG: f64 = 700.0;
 
-/// What a lost user does (MATH.md §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Abandonment {
-    /// Waits τ, then leaves (paper eq. 9). Default.
-    #[default]
-    Renege,
-    /// Leaves at once (wait 0).
-    Balk,
-}
+pub use tokenq_core::Abandonment;
 
 /// Service-time law of the impatience models.
 #[derive(Debug, Clone, PartialEq)]
@@ -182,7 +173,7 @@ fn validate_law(law: &ServiceLaw) -> Result<(), QueueError> {
             ..
         } => {
             validate_limit(*max_tokens)?;
-            service.validate()
+            Ok(service.validate()?)
         }
         ServiceLaw::Exponential { mean_s: v } | ServiceLaw::Deterministic { value_s: v } => {
             if v.is_finite() && *v > 0.0 {
@@ -262,7 +253,7 @@ fn finish(
     }
 }
 
-/// Exact level-crossing solution (MATH.md §2.2) on `n` grid cells, for any service law.
+/// Exact level-crossing solution (docs/models.md §2.2) on `n` grid cells, for any service law.
 pub fn exact(
     law: &ServiceLaw,
     arrival_rate: f64,
@@ -397,7 +388,7 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// M/M/1+D closed form (MATH.md §2.3), exponential service with mean `mean_s`. Falls back to
+/// M/M/1+D closed form (docs/models.md §2.3), exponential service with mean `mean_s`. Falls back to
 /// the level-crossing solve where `e^{−θτ}` would overflow (deep overload).
 pub fn mm1d(
     arrival_rate: f64,
@@ -443,7 +434,7 @@ pub fn mm1d(
     ))
 }
 
-/// M/D/1+D (MATH.md §2.3): Erlang's series for τ/D ≤ [`MD1D_MAX_TAU_OVER_D`], otherwise the
+/// M/D/1+D (docs/models.md §2.3): Erlang's series for τ/D ≤ [`MD1D_MAX_TAU_OVER_D`], otherwise the
 /// level-crossing solve with `R(x) = min(x, D)`.
 pub fn md1d(
     arrival_rate: f64,
@@ -512,7 +503,7 @@ pub fn md1d_series(
     ))
 }
 
-/// De Kok–Tijms result with its two ingredients (MATH.md §2.4).
+/// De Kok–Tijms result with its two ingredients (docs/models.md §2.4).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DekokTijms {
     /// The interpolated result (method: approximation).

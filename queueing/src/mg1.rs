@@ -1,4 +1,4 @@
-//! M/G/1 FCFS with a max-token limit (MATH.md §1; paper §III-A, eqs. 1–5).
+//! M/G/1 FCFS with a max-token limit (docs/models.md §1; paper §III-A, eqs. 1–5).
 //!
 //! Poisson(λ) arrivals, one server, FCFS, infinite buffer. A request wants N output tokens and
 //! gets `N_L = min(N, L)`; its service time is linear in the generated tokens,
@@ -34,46 +34,12 @@ pub enum QueueError {
     /// A closed form was asked for outside the range where it is accurate in f64.
     #[error("{0}")]
     OutOfRange(String),
+    /// A service-line parameter is out of range.
+    #[error(transparent)]
+    Parameter(#[from] tokenq_core::error::InvalidParameter),
 }
 
-/// Linear service time `S = per_token_s · min(N, L) + intercept_s` (paper's `S = a n + c`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct LinearService {
-    /// Slope `a` (s/token).
-    pub per_token_s: f64,
-    /// Intercept `c` (s).
-    pub intercept_s: f64,
-}
-
-impl LinearService {
-    /// Check `a ≥ 0`, `c ≥ 0`, both finite, `a + c > 0`.
-    pub fn validate(&self) -> Result<(), QueueError> {
-        for (what, v) in [
-            ("per_token_s", self.per_token_s),
-            ("intercept_s", self.intercept_s),
-        ] {
-            if !v.is_finite() || v < 0.0 {
-                return Err(QueueError::Invalid {
-                    what,
-                    why: format!("must be a finite number >= 0 s, got {v}"),
-                });
-            }
-        }
-        if self.per_token_s == 0.0 && self.intercept_s == 0.0 {
-            return Err(QueueError::Invalid {
-                what: "per_token_s",
-                why: "per_token_s and intercept_s are both 0 (zero service time)".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// `(E[S], E[S²])` given the clipped moments `(E[N_L], E[N_L²])` (paper eqs. 3–4).
-    pub fn moments(&self, m1: f64, m2: f64) -> (f64, f64) {
-        let (a, c) = (self.per_token_s, self.intercept_s);
-        (a * m1 + c, a * a * m2 + 2.0 * a * c * m1 + c * c)
-    }
-}
+pub use tokenq_core::LinearService;
 
 /// Check an arrival rate: finite and `> 0`.
 pub fn validate_rate(lambda: f64) -> Result<(), QueueError> {
@@ -186,7 +152,7 @@ mod tests {
     #[test]
     fn math_9_1_cases_a1_a2_a1b_a0() {
         let d = TokenDist::parse("lognormal:7,0.7").unwrap();
-        // (L, E[S], E[S²], ρ, E[W_q]) from MATH.md §9.1.
+        // (L, E[S], E[S²], ρ, E[W_q]) from docs/models.md §9.1.
         let cases = [
             (1600.0, 24.63351910, 706.858121, 0.61583798, 23.00000),
             (3000.0, 29.50866317, 1175.070596, 0.73771658, 56.00195),

@@ -1,4 +1,4 @@
-//! Shared numerical helpers for the queueing models (MATH.md §1–§8).
+//! Shared numerical helpers for the queueing models (docs/models.md §1–§8).
 //!
 //! * Standard normal pdf / cdf / survival function / quantile. The cdf and sf are built on the
 //!   complementary error function of `libm` (the musl/FreeBSD implementation, < 1 ulp), so
@@ -379,7 +379,7 @@ mod tests {
             7.619_853_024_160_527e-24,
             max_relative = 1e-12
         );
-        // MATH.md §3: Φ((ln 1600 − 7)/0.7) = 0.705283 (P(N < 1600) = 70.53%).
+        // docs/models.md §3: Φ((ln 1600 − 7)/0.7) = 0.705283 (P(N < 1600) = 70.53%).
         let z = (1600f64.ln() - 7.0) / 0.7;
         assert!((norm_cdf(z) - 0.705_283).abs() < 5e-7);
     }

@@ -1,4 +1,4 @@
-//! The provider's objective and the optimal max-token limit (MATH.md §3; paper §III-C,
+//! The provider's objective and the optimal max-token limit (docs/models.md §3; paper §III-C,
 //! eqs. 10–13).
 //!
 //! `Ū(L) = E[U(N, L)]` for a pluggable utility [`Utility`];
@@ -7,7 +7,7 @@
 //! impatient (eq. 11): `F(L) = β Ū(L) − (1 − β) E[W_q](L) − c_ℓ π(τ; L)` with E[W_q] the mean
 //! wait of all users (eq. 9, or the balking variant) from [`crate::impatience`].
 //! `L* = argmax F` (eq. 12) over a grid of limits; [`optimize`] returns the whole curve.
-//! The paper's concrete U is not recoverable (MATH.md §3, §10.7): its L* = 1600 / 1300 are not
+//! The paper's concrete U is not recoverable (docs/models.md §3, §10.7): its L* = 1600 / 1300 are not
 //! reproduced by any utility offered here.
 
 use serde::Serialize;
@@ -55,7 +55,7 @@ impl Utility for FractionUtility {
 /// `E[1/N; N > L]` for `L > 0`: closed forms where they exist, atom sums, else quadrature.
 fn inverse_tail(tokens: &TokenDist, l: f64) -> f64 {
     match *tokens {
-        // MATH.md §3: e^{−μ+σ²/2} Φ((μ − σ² − ln L)/σ).
+        // docs/models.md §3: e^{−μ+σ²/2} Φ((μ − σ² − ln L)/σ).
         TokenDist::Lognormal { mu, sigma } => {
             (-mu + 0.5 * sigma * sigma).exp()
                 * crate::numeric::norm_cdf((mu - sigma * sigma - l.ln()) / sigma)
@@ -441,7 +441,7 @@ mod tests {
 
     #[test]
     fn paper_patient_figures() {
-        // P(N < 1600) = 70.53%, E[W_q](1600) = 23 s, −58.93% vs L = 3000 (MATH.md §3).
+        // P(N < 1600) = 70.53%, E[W_q](1600) = 23 s, −58.93% vs L = 3000 (docs/models.md §3).
         let d = ln7();
         let p = Problem {
             tokens: &d,
@@ -478,7 +478,7 @@ mod tests {
             impatience: Some(imp),
         };
         let pt = p.evaluate(1300.0).unwrap();
-        // MATH.md §9.2 B3: π = 0.1131288, E[W_q] = 26.76496.
+        // docs/models.md §9.2 B3: π = 0.1131288, E[W_q] = 26.76496.
         assert!((pt.loss_fraction.unwrap() - 0.1131288).abs() < 1e-7);
         assert!((pt.mean_wait_s.unwrap() - 26.76496).abs() < 1e-5);
         let f = 0.95 * 0.59600812 - 0.05 * 26.76496 - 4.0 * 0.1131288;

@@ -1,4 +1,4 @@
-//! Property tests of the batch models (MATH.md §4, §6).
+//! Property tests of the batch models (docs/models.md §4, §6).
 
 use proptest::prelude::*;
 use queueing::batch::{
@@ -9,7 +9,7 @@ use queueing::batch::{
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
-    /// Inoue's bound is ≥ the exact latency for deterministic linear batch times (MATH.md §4:
+    /// Inoue's bound is ≥ the exact latency for deterministic linear batch times (docs/models.md §4:
     /// held on 150 random sets there), and Φ(π0) at the chain's π0 is the chain's latency.
     #[test]
     fn bound_dominates_exact_deterministic(

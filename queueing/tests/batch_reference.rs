@@ -1,4 +1,4 @@
-//! Batch models against MATH.md §9.4–§9.8: values computed independently (Python, numpy / scipy /
+//! Batch models against docs/models.md §9.4–§9.8: values computed independently (Python, numpy / scipy /
 //! mpmath) and, where printed, event-driven Monte-Carlo intervals.
 //!
 //! `printed(x, "3.7496563")` asserts `x` rounds to the printed digits: `|x − v| ≤ ½·10^-d` (plus
@@ -6,7 +6,7 @@
 
 use queueing::Method;
 use queueing::batch::{
-    BatchCoeffs, BatchConfig, ChainOptions, LlmBatch, Objective, PaddedTreatment, Policy, analyze,
+    BatchConfig, BatchTime, ChainOptions, LlmBatch, Objective, PaddedTreatment, Policy, analyze,
     optimize_cap, optimize_fixed, solve_dynamic, solve_fixed,
 };
 use queueing::batch::{Elastic, Padded};
@@ -24,7 +24,7 @@ fn printed(x: f64, s: &str) {
 }
 
 /// Like [`printed`], but also accepts a relative difference up to `rel`: for values that
-/// MATH.md computed with a stated relative accuracy (random-`T` chains: "200–400 nodes give
+/// docs/models.md computed with a stated relative accuracy (random-`T` chains: "200–400 nodes give
 /// 1e-7 relative accuracy", §5), or whose table is internally inconsistent at the last digit.
 fn printed_rel(x: f64, s: &str, rel: f64) {
     let v: f64 = s.parse().unwrap();
@@ -34,7 +34,7 @@ fn printed_rel(x: f64, s: &str, rel: f64) {
     printed(x, s);
 }
 
-/// MATH.md §5: the reference chains with random T are accurate to 1e-7 relative.
+/// docs/models.md §5: the reference chains with random T are accurate to 1e-7 relative.
 const MATH_CHAIN_REL: f64 = 1e-7;
 
 fn in_ci(x: f64, centre: f64, half: f64) {
@@ -46,7 +46,7 @@ fn in_ci(x: f64, centre: f64, half: f64) {
 
 fn set_u() -> LlmBatch {
     LlmBatch::new(
-        BatchCoeffs::new(0.004, 0.03, 0.0002, 0.02).unwrap(),
+        BatchTime::new(0.004, 0.03, 0.0002, 0.02).unwrap(),
         TokenDist::Uniform {
             lo: 0.0,
             hi: 1000.0,
@@ -64,7 +64,7 @@ fn lognormal() -> TokenDist {
 
 fn set_l() -> LlmBatch {
     LlmBatch::new(
-        BatchCoeffs::new(0.0004, 0.003, 0.0003, 0.002).unwrap(),
+        BatchTime::new(0.0004, 0.003, 0.0003, 0.002).unwrap(),
         lognormal(),
     )
     .unwrap()
@@ -81,7 +81,7 @@ fn empirical() -> TokenDist {
         values,
         cdf: vec![0.5, 0.8, 1.0],
         probs,
-        source: "MATH.md §9.5".into(),
+        source: "docs/models.md §9.5".into(),
     })
 }
 
@@ -140,7 +140,7 @@ fn max_moments_table_9_5() {
             printed(m2, m2s[i]);
         }
     }
-    // Discrete uniform {0..1000}, b = 8 (MATH.md §5).
+    // Discrete uniform {0..1000}, b = 8 (docs/models.md §5).
     let l = law(TokenDist::DiscreteUniform { lo: 0, hi: 1000 });
     printed(l.max_moments(8).0, "889.2771");
 }
@@ -252,11 +252,11 @@ fn batch_time_table_9_5() {
         printed(e1, t1);
         printed(e2, t2);
         printed(m.speed(b), v);
-        // MATH.md's E[T^el_8] for Set L (9.913181523) differs by 5e-9 from
+        // docs/models.md's E[T^el_8] for Set L (9.913181523) differs by 5e-9 from
         // t1 + k3·8·E[X] + k4·E[M_8] = 9.913181518 computed from the same table's E[X] and
         // E[M_8] (both matched to all printed digits above), so allow 1e-9 relative.
         printed_rel(m.elastic_moments(b).0, tel, 1e-9);
-        // MATH.md's c̄ for Set L is off by ≤ 6e-9 relative from the closed form checked in
+        // docs/models.md's c̄ for Set L is off by ≤ 6e-9 relative from the closed form checked in
         // `elastic_completion_closed_form_lognormal` below; allow 1e-8.
         printed_rel(m.elastic_completion(b), cbar, 1e-8);
     }
@@ -274,14 +274,14 @@ fn elastic_completion_closed_form_lognormal() {
     let l = set_l();
     assert!((l.elastic_completion(8) - 5.054_715_155_793_066).abs() < 1e-12);
     assert!((l.elastic_completion(32) - 11.324_978_453_106_219).abs() < 1e-11);
-    // The order-statistic route of MATH.md §8 agrees: c̄ = t1 + (k3/b) Σ (2(b−i)+1) E[X_(i)] + k4 E[X].
+    // The order-statistic route of docs/models.md §8 agrees: c̄ = t1 + (k3/b) Σ (2(b−i)+1) E[X_(i)] + k4 E[X].
     let os = l.tokens.order_stat_means(8);
     let s: f64 = os
         .iter()
         .enumerate()
         .map(|(i, x)| (2.0 * (8.0 - (i as f64 + 1.0)) + 1.0) * x)
         .sum();
-    let via_os = l.coeffs.t1(8) + 0.0003 / 8.0 * s + 0.002 * l.tokens.mean();
+    let via_os = l.coeffs.t1(8.0) + 0.0003 / 8.0 * s + 0.002 * l.tokens.mean();
     assert!((via_os - 5.054_715_155_793_066).abs() < 1e-10);
 }
 
@@ -293,7 +293,7 @@ fn speed_optimum_9_5() {
     let (k, v) = set_u().speed_optimum(256);
     assert_eq!(k, 256);
     printed(v, "3.5566938");
-    let f3b = BatchCoeffs::new(0.004, 0.03, 0.005, 0.02).unwrap();
+    let f3b = BatchTime::new(0.004, 0.03, 0.005, 0.02).unwrap();
     let m = LlmBatch::new(f3b, lognormal()).unwrap();
     let (k, v) = m.speed_optimum(256);
     assert_eq!(k, 8);
@@ -569,7 +569,7 @@ fn elastic_set_u_9_8() {
         .unwrap();
         let ex = &r.estimates[0];
         assert_eq!(ex.method, Method::Approximation);
-        // The gamma closure is itself an approximation; MATH.md's two chain variants differ by
+        // The gamma closure is itself an approximation; docs/models.md's two chain variants differ by
         // 1e-4 relative (20.3902 gamma vs 20.3881 sampled at λ = 0.5). Ours matches G2 to all
         // printed digits and G1 to 5e-6 relative on latency, 3e-4 on wait (9.5792 vs 9.577)
         // and 6e-4 on E[B] (9.4242 vs 9.419); the Monte-Carlo intervals below are the
@@ -590,14 +590,14 @@ fn elastic_set_u_9_8() {
     assert!((a.latency_s - b.latency_s).abs() < 1e-9);
 }
 
-/// MATH.md §11: the independent reference simulators (SimPy, Ciw, numba, C; 1e6 requests,
+/// docs/models.md §11: the independent reference simulators (SimPy, Ciw, numba, C; 1e6 requests,
 /// 95% CIs by batch means and by 10 replications) with integer tokens
 /// n = min(max(1, round(X)), 2000), X ~ lognormal(7, 0.7), T = (0.1 + 0.01 m) + (0.02 + 0.0005 m)·max n.
 /// The exact chains (and the elastic gamma closure) must land inside both intervals.
 #[test]
 fn simulator_scenarios_11() {
     let dist = queueing::batch::integer_tokens(&lognormal(), Some(2000)).unwrap();
-    let m = LlmBatch::new(BatchCoeffs::new(0.01, 0.1, 0.0005, 0.02).unwrap(), dist).unwrap();
+    let m = LlmBatch::new(BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap(), dist).unwrap();
     // (policy, λ, K, wait CIs, sojourn CIs)
     type Ci = (f64, f64);
     type Case = (Policy, f64, Option<usize>, [Ci; 2], [Ci; 2]);

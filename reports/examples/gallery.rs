@@ -2,9 +2,9 @@
 //! `target/gallery`), plus a sample report. For looking at the plots:
 //! `cargo run -p reports --example gallery -- OUT_DIR`.
 //!
-//! Inputs: the paper's Table I (`datasets/paper/table1.csv`) for Fig. 2a; MATH.md §9 reference
+//! Inputs: the paper's Table I (`datasets/paper/table1.csv`) for Fig. 2a; docs/models.md §9 reference
 //! values (exact and Monte-Carlo) for Figs. 4–6; closed forms and quadrature for Fig. 3 and
-//! Inoue's bound. Fig. 2b uses the Set U lines of MATH.md §9 with a deterministic ±3% wobble as
+//! Inoue's bound. Fig. 2b uses the Set U lines of docs/models.md §9 with a deterministic ±3% wobble as
 //! stand-in "measurements" and says so in its title.
 
 use std::path::PathBuf;
@@ -148,7 +148,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Set F3b (k1..k4 = 0.004, 0.03, 0.005, 0.02)",
     )?;
 
-    // Fig. 4: MATH.md §9.2 table (implied a, c; λ = 1/40 patient, 1/25 impatient, τ = 60 s).
+    // Fig. 4: docs/models.md §9.2 table (implied a, c; λ = 1/40 patient, 1/25 impatient, τ = 60 s).
     let ls = [500.0, 1000.0, 1300.0, 1600.0, 2000.0, 3000.0];
     let wp = [2.3020, 9.4987, 15.7965, 23.0000, 33.1417, 56.0019];
     let pe = [0.00023, 0.05274, 0.11313, 0.16366, 0.21125, 0.27090];
@@ -164,7 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let beta = 119.0 / 120.0;
     let ubar = |l: f64| phi((l.ln() - 7.0) / 0.7);
     let f4 = plots::token_limit(&TokenLimitInput {
-        setting: "lognormal(7, 0.7), MATH.md §9.2".into(),
+        setting: "lognormal(7, 0.7), docs/models.md §9.2".into(),
         wait: vec![
             Series::from_xy("patient, λ = 1/40", Method::Exact, xy(&wp)).in_group("patient"),
             Series::new(
@@ -220,7 +220,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         best_impatient: None,
     })?;
 
-    // Fig. 5: Set U, MATH.md §9.4 / §9.8, Inoue bound (eq. 16) in closed form.
+    // Fig. 5: Set U, docs/models.md §9.4 / §9.8, Inoue bound (eq. 16) in closed form.
     let (al, t0) = (0.204, 20.03);
     let bound = |l: f64| {
         let p0 = (al + t0) / (2.0 * (1.0 - l * al))
@@ -263,7 +263,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         stability_limits: vec![("dynamic".into(), 1.0 / al)],
     })?;
 
-    // Fig. 6: Set L, λ = 0.3, MATH.md §9.6 / §9.7.
+    // Fig. 6: Set L, λ = 0.3, docs/models.md §9.6 / §9.7.
     let f6 = plots::batch_size(&BatchSizeInput {
         setting: "Set L, lognormal(7, 0.7), λ = 0.3 req/s".into(),
         fixed: vec![

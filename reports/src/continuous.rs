@@ -1,21 +1,23 @@
-//! The continuous-batching report: one self-contained HTML file (inline SVG) for a replay of a
-//! trace through the vLLM V1 scheduler (`sim::continuous`, SERVING.md), with
+//! The continuous-batching report: the sections of the report on a replay of a trace through
+//! the vLLM V1 scheduler (`sim::continuous`, docs/serving.md), rendered through the crate's one
+//! page template (the same stylesheet, skeleton, figure and table markup and atomic write path
+//! as the pipeline report in [`crate::html`]):
 //!
 //! * the empirical CDFs of TTFT, TPOT and E2E (vLLM's definitions), mean/p50/p90/p99 marked;
 //! * running and waiting requests and KV blocks in use over time, and the preemption count;
 //! * the capacity comparison with the paper's batching policies on the same trace (Yang, Xu,
-//!   Jiao 2024 §IV; MATH.md §6–§8): each policy's load ρ at the trace's mean arrival rate and its
-//!   largest stable arrival rate, next to what the continuous simulation served.
+//!   Jiao 2024 §IV; docs/models.md §6–§8): each policy's load ρ at the trace's mean arrival rate
+//!   and its largest stable arrival rate, next to what the continuous simulation served.
 //!
-//! The data are plain (computed by the caller); this module only draws and writes them. Every
-//! number carries its unit and its method label.
+//! The data are plain (computed by the caller); this module only draws them and lays them out
+//! as sections. Every number carries its unit and its method label.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use crate::ReportError;
 use crate::figure::{Axis, Figure, Method, Panel, Scale, Series};
-use crate::html::{escape, format_number};
-use crate::{ReportError, render_svg, write_atomic};
+use crate::html::format_number;
+use crate::page::{Block, Cell, Page, Section, write_document};
 
 /// Most points drawn per time series (longer series are thinned evenly; the CSV from
 /// `--series` keeps every iteration).
@@ -209,138 +211,138 @@ pub fn figures(r: &ContinuousReport) -> Vec<Figure> {
     ]
 }
 
-const STYLE: &str = "body{font-family:system-ui,'DejaVu Sans',sans-serif;max-width:1280px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
-h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}table{border-collapse:collapse;margin:.6em 0}\
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}th{background:#f3f3f3}td.num{text-align:right}\
-figure svg{max-width:100%;height:auto}figcaption{color:#444}nav a{margin-right:1em}.note{color:#555}";
+/// Method label of every latency summary (one deterministic replay: no interval).
+const LATENCY_METHOD: &str = "simulation (deterministic replay, no CI)";
 
-fn cell(h: &mut String, s: &str, num: bool) {
-    let _ = write!(
-        h,
-        "<td{}>{}</td>",
-        if num { " class=\"num\"" } else { "" },
-        escape(s)
-    );
-}
+/// The definitions section.
+const DEFINITIONS: [&str; 3] = [
+    "TTFT = first token − arrival; TPOT = (last token − first token)/(output tokens − 1); E2E = last token − arrival (vLLM's definitions), seconds.",
+    "ρ = λ·E[T_K]/K for a batch cap K (the paper's load); a policy is stable iff ρ < 1, and its largest stable arrival rate is K/E[T_K].",
+    "simulation: one deterministic replay of the trace (no randomness, so no confidence interval); exact: closed form of the paper-level model for the stated coefficients.",
+];
 
-/// Render the HTML with the given SVGs (same order as [`figures`]).
-pub fn render_html(r: &ContinuousReport, svgs: &[String]) -> String {
-    let t = escape(&r.title);
-    let mut h = format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n<nav>"
-    );
-    for (id, name) in SECTIONS {
-        let _ = write!(h, "<a href=\"#{id}\">{}</a>", escape(name));
-    }
-    h.push_str("</nav>\n");
-    let head = |h: &mut String, i: usize| {
-        let _ = writeln!(
-            h,
-            "<h2 id=\"{}\">{}</h2>",
-            SECTIONS[i].0,
-            escape(SECTIONS[i].1)
-        );
-    };
-    let fig = |h: &mut String, i: usize| {
-        if let Some(svg) = svgs.get(i) {
-            let _ = writeln!(h, "<figure>{svg}</figure>");
+/// The report as a page of [`SECTIONS`]; `figs` are [`figures`] of `r`, `svgs` their SVGs
+/// (a figure without an SVG is left out).
+fn page<'a>(r: &'a ContinuousReport, figs: &'a [Figure], svgs: &'a [String]) -> Page<'a> {
+    let mut s = SECTIONS.map(Section::new);
+    let [run, latency, state, capacity, definitions] = &mut s;
+    let figure = |section: &mut Section<'a>, i: usize| {
+        if let (Some(figure), Some(svg)) = (figs.get(i), svgs.get(i)) {
+            section.push(Block::Figure { figure, svg });
         }
     };
 
-    head(&mut h, 0);
-    h.push_str("<table>\n");
-    for (k, v) in &r.metadata {
-        let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
-    }
-    let _ = writeln!(
-        h,
-        "<tr><th>requests</th><td>{} in the trace, {} completed (simulation)</td></tr>\n<tr><th>preemptions</th><td>{} (recompute; simulation)</td></tr>\n<tr><th>mean arrival rate</th><td>{} req/s (trace: (n − 1)/arrival span)</td></tr>",
-        r.requests,
-        r.completed,
-        r.preemptions,
-        format_number(r.arrival_rate_req_s)
-    );
-    h.push_str("</table>\n");
+    let mut meta = r.metadata.clone();
+    meta.extend([
+        (
+            "requests".to_string(),
+            format!(
+                "{} in the trace, {} completed (simulation)",
+                r.requests, r.completed
+            ),
+        ),
+        (
+            "preemptions".to_string(),
+            format!("{} (recompute; simulation)", r.preemptions),
+        ),
+        (
+            "mean arrival rate".to_string(),
+            format!(
+                "{} req/s (trace: (n − 1)/arrival span)",
+                format_number(r.arrival_rate_req_s)
+            ),
+        ),
+    ]);
+    run.push(Block::KeyValues(meta));
     for n in &r.notes {
-        let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(n));
+        run.push(Block::note(n.as_str()));
     }
 
-    head(&mut h, 1);
-    h.push_str("<table>\n<tr><th>metric</th><th>mean (s)</th><th>p50 (s)</th><th>p90 (s)</th><th>p99 (s)</th><th>method</th></tr>\n");
-    for l in &r.latencies {
-        h.push_str("<tr>");
-        cell(&mut h, &l.name, false);
-        for v in [l.mean_s, l.p50_s, l.p90_s, l.p99_s] {
-            cell(&mut h, &format_number(v), true);
-        }
-        cell(&mut h, "simulation (deterministic replay, no CI)", false);
-        h.push_str("</tr>\n");
-    }
-    h.push_str("</table>\n");
-    fig(&mut h, 0);
+    latency.push(Block::Table {
+        columns: [
+            "metric", "mean (s)", "p50 (s)", "p90 (s)", "p99 (s)", "method",
+        ]
+        .map(String::from)
+        .into(),
+        rows: r
+            .latencies
+            .iter()
+            .map(|l| {
+                let mut row = vec![Cell::text(l.name.as_str())];
+                row.extend(
+                    [l.mean_s, l.p50_s, l.p90_s, l.p99_s].map(|v| Cell::num(format_number(v))),
+                );
+                row.push(Cell::method(LATENCY_METHOD));
+                row
+            })
+            .collect(),
+    });
+    figure(latency, 0);
 
-    head(&mut h, 2);
-    fig(&mut h, 1);
+    figure(state, 1);
 
-    head(&mut h, 3);
     for b in &r.capacity_basis {
-        let _ = writeln!(h, "<p>{}</p>", escape(b));
+        capacity.push(Block::text(b.as_str()));
     }
-    h.push_str("<table>\n<tr><th>policy</th><th>load ρ at the trace's mean rate</th><th>largest stable rate (req/s)</th><th>verdict at the mean rate</th><th>method</th><th>how</th></tr>\n");
-    for c in &r.capacity {
-        h.push_str("<tr>");
-        cell(&mut h, &c.policy, false);
-        cell(&mut h, &format_number(c.load), true);
-        cell(&mut h, &format_number(c.max_rate_req_s), true);
-        cell(&mut h, &c.verdict, false);
-        cell(&mut h, c.method.label(), false);
-        cell(&mut h, &c.note, false);
-        h.push_str("</tr>\n");
-    }
-    h.push_str("</table>\n");
+    capacity.push(Block::Table {
+        columns: [
+            "policy",
+            "load ρ at the trace's mean rate",
+            "largest stable rate (req/s)",
+            "verdict at the mean rate",
+            "method",
+            "how",
+        ]
+        .map(String::from)
+        .into(),
+        rows: r
+            .capacity
+            .iter()
+            .map(|c| {
+                vec![
+                    Cell::text(c.policy.as_str()),
+                    Cell::num(format_number(c.load)),
+                    Cell::num(format_number(c.max_rate_req_s)),
+                    Cell::text(c.verdict.as_str()),
+                    Cell::method(c.method.label()),
+                    Cell::text(c.note.as_str()),
+                ]
+            })
+            .collect(),
+    });
 
-    head(&mut h, 4);
-    h.push_str(
-        "<ul><li>TTFT = first token − arrival; TPOT = (last token − first token)/(output tokens − 1); E2E = last token − arrival (vLLM's definitions), seconds.</li>\
-<li>ρ = λ·E[T_K]/K for a batch cap K (the paper's load); a policy is stable iff ρ &lt; 1, and its largest stable arrival rate is K/E[T_K].</li>\
-<li>simulation: one deterministic replay of the trace (no randomness, so no confidence interval); exact: closed form of the paper-level model for the stated coefficients.</li></ul>\n</body>\n</html>\n",
-    );
-    h
+    definitions.push(Block::List(DEFINITIONS.map(String::from).into()));
+
+    Page {
+        title: &r.title,
+        sections: s.into(),
+    }
 }
 
-/// Files written by [`write_continuous_report`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct WrittenContinuous {
-    pub html: PathBuf,
-    pub svgs: Vec<PathBuf>,
+/// Render the HTML with the given SVGs (same order as [`figures`]; a missing SVG leaves its
+/// figure out).
+pub fn render_html(r: &ContinuousReport, svgs: &[String]) -> String {
+    let figs = figures(r);
+    page(r, &figs, svgs).render()
 }
 
-/// Render the figures, write `dir/<id>.svg` and `dir/report.html` (created if missing).
+/// Files written by [`write_continuous_report`] (the same as the pipeline report's).
+pub type WrittenContinuous = crate::html::WrittenReport;
+
+/// Render the figures, then write `dir/<id>.svg` and `dir/report.html` (the directory is
+/// created if missing), each atomically; a figure that cannot be drawn leaves no file behind.
 pub fn write_continuous_report(
     r: &ContinuousReport,
     dir: &Path,
 ) -> Result<WrittenContinuous, ReportError> {
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut svgs = Vec::new();
-    let mut paths = Vec::new();
-    for f in figures(r) {
-        let svg = render_svg(&f)?;
-        let p = dir.join(format!("{}.svg", f.id));
-        write_atomic(&p, svg.as_bytes())?;
-        svgs.push(svg);
-        paths.push(p);
-    }
-    let html = dir.join("report.html");
-    write_atomic(&html, render_html(r, &svgs).as_bytes())?;
-    Ok(WrittenContinuous { html, svgs: paths })
+    let figs = figures(r);
+    write_document(dir, &figs, |svgs| page(r, &figs, svgs).render())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render_svg;
 
     fn sample() -> ContinuousReport {
         let lat = |name: &str, scale: f64| {
@@ -423,21 +425,5 @@ mod tests {
         assert_eq!(t.len(), MAX_SERIES_POINTS);
         assert_eq!((t[0], *t.last().unwrap()), (0, 999));
         assert_eq!(thin(&v[..3], MAX_SERIES_POINTS), vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn html_holds_every_section_and_the_capacity_numbers() {
-        let dir = tempfile::tempdir().unwrap();
-        let w = write_continuous_report(&sample(), dir.path()).unwrap();
-        let html = std::fs::read_to_string(&w.html).unwrap();
-        for (id, name) in SECTIONS {
-            assert!(html.contains(&format!("<h2 id=\"{id}\">")), "{id}");
-            assert!(html.contains(&escape(name)), "{name}");
-        }
-        assert_eq!(html.matches("<svg").count(), 2);
-        assert!(html.contains("fixed K = 4") && html.contains("1.25") && html.contains(">8<"));
-        for p in &w.svgs {
-            roxmltree::Document::parse(&std::fs::read_to_string(p).unwrap()).unwrap();
-        }
     }
 }

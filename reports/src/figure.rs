@@ -10,51 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::ReportError;
 
-/// How the numbers of a series (or of a reported quantity) were obtained.
-///
-/// The first four mirror `queueing::Method`; `Measured` and `Fitted` cover profiler timings
-/// and regression lines (MATH.md §5, paper Fig. 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Method {
-    /// Exact up to floating point and a stated numerical tolerance.
-    Exact,
-    /// An upper bound (e.g. Inoue's eq. 16).
-    Bound,
-    /// An approximation whose error is not controlled (e.g. De Kok–Tijms, deterministic T_b).
-    Approximation,
-    /// An event-driven simulation estimate; points carry 95% CI half-widths.
-    Simulation,
-    /// A measurement (profiler timings).
-    Measured,
-    /// A least-squares fit to measurements.
-    Fitted,
-}
-
-impl Method {
-    /// The lower-case label used in legends and tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            Method::Exact => "exact",
-            Method::Bound => "bound",
-            Method::Approximation => "approximation",
-            Method::Simulation => "simulation",
-            Method::Measured => "measured",
-            Method::Fitted => "fitted",
-        }
-    }
-
-    /// Whether the series is drawn as markers (data) rather than as a line (model).
-    pub fn is_points(self) -> bool {
-        matches!(self, Method::Simulation | Method::Measured)
-    }
-}
-
-impl std::fmt::Display for Method {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
+pub use tokenq_core::Method;
 
 /// One data point; `ci95` is the half-width of a 95% confidence interval (same unit as `y`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

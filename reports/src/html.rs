@@ -1,24 +1,24 @@
-//! The report document: one self-contained HTML file (inline SVG, inline CSS, no scripts, no
-//! external assets) with the sections a reader needs to trust a recommendation:
-//! run metadata, the fit table, the coefficients, the recommended max-token limit and batch
-//! size with the numbers behind them, the plots, and the metric definitions (DESIGN.md:
-//! TTFT, TPOT, ITL, e2e, in the form vLLM's `bench serve` uses).
+//! The pipeline report: the sections a reader needs to trust a recommendation (run metadata,
+//! the fit table, the coefficients, the recommended max-token limit and batch size with the
+//! numbers behind them, the plots, and the metric definitions of docs/design.md, "Metric
+//! definitions": TTFT, TPOT, ITL, e2e, in the form vLLM's `bench serve` uses), and the report
+//! data types ([`Report`], [`Quantity`], [`Recommendation`], [`Table`]).
 //!
-//! Every number is printed with its unit and the method that produced it
-//! ([`Method`]: exact, bound, approximation, simulation with its 95% CI, measured, fitted).
-//! [`write_report`] renders every figure first, then writes the SVG files and finally the HTML,
-//! each atomically, so `report.html` exists only when the whole report was produced.
+//! The document is rendered through the crate's one page template (shared with
+//! [`crate::continuous`]): one self-contained HTML file with inline SVG and inline CSS, no
+//! scripts, no external assets. Every number is printed with its unit and the method that
+//! produced it ([`Method`]: exact, bound, approximation, simulation with its 95% CI, measured,
+//! fitted). [`write_report`] renders every figure first, then writes the SVG files and finally
+//! the HTML, each atomically, so `report.html` exists only when the whole report was produced.
 
-use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::ReportError;
 use crate::figure::{Figure, Method};
-use crate::{ReportError, render_svg, write_atomic};
-
-/// File name of the report inside the output directory.
-pub const REPORT_FILE: &str = "report.html";
+use crate::page::{Block, Cell, Page, Section, Span, render_figures, write_document};
+pub use crate::page::{REPORT_FILE, WrittenReport, escape};
 
 /// The section ids and headings, in document order. Tests check that each is present.
 pub const SECTIONS: [(&str, &str); 6] = [
@@ -30,8 +30,8 @@ pub const SECTIONS: [(&str, &str); 6] = [
     ("definitions", "Metric definitions"),
 ];
 
-/// Metric definitions printed in every report (DESIGN.md, "Metric definitions"; MATH.md
-/// notation for the queueing quantities).
+/// Metric definitions printed in every report (docs/design.md, "Metric definitions";
+/// docs/models.md notation for the queueing quantities).
 pub const METRIC_DEFINITIONS: [(&str, &str); 8] = [
     (
         "TTFT (time to first token)",
@@ -174,13 +174,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// The files written by [`write_report`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct WrittenReport {
-    pub html: PathBuf,
-    pub svgs: Vec<PathBuf>,
-}
-
 impl Report {
     /// Check what every report must hold: a title, metadata, at least one coefficient, one
     /// recommendation and one figure, and unique figure ids.
@@ -241,214 +234,133 @@ pub fn format_number(v: f64) -> String {
     crate::plots::sig(v)
 }
 
-/// Escape text for HTML element content and attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+/// Method labels, explained under the metric definitions.
+const METHOD_LABELS: [(&str, &str); 6] = [
+    ("exact", " = model value up to numerical tolerance; "),
+    ("bound", " = an upper bound; "),
+    (
+        "approximation",
+        " = a model value whose error is not controlled; ",
+    ),
+    (
+        "simulation",
+        " = event-driven simulation mean with a 95% confidence interval; ",
+    ),
+    ("measured", " = profiler timing; "),
+    ("fitted", " = least-squares fit to measurements."),
+];
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif;\
-max-width:1280px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}\
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}\
-table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}\
-th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}\
-.method{font-size:.85em;color:#555}figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}\
-figcaption{color:#444;max-width:60em}nav a{margin-right:1em}.note{color:#555}";
+/// The report as a page of [`SECTIONS`], with the given SVG bodies (one per figure, same order).
+fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
+    let mut s = SECTIONS.map(Section::new);
+    let [run, fit, coefficients, recommendations, plots, definitions] = &mut s;
 
-/// Render the report with the given SVG bodies (one per figure, same order).
-fn render_with(report: &Report, svgs: &[String]) -> String {
-    let mut h = String::new();
-    let t = escape(&report.title);
-    let _ = write!(
-        h,
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>{t}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n<h1>{t}</h1>\n<nav>"
-    );
-    for (id, name) in SECTIONS {
-        let _ = write!(h, "<a href=\"#{id}\">{name}</a>");
-    }
-    h.push_str("</nav>\n");
-
-    // Run
-    section(&mut h, 0);
-    h.push_str("<table>\n");
-    for (k, v) in &report.metadata {
-        let _ = writeln!(h, "<tr><th>{}</th><td>{}</td></tr>", escape(k), escape(v));
-    }
-    h.push_str("</table>\n");
+    run.push(Block::KeyValues(report.metadata.clone()));
     for n in &report.notes {
-        let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(n));
+        run.push(Block::note(n.as_str()));
     }
 
-    // Fit
-    section(&mut h, 1);
     if report.fit_table.rows.is_empty() {
-        h.push_str("<p>No fit in this run (coefficients were read from a file).</p>\n");
+        fit.push(Block::text(
+            "No fit in this run (coefficients were read from a file).",
+        ));
     } else {
         if !report.fit_table.caption.is_empty() {
-            let _ = writeln!(h, "<p>{}</p>", escape(&report.fit_table.caption));
+            fit.push(Block::text(report.fit_table.caption.as_str()));
         }
-        h.push_str("<table>\n<tr>");
-        for c in &report.fit_table.columns {
-            let _ = write!(h, "<th>{}</th>", escape(c));
-        }
-        h.push_str("</tr>\n");
-        for r in &report.fit_table.rows {
-            h.push_str("<tr>");
-            for c in r {
-                let _ = write!(h, "<td>{}</td>", escape(c));
-            }
-            h.push_str("</tr>\n");
-        }
-        h.push_str("</table>\n");
+        fit.push(Block::Table {
+            columns: report.fit_table.columns.clone(),
+            rows: report
+                .fit_table
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|c| Cell::text(c.as_str())).collect())
+                .collect(),
+        });
     }
 
-    // Coefficients
-    section(&mut h, 2);
-    quantity_table(&mut h, &report.coefficients);
+    coefficients.push(quantity_table(&report.coefficients));
 
-    // Recommendations
-    section(&mut h, 3);
     for r in &report.recommendations {
-        let _ = writeln!(
-            h,
-            "<h3>{}</h3>\n<p><strong>{}: {}</strong> <span class=\"method\">({})</span></p>",
-            escape(&r.question),
-            escape(&r.answer.name),
-            escape(&r.answer.value_text()),
-            escape(&r.answer.method_text())
-        );
+        recommendations.push(Block::Heading(r.question.clone()));
+        recommendations.push(Block::Paragraph {
+            note: false,
+            spans: vec![
+                Span::Strong(format!("{}: {}", r.answer.name, r.answer.value_text())),
+                Span::Text(" ".into()),
+                Span::Method(format!("({})", r.answer.method_text())),
+            ],
+        });
         if !r.note.is_empty() {
-            let _ = writeln!(h, "<p class=\"note\">{}</p>", escape(&r.note));
+            recommendations.push(Block::note(r.note.as_str()));
         }
         if !r.basis.is_empty() {
-            h.push_str("<p>The numbers behind it:</p>\n");
-            quantity_table(&mut h, &r.basis);
+            recommendations.push(Block::text("The numbers behind it:"));
+            recommendations.push(quantity_table(&r.basis));
         }
     }
 
-    // Plots
-    section(&mut h, 4);
-    h.push_str(
-        "<p>Solid lines: exact model values or fitted lines; dashed: approximations; dotted: \
+    plots.push(Block::text(
+        "Solid lines: exact model values or fitted lines; dashed: approximations; dotted: \
          bounds; filled circles with bars: simulation means with 95% confidence intervals; \
-         hollow circles: measurements.</p>\n",
-    );
-    for (f, svg) in report.figures.iter().zip(svgs) {
-        let _ = writeln!(
-            h,
-            "<figure id=\"fig-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{cap} \
-             <span class=\"method\">(also saved as <code>{id}.svg</code>)</span></figcaption>\n</figure>",
-            id = escape(&f.id),
-            title = escape(&f.title),
-            svg = strip_xml_prolog(svg),
-            cap = escape(&f.caption)
-        );
+         hollow circles: measurements.",
+    ));
+    for (figure, svg) in report.figures.iter().zip(svgs) {
+        plots.push(Block::Figure { figure, svg });
     }
 
-    // Definitions
-    section(&mut h, 5);
-    h.push_str("<dl>\n");
-    for (term, def) in METRIC_DEFINITIONS {
-        let _ = writeln!(
-            h,
-            "<dt><strong>{}</strong></dt><dd>{}</dd>",
-            escape(term),
-            escape(def)
-        );
+    definitions.push(Block::Definitions(METRIC_DEFINITIONS.to_vec()));
+    let mut labels = vec![Span::Text("Method labels: ".into())];
+    for (label, meaning) in METHOD_LABELS {
+        labels.push(Span::Em(label.into()));
+        labels.push(Span::Text(meaning.into()));
     }
-    h.push_str("</dl>\n<p>Method labels: <em>exact</em> = model value up to numerical tolerance; \
-                <em>bound</em> = an upper bound; <em>approximation</em> = a model value whose error \
-                is not controlled; <em>simulation</em> = event-driven simulation mean with a 95% \
-                confidence interval; <em>measured</em> = profiler timing; <em>fitted</em> = \
-                least-squares fit to measurements.</p>\n");
-    h.push_str("</section>\n</body>\n</html>\n");
-    h
+    definitions.push(Block::Paragraph {
+        note: false,
+        spans: labels,
+    });
+
+    Page {
+        title: &report.title,
+        sections: s.into(),
+    }
 }
 
-/// Open section `i`, closing the previous one.
-fn section(h: &mut String, i: usize) {
-    if i > 0 {
-        h.push_str("</section>\n");
-    }
-    let (id, name) = SECTIONS[i];
-    let _ = writeln!(h, "<section id=\"{id}\">\n<h2>{name}</h2>");
-}
-
-fn quantity_table(h: &mut String, qs: &[crate::html::Quantity]) {
+/// A table of quantities (name, value with unit and interval, method, note); "None." if empty.
+fn quantity_table(qs: &[Quantity]) -> Block<'static> {
     if qs.is_empty() {
-        h.push_str("<p>None.</p>\n");
-        return;
+        return Block::text("None.");
     }
-    h.push_str("<table>\n<tr><th>quantity</th><th>value</th><th>method</th><th>note</th></tr>\n");
-    for q in qs {
-        let _ = writeln!(
-            h,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"method\">{}</td><td>{}</td></tr>",
-            escape(&q.name),
-            escape(&q.value_text()),
-            escape(&q.method_text()),
-            escape(&q.note)
-        );
-    }
-    h.push_str("</table>\n");
-}
-
-fn strip_xml_prolog(svg: &str) -> &str {
-    match svg.find("<svg") {
-        Some(i) => &svg[i..],
-        None => svg,
+    Block::Table {
+        columns: ["quantity", "value", "method", "note"]
+            .map(String::from)
+            .into(),
+        rows: qs
+            .iter()
+            .map(|q| {
+                vec![
+                    Cell::text(q.name.as_str()),
+                    Cell::num(q.value_text()),
+                    Cell::method(q.method_text()),
+                    Cell::text(q.note.as_str()),
+                ]
+            })
+            .collect(),
     }
 }
 
 /// Render the whole report to an HTML string (figures rendered inline).
 pub fn render_html(report: &Report) -> Result<String, ReportError> {
     report.validate()?;
-    let svgs = report
-        .figures
-        .iter()
-        .map(render_svg)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(render_with(report, &svgs))
+    let svgs = render_figures(&report.figures)?;
+    Ok(page(report, &svgs).render())
 }
 
 /// Write `dir/<figure id>.svg` for every figure and then `dir/report.html`, each atomically.
 /// Everything is rendered before anything is written: an invalid figure leaves no file behind.
 pub fn write_report(report: &Report, dir: &Path) -> Result<WrittenReport, ReportError> {
     report.validate()?;
-    let svgs = report
-        .figures
-        .iter()
-        .map(render_svg)
-        .collect::<Result<Vec<_>, _>>()?;
-    let html = render_with(report, &svgs);
-    std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let mut paths = Vec::with_capacity(svgs.len());
-    for (f, svg) in report.figures.iter().zip(&svgs) {
-        let p = dir.join(format!("{}.svg", f.id));
-        write_atomic(&p, svg.as_bytes())?;
-        paths.push(p);
-    }
-    let html_path = dir.join(REPORT_FILE);
-    write_atomic(&html_path, html.as_bytes())?;
-    Ok(WrittenReport {
-        html: html_path,
-        svgs: paths,
-    })
+    write_document(dir, &report.figures, |svgs| page(report, svgs).render())
 }
 
 /// The report's text with every inline `<svg>…</svg>` replaced by `<svg id="…"/>`: what a

@@ -1,12 +1,15 @@
-//! Plots and the self-contained HTML report of tokenq.
+//! Plots and the self-contained HTML reports of tokenq.
 //!
 //! The crate draws what the other crates compute, from plain data: a [`Figure`] is a set of
 //! panels, each with labelled axes (quantity and unit) and series of (x, y) points that carry
 //! their [`Method`] (exact, bound, approximation, simulation with 95% CI, measured, fitted).
-//! [`plots`] builds the paper's figures (Yang, Xu, Jiao 2024, Figs. 2–6; MATH.md §1–§8) from
-//! typed inputs; [`render`] turns a figure into SVG with plotters; [`html`] assembles the report
-//! document (run metadata, fit table, coefficients, recommendations with the numbers behind
-//! them, plots, metric definitions) as one HTML file with inline SVG.
+//! [`plots`] builds the paper's figures (Yang, Xu, Jiao 2024, Figs. 2–6; docs/models.md §1–§8)
+//! from typed inputs; [`render`] turns a figure into SVG with plotters. Both reports are one
+//! HTML file with inline SVG, rendered through one page template (one stylesheet, one document
+//! skeleton, one way to embed figures and tables, one write path): [`html`] lays out the
+//! pipeline report (run metadata, fit table, coefficients, recommendations with the numbers
+//! behind them, plots, metric definitions) and [`continuous`] the continuous-batching replay
+//! report (latency distributions, engine state over time, capacity comparison).
 //!
 //! Files are written atomically (a temporary file in the same directory, then a rename), so a
 //! reader never sees a half-written SVG or report.
@@ -14,6 +17,7 @@
 pub mod continuous;
 pub mod figure;
 pub mod html;
+mod page;
 pub mod plots;
 pub mod render;
 

@@ -3,7 +3,7 @@
 //! Each builder takes the numbers another crate computed and fixes what a reader needs: titles,
 //! axis quantities with units, scales, and which method each series comes from.
 //!
-//! | builder | paper | MATH.md | what it shows |
+//! | builder | paper | docs/models.md | what it shows |
 //! |---|---|---|---|
 //! | [`latency_vs_tokens`] | Fig. 2a | §1 (S = a·N + c) | single-request latency vs output tokens, fitted line, residuals |
 //! | [`batch_timing`] | Fig. 2b | §5 (t1, t2) | first-token and per-token time vs batch size, decode throughput |
@@ -277,7 +277,7 @@ pub fn batch_timing(input: &BatchTimingInput) -> Result<Figure, ReportError> {
 // ---------------------------------------------------------------------------------------------
 // Fig. 3
 
-/// E[M_b] and E[T_b] of one output-token distribution over batch sizes (MATH.md §5).
+/// E[M_b] and E[T_b] of one output-token distribution over batch sizes (docs/models.md §5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DistributionMoments {
     /// e.g. "uniform(0, 2000)", "lognormal(7, 0.7)".

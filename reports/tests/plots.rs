@@ -3,7 +3,7 @@
 //! series, a line per model series (with as many vertices as points), a filled circle per
 //! simulation point with its CI bar, and points placed in the right order on the page.
 //!
-//! Inputs are MATH.md §9 reference values (exact and Monte-Carlo) and the paper's Table I.
+//! Inputs are docs/models.md §9 reference values (exact and Monte-Carlo) and the paper's Table I.
 
 use std::collections::HashMap;
 
@@ -179,7 +179,7 @@ fn table1() -> Vec<Point> {
 #[test]
 fn fig2a_latency_vs_tokens_has_fit_and_residuals() {
     let measured = table1();
-    // MATH.md §10.2: Table I fit a = 0.0229925 s/token, c = 0.186087 s.
+    // docs/models.md §10.2: Table I fit a = 0.0229925 s/token, c = 0.186087 s.
     let fig = plots::latency_vs_tokens(&LatencyFitInput {
         model: "paper Table I".into(),
         measured: measured.clone(),
@@ -210,7 +210,7 @@ fn fig2a_latency_vs_tokens_has_fit_and_residuals() {
 
 #[test]
 fn fig2b_batch_timing_three_panels_and_throughput() {
-    // Set U lines (MATH.md §9): t1 = 0.004 b + 0.03, t2 = 0.0002 b + 0.02.
+    // Set U lines (docs/models.md §9): t1 = 0.004 b + 0.03, t2 = 0.0002 b + 0.02.
     let bs = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0];
     let fig = plots::batch_timing(&BatchTimingInput {
         model: "Set U".into(),
@@ -252,7 +252,7 @@ fn fig2b_without_fits_still_draws_measurements() {
 
 #[test]
 fn fig3_batch_moments_series_per_distribution_and_log_batch_axis() {
-    // MATH.md §9.5: Uniform(0,1000) and Lognormal(7,0.7) E[M_b] at b = 1, 2, 8, 32; Set L k's.
+    // docs/models.md §9.5: Uniform(0,1000) and Lognormal(7,0.7) E[M_b] at b = 1, 2, 8, 32; Set L k's.
     let bs = [1.0, 2.0, 8.0, 32.0];
     let u = [500.0, 666.6666667, 888.8888889, 969.6969697];
     let l = [1401.081896, 1932.627223, 3272.192484, 4974.473244];
@@ -271,7 +271,7 @@ fn fig3_batch_moments_series_per_distribution_and_log_batch_axis() {
     let mut ln = curve("lognormal(7, 0.7)", &l);
     ln.sim_e_batch_time_s = vec![Point::with_ci(8.0, 14.41, 0.05)];
     let fig = plots::batch_moments(&[curve("uniform(0, 1000)", &u), ln], "Set L").unwrap();
-    // Set L, b = 8: E[T_8] = 14.40384693 (MATH.md §9.5), v = 8/14.40384693 = 0.55540718
+    // Set L, b = 8: E[T_8] = 14.40384693 (docs/models.md §9.5), v = 8/14.40384693 = 0.55540718
     let v8 = fig.panels[2]
         .series
         .iter()
@@ -286,7 +286,7 @@ fn fig3_batch_moments_series_per_distribution_and_log_batch_axis() {
 }
 
 fn fig4_input() -> TokenLimitInput {
-    // MATH.md §9.2, table for §V-B.
+    // docs/models.md §9.2, table for §V-B.
     let ls = [500.0, 1000.0, 1300.0, 1600.0, 2000.0, 3000.0];
     let xy = |v: [f64; 6]| ls.iter().copied().zip(v).collect::<Vec<_>>();
     TokenLimitInput {
@@ -337,7 +337,7 @@ fn fig4_input() -> TokenLimitInput {
                 [Point::with_ci(1300.0, 0.11304, 0.00036)],
             ),
         ],
-        // MATH.md §9.3: F at L = 1300/1600/1900 for U = 1{n ≤ L}
+        // docs/models.md §9.3: F at L = 1300/1600/1900 for U = 1{n ≤ L}
         objective_patient: vec![Series::from_xy(
             "U = 1{n ≤ L}",
             Method::Exact,
@@ -384,7 +384,7 @@ fn fig4_token_limit_drops_empty_panels_and_marks_optima() {
 
 #[test]
 fn fig5_delay_vs_rate_single_wide_panel() {
-    // MATH.md §9.4 (C-U1, C-U2) and §9.8 (G1, G2), Set U; Inoue bound values 33.67434 / 51.04636.
+    // docs/models.md §9.4 (C-U1, C-U2) and §9.8 (G1, G2), Set U; Inoue bound values 33.67434 / 51.04636.
     let fig = plots::delay_vs_rate(&RateSweepInput {
         setting: "Set U".into(),
         latency: vec![
@@ -420,7 +420,7 @@ fn fig5_delay_vs_rate_single_wide_panel() {
 
 #[test]
 fn fig6_batch_size_fixed_and_capped() {
-    // MATH.md §9.6 E2a–c and §9.7 F1, F2 (Set L, λ = 0.3).
+    // docs/models.md §9.6 E2a–c and §9.7 F1, F2 (Set L, λ = 0.3).
     let fig = plots::batch_size(&BatchSizeInput {
         setting: "Set L".into(),
         fixed: vec![

@@ -38,7 +38,7 @@ fn figure(id: &str) -> Figure {
     }
 }
 
-/// A report built from MATH.md §9.1 (A1, A2) and §9.3 numbers.
+/// A report built from docs/models.md §9.1 (A1, A2) and §9.3 numbers.
 fn sample() -> Report {
     Report {
         title: "tokenq report <test>".into(),
@@ -78,7 +78,8 @@ fn sample() -> Report {
             question: "Which max-token limit?".into(),
             answer: Quantity::new("L*", 1600.0, "tokens", Method::Exact),
             basis: vec![
-                Quantity::new("E[W_q] at L*", 23.0, "s", Method::Exact).note("P-K, MATH.md §1"),
+                Quantity::new("E[W_q] at L*", 23.0, "s", Method::Exact)
+                    .note("P-K, docs/models.md §1"),
                 Quantity::new("E[W_q] at L*", 23.049, "s", Method::Simulation).with_ci(0.064),
                 Quantity::new("E[W_q] at L = 3000", 56.00195, "s", Method::Exact),
                 Quantity::new("ρ at L*", 0.61583798, "1", Method::Exact),

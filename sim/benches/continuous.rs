@@ -1,5 +1,6 @@
 //! Replay speed of the continuous-batching simulator (iterations per second) on the shipped
-//! 300-request ShareGPT workload, for both GPUs and both step models.
+//! 300-request ShareGPT workload, for both GPUs, with the per-layer table step model (the
+//! fitted linear model is cheaper per step; `fit` benches nothing of the replay).
 //!
 //! `cargo bench -p sim --bench continuous`; the engine iterations of each replay are printed so
 //! iterations/s = iterations / time per replay.
@@ -8,10 +9,7 @@ use std::hint::black_box;
 use std::path::PathBuf;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sim::continuous::{
-    EngineConfig, FittedStepModel, SimOptions, StepModel, TableStepModel, fit_from_tables,
-    simulate, workload,
-};
+use sim::continuous::{EngineConfig, SimOptions, StepModel, TableStepModel, simulate, workload};
 
 fn data(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,10 +26,7 @@ fn bench(c: &mut Criterion) {
             ..EngineConfig::with_kv_blocks(blocks)
         };
         let table = TableStepModel::load(&data(gpu), 32, false).expect("tables");
-        let fitted = FittedStepModel {
-            coefficients: fit_from_tables(&table, gpu, &cfg, 1).expect("fit"),
-        };
-        let models: [(&str, &dyn StepModel); 2] = [("table", &table), ("fitted", &fitted)];
+        let models: [(&str, &dyn StepModel); 1] = [("table", &table)];
         for (name, model) in models {
             let r = simulate(&reqs, &cfg, model, SimOptions::default()).expect("replay");
             println!("{gpu}/{name}: {} iterations per replay", r.iterations);

@@ -1,11 +1,11 @@
-//! Whole-run throughput of the simulator on MATH.md §11's scenarios: one run of 1e6 requests
+//! Whole-run throughput of the simulator on docs/models.md §11's scenarios: one run of 1e6 requests
 //! (generate, simulate, summarise), single thread, batch-means output analysis.
 //!
 //! `cargo bench -p sim --bench throughput` (criterion reports elements/s = requests/s).
 //! Two groups: `whole_run_1e6` in wall-clock time, and `whole_run_1e6_cpu` in CPU time of the
 //! benchmarking thread (`clock_gettime(CLOCK_THREAD_CPUTIME_ID)`), which stays meaningful on a
 //! shared machine where other processes take the cores (wall time then includes waiting).
-//! Speed anchors from MATH.md §11: SimPy 107 k (mg1) – 452 k (dynamic) req/s, a C loop of the
+//! Speed anchors from docs/models.md §11: SimPy 107 k (mg1) – 452 k (dynamic) req/s, a C loop of the
 //! mg1 recursion 30.6 M req/s.
 
 use std::hint::black_box;
@@ -14,7 +14,7 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use queueing::dist::TokenDist;
 use sim::{
-    Arrivals, BatchTime, ImpatienceMode, LinearService, Patience, Policy, RunConfig, Scenario,
+    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, RunConfig, Scenario,
     TokenLaw, TokenMode, Tokens,
 };
 
@@ -34,13 +34,13 @@ fn scenario(policy: Policy, rate: f64) -> Scenario {
     }
 }
 
-/// MATH.md §11's scenarios.
+/// docs/models.md §11's scenarios.
 pub fn scenarios() -> Vec<(&'static str, Scenario)> {
     let service = LinearService {
         per_token_s: 0.0229,
         intercept_s: 0.0,
     };
-    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02);
+    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap();
     let lambda = 0.029621031639601243;
     vec![
         (
@@ -60,7 +60,7 @@ pub fn scenarios() -> Vec<(&'static str, Scenario)> {
                     service,
                     patience: Some(Patience {
                         patience_s: 60.0,
-                        mode: ImpatienceMode::Renege,
+                        mode: Abandonment::Renege,
                     }),
                 },
                 lambda,

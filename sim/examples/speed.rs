@@ -1,4 +1,4 @@
-//! One whole simulation run of MATH.md §11's scenarios, timed: for long runs (1e8 requests) and
+//! One whole simulation run of docs/models.md §11's scenarios, timed: for long runs (1e8 requests) and
 //! memory checks with `/usr/bin/time`, which the criterion bench cannot do quickly.
 //!
 //! `cargo run --release -p sim --example speed -- mg1|dynamic|elastic [REQUESTS]`
@@ -14,7 +14,7 @@ fn main() {
         .nth(2)
         .map(|s| s.parse::<f64>().expect("REQUESTS is a number such as 1e8") as u64)
         .unwrap_or(10_000_000);
-    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02);
+    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap();
     let (policy, rate) = match which.as_str() {
         "mg1" => (
             Policy::Mg1 {

@@ -1,8 +1,8 @@
-//! The simulation loops (MATH.md §11, "Semantics").
+//! The simulation loops (docs/models.md §11, "Semantics").
 //!
 //! * mg1: Lindley's recursion `W_i = max(0, D_{i−1} − t_i)`, `D_i = t_i + W_i + S_i` with
 //!   `S_i = a·n_i + c`; with patience τ a request is served iff `W_i ≤ τ` (the workload it finds,
-//!   MATH.md §2.1), otherwise it is lost and adds no work.
+//!   docs/models.md §2.1), otherwise it is lost and adds no work.
 //! * dynamic / elastic: when the server is free and requests wait, take the `m = min(queue, K)`
 //!   oldest; an idle server starts a batch of one at the next arrival. fixed: start when K wait,
 //!   take exactly K. Padded batch time `T = t1(m) + t2(m)·max n`; elastic: with
@@ -19,7 +19,7 @@ use std::io::Write;
 use rand_distr::{Distribution, Exp1};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::scenario::{BatchTime, ImpatienceMode, Patience};
+use crate::scenario::{Abandonment, BatchTime, Patience};
 use crate::stats::{SECTIONS, Unit};
 use crate::tokens::{AnySampler, TokenSampler};
 
@@ -168,7 +168,7 @@ impl Recorder {
         let lost_wait = match patience {
             Some(Patience {
                 patience_s,
-                mode: ImpatienceMode::Renege,
+                mode: Abandonment::Renege,
             }) => patience_s,
             _ => 0.0,
         };

@@ -1,6 +1,6 @@
-//! Event-driven simulator of every tokenq serving policy (MATH.md §11, SERVING.md).
+//! Event-driven simulator of every tokenq serving policy (docs/models.md §11, docs/serving.md).
 //!
-//! Semantics are exactly those of MATH.md §11: Poisson arrivals (`arrival_i = Σ_{j≤i} Exp(λ)`) or a
+//! Semantics are exactly those of docs/models.md §11: Poisson arrivals (`arrival_i = Σ_{j≤i} Exp(λ)`) or a
 //! replayed trace; token counts `N = max(1, round(X))` clipped to `n = min(N, L)` for every
 //! policy; single-server FCFS with `S = a·n + c` (paper §III, eqs 1–5) with or without constant
 //! patience τ (paper eq 9); dynamic batching with or without a cap K, fixed batching K, and
@@ -54,7 +54,7 @@ use rayon::prelude::*;
 
 pub use report::{CiInfo, Counts, Report, Stability, Summary};
 pub use scenario::{
-    Arrivals, BatchTime, ImpatienceMode, LinearService, Patience, Policy, ProgressFn, RunConfig,
+    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, ProgressFn, RunConfig,
     Scenario, Tokens,
 };
 pub use stats::{Estimate, QUANTILE_REL_ERROR, SECTIONS};

@@ -1,7 +1,7 @@
 //! Simulation results ([`Report`]): estimates with confidence intervals, counts, stability.
 //!
 //! Every estimate is a simulation result (`queueing::Method::Simulation`) with a Student-t
-//! interval (MATH.md §11); a percentile's half-width adds the histogram's relative error bound
+//! interval (docs/models.md §11); a percentile's half-width adds the histogram's relative error bound
 //! ([`crate::stats::QUANTILE_REL_ERROR`] × value) to the sampling half-width. A run whose queue
 //! grows without bound is reported as [`Stability::Unstable`] with the estimated load ρ and the
 //! largest stable arrival rate; its means are then not steady-state values and the CLI does not

@@ -1,9 +1,9 @@
 //! What to simulate ([`Scenario`]) and how to run it ([`RunConfig`]).
 //!
-//! Policies and batch-time model as in MATH.md §11: single-server FCFS with service
+//! Policies and batch-time model as in docs/models.md §11: single-server FCFS with service
 //! `S = a·n + c` (paper §III, eqs 1–5), optionally with constant patience τ (paper §III-B,
-//! eq 9); dynamic batching with an optional cap K (paper §IV-A and §IV-C end, MATH.md §4, §7),
-//! fixed batching K (MATH.md §6) and elastic batching (paper eq 26, MATH.md §8), with batch
+//! eq 9); dynamic batching with an optional cap K (paper §IV-A and §IV-C end, docs/models.md §4, §7),
+//! fixed batching K (docs/models.md §6) and elastic batching (paper eq 26, docs/models.md §8), with batch
 //! time `T = t1(m) + t2(m)·max n`, `t1(m) = k1·m + k2`, `t2(m) = k3·m + k4` (paper eq 18).
 
 use std::path::PathBuf;
@@ -11,68 +11,11 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+pub use tokenq_core::service::{Abandonment, BatchTime, LinearService, Patience};
+
 use crate::SimError;
 use crate::tokens::{TokenLaw, TokenMode};
 use crate::trace::Trace;
-
-/// Linear single-request service time `S = per_token_s·n + intercept_s` (paper §III-A).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct LinearService {
-    /// Slope a (s/token).
-    pub per_token_s: f64,
-    /// Intercept c (s).
-    pub intercept_s: f64,
-}
-
-/// What happens to a request whose wait would exceed its patience (MATH.md §2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum ImpatienceMode {
-    /// The user waits τ, then leaves (paper eq 9): a lost user's wait counts as τ.
-    #[default]
-    Renege,
-    /// The user leaves at once: a lost user's wait counts as 0.
-    Balk,
-}
-
-/// Constant patience (MATH.md §2): served iff its start would be ≤ arrival + τ.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Patience {
-    /// τ (s).
-    pub patience_s: f64,
-    /// Reneging or balking.
-    pub mode: ImpatienceMode,
-}
-
-/// Batch time `T = (k1·m + k2) + (k3·m + k4)·max n` for a batch of m (paper eq 18).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BatchTime {
-    /// First-token time slope k1 (s per request in the batch).
-    pub k1: f64,
-    /// First-token time intercept k2 (s).
-    pub k2: f64,
-    /// Per-decode-token time slope k3 (s per token per request).
-    pub k3: f64,
-    /// Per-decode-token time intercept k4 (s per token).
-    pub k4: f64,
-}
-
-impl BatchTime {
-    /// `(k1, k2, k3, k4)`.
-    pub fn new(k1: f64, k2: f64, k3: f64, k4: f64) -> Self {
-        Self { k1, k2, k3, k4 }
-    }
-    /// First-token time t1(m) (s).
-    #[inline(always)]
-    pub fn t1(&self, m: f64) -> f64 {
-        self.k1 * m + self.k2
-    }
-    /// Per-token time t2(m) (s).
-    #[inline(always)]
-    pub fn t2(&self, m: f64) -> f64 {
-        self.k3 * m + self.k4
-    }
-}
 
 /// The serving policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,7 +106,7 @@ pub struct Scenario {
     pub tokens: Tokens,
     /// Max-token limit L (`None` = no clipping); every policy uses `min(N, L)`.
     pub max_tokens: Option<f64>,
-    /// Integer (MATH.md §11) or continuous token counts.
+    /// Integer (docs/models.md §11) or continuous token counts.
     pub token_mode: TokenMode,
 }
 
@@ -188,7 +131,7 @@ pub struct RunConfig {
     /// 1 = one run, CI by 30 batch means; ≥ 2 = independent replications (in parallel), CI
     /// across replications.
     pub replications: u32,
-    /// Fraction of requests (arrival order) dropped as warm-up (MATH.md §11: 0.01).
+    /// Fraction of requests (arrival order) dropped as warm-up (docs/models.md §11: 0.01).
     pub warmup_fraction: f64,
     /// Confidence level of the intervals (0.95).
     pub confidence: f64,
@@ -215,7 +158,7 @@ impl Default for RunConfig {
     }
 }
 
-/// MATH.md §11: the first 1% of requests are warm-up.
+/// docs/models.md §11: the first 1% of requests are warm-up.
 pub const DEFAULT_WARMUP_FRACTION: f64 = 0.01;
 /// Fewest requests per section (30 sections) after warm-up.
 pub const MIN_REQUESTS_PER_SECTION: u64 = 10;

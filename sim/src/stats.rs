@@ -1,7 +1,7 @@
 //! Output analysis: log-bucketed histograms for percentiles, accumulation units (sections of
 //! one run, or whole replications) and Student-t confidence intervals.
 //!
-//! Model (MATH.md §11, "Statistics"): the first 1% of requests in arrival order are dropped as
+//! Model (docs/models.md §11, "Statistics"): the first 1% of requests in arrival order are dropped as
 //! warm-up; the rest of a run is cut into [`SECTIONS`] consecutive sections of equal request
 //! count ("batch means"). A mean is estimated by the pooled ratio over all units and its 95%
 //! half-width by `t(k−1) · sd(unit estimates) / √k` over the k units (sections, or independent
@@ -14,10 +14,9 @@
 //! (including exact zeros, e.g. no wait) are reported as 0 (absolute error below 1 µs). The
 //! memory is fixed (64 KiB per histogram) whatever the number of requests.
 
-use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-/// Number of sections (batch means) a run is cut into, MATH.md §11.
+/// Number of sections (batch means) a run is cut into, docs/models.md §11.
 pub const SECTIONS: usize = 30;
 /// Log2 of the number of sub-buckets per octave.
 const SUB_BITS: u32 = 7;
@@ -203,29 +202,7 @@ impl Unit {
     }
 }
 
-/// A point estimate with the half-width of its confidence interval (same unit as the value).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    /// Point estimate.
-    pub value: f64,
-    /// Half-width of the confidence interval (NaN when fewer than 2 units had data).
-    pub half_width: f64,
-}
-
-impl Estimate {
-    /// Lower end of the interval.
-    pub fn lo(&self) -> f64 {
-        self.value - self.half_width
-    }
-    /// Upper end of the interval.
-    pub fn hi(&self) -> f64 {
-        self.value + self.half_width
-    }
-    /// Whether `x` lies in the closed interval.
-    pub fn contains(&self, x: f64) -> bool {
-        x >= self.lo() && x <= self.hi()
-    }
-}
+pub use tokenq_core::Estimate;
 
 /// Two-sided Student-t quantile `t_{(1+confidence)/2, df}`.
 pub fn t_quantile(confidence: f64, df: usize) -> f64 {

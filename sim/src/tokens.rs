@@ -1,10 +1,10 @@
-//! Token-count draws for the simulator (MATH.md §11, "Semantics").
+//! Token-count draws for the simulator (docs/models.md §11, "Semantics").
 //!
 //! A request's generated length is `n = min(N, L)` with `N = max(1, round(X))` and X drawn from
 //! the token law ([`TokenMode::Integer`], the default and the reference simulators' reading):
 //! truncated normal is truncated first, then rounded; a continuous uniform on [lo, hi] is drawn as
 //! an integer uniform on {⌈lo⌉, …, ⌊hi⌋}. [`TokenMode::Continuous`] uses X itself (`n = min(X, L)`),
-//! which is the reading of the closed forms and exact chains of MATH.md §1–§9 for continuous laws.
+//! which is the reading of the closed forms and exact chains of docs/models.md §1–§9 for continuous laws.
 //!
 //! Samplers are specialised per law (ziggurat normal / exponential from `rand_distr`, Vose alias
 //! table for histograms) and dispatched once per run, never per request.
@@ -20,7 +20,7 @@ use crate::SimError;
 const MIN_REJECTION_ACCEPTANCE: f64 = 0.05;
 
 /// A token-length law: any [`TokenDist`] of the queueing crate, plus the exponential law the
-/// closed-form M/M/1 checks need (MATH.md §2.3, §9 B1).
+/// closed-form M/M/1 checks need (docs/models.md §2.3, §9 B1).
 #[derive(Debug, Clone, PartialEq)]
 pub enum TokenLaw {
     /// A distribution of the queueing crate.
@@ -71,10 +71,10 @@ impl From<TokenDist> for TokenLaw {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenMode {
-    /// `N = max(1, round(X))` (MATH.md §11).
+    /// `N = max(1, round(X))` (docs/models.md §11).
     #[default]
     Integer,
-    /// `N = X` (continuous laws as in the closed forms of MATH.md §1–§9).
+    /// `N = X` (continuous laws as in the closed forms of docs/models.md §1–§9).
     Continuous,
 }
 
@@ -429,7 +429,7 @@ mod tests {
 
     #[test]
     fn alias_table_reproduces_empirical_mean_and_clip() {
-        // MATH.md §9 A4: {100: .5, 500: .3, 2000: .2} clipped at 1000 has E[N_L] = 400.
+        // docs/models.md §9 A4: {100: .5, 500: .3, 2000: .2} clipped at 1000 has E[N_L] = 400.
         let e = Empirical {
             values: vec![100.0, 500.0, 2000.0],
             probs: vec![0.5, 0.3, 0.2],
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn lognormal_clipped_mean_matches_closed_form() {
-        // MATH.md §9 A1: lognormal(7, 0.7) clipped at 1600 has E[N_L] = 1082.846538.
+        // docs/models.md §9 A1: lognormal(7, 0.7) clipped at 1600 has E[N_L] = 1082.846538.
         let s = AnySampler::new(
             &TokenLaw::Dist(TokenDist::Lognormal {
                 mu: 7.0,
@@ -497,7 +497,7 @@ mod tests {
         let (m, lo, _) = mean_of(&s, 400_000);
         assert!((m - 2.0).abs() < 0.013, "{m}"); // sd 2, 4 se = 0.0126
         assert!(lo >= 0.0);
-        // Half-normal (TruncNormal(0,1) on [0, ∞)): mean sqrt(2/π) = 0.7978845608 (MATH.md §9.5).
+        // Half-normal (TruncNormal(0,1) on [0, ∞)): mean sqrt(2/π) = 0.7978845608 (docs/models.md §9.5).
         let s = AnySampler::new(
             &TokenLaw::Dist(TokenDist::TruncNormal {
                 mean: 0.0,

@@ -4,7 +4,7 @@
 //! `arrival_s,input_tokens,output_tokens[,prefix_parent,shared_prefix_blocks]` — arrival in
 //! seconds from any origin (non-negative, non-decreasing), token counts as non-negative integers;
 //! `prefix_parent` is the index of an earlier request whose prompt prefix this one shares
-//! (−1 or empty for none) and `shared_prefix_blocks` how many KV blocks it shares (SERVING.md).
+//! (−1 or empty for none) and `shared_prefix_blocks` how many KV blocks it shares (docs/serving.md).
 //!
 //! Azure format (Patel et al., "Splitwise", ISCA 2024; AzurePublicDataset 2023 LLM inference
 //! traces): `TIMESTAMP,ContextTokens,GeneratedTokens` with timestamps `YYYY-MM-DD HH:MM:SS[.f]`

@@ -1,8 +1,8 @@
 //! The simulator against independent references:
-//! * MATH.md §9's exact values (closed forms and exact Markov chains) must lie inside the
+//! * docs/models.md §9's exact values (closed forms and exact Markov chains) must lie inside the
 //!   simulation's 95% intervals (mg1 A1/A4, impatience B1–B3, dynamic C1/C-U1, capped dynamic
 //!   F1/F2, fixed E1/E2a–c, elastic G1);
-//! * MATH.md §11's reference estimates (SimPy/Ciw/numba/C simulators, n = 1e6) must agree with
+//! * docs/models.md §11's reference estimates (SimPy/Ciw/numba/C simulators, n = 1e6) must agree with
 //!   ours within the combined interval of the two independent estimates;
 //! * Little's law, conservation, determinism across thread counts, instability detection,
 //!   bounded state, bad input.
@@ -14,8 +14,8 @@ use std::sync::Arc;
 
 use queueing::dist::{Empirical, TokenDist};
 use sim::{
-    Arrivals, BatchTime, Estimate, ImpatienceMode, LinearService, Patience, Policy, Report,
-    RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
+    Abandonment, Arrivals, BatchTime, Estimate, LinearService, Patience, Policy, Report, RunConfig,
+    Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
 };
 
 fn lognormal() -> TokenLaw {
@@ -70,7 +70,7 @@ fn inside(what: &str, e: Estimate, exact: f64, max_rel: f64) {
     );
 }
 
-// MATH.md §9.1 -------------------------------------------------------------------------------
+// docs/models.md §9.1 -------------------------------------------------------------------------------
 
 const A: f64 = 0.02203184157;
 const C: f64 = 0.7764157233;
@@ -108,7 +108,7 @@ fn a4_mg1_empirical_tokens() {
         values: vec![100.0, 500.0, 2000.0],
         probs: vec![0.5, 0.3, 0.2],
         cdf: vec![0.5, 0.8, 1.0],
-        source: "MATH.md §9 A4".into(),
+        source: "docs/models.md §9 A4".into(),
     };
     let s = sc(
         mg1(0.02, 0.5, None),
@@ -122,9 +122,9 @@ fn a4_mg1_empirical_tokens() {
     inside("A4 utilisation", r.utilisation, 0.425, 0.01);
 }
 
-// MATH.md §9.2 -------------------------------------------------------------------------------
+// docs/models.md §9.2 -------------------------------------------------------------------------------
 
-fn patience(tau: f64, mode: ImpatienceMode) -> Option<Patience> {
+fn patience(tau: f64, mode: Abandonment) -> Option<Patience> {
     Some(Patience {
         patience_s: tau,
         mode,
@@ -134,8 +134,8 @@ fn patience(tau: f64, mode: ImpatienceMode) -> Option<Patience> {
 #[test]
 fn b1_mm1_with_deterministic_patience() {
     for (mode, w_all) in [
-        (ImpatienceMode::Renege, 0.8068547349),
-        (ImpatienceMode::Balk, 0.4311905860),
+        (Abandonment::Renege, 0.8068547349),
+        (Abandonment::Balk, 0.4311905860),
     ] {
         let s = sc(
             mg1(1.0, 0.0, patience(2.0, mode)),
@@ -154,7 +154,7 @@ fn b1_mm1_with_deterministic_patience() {
 #[test]
 fn b2_md1_with_deterministic_patience() {
     let s = sc(
-        mg1(1.0, 0.0, patience(2.0, ImpatienceMode::Renege)),
+        mg1(1.0, 0.0, patience(2.0, Abandonment::Renege)),
         0.8,
         TokenLaw::Dist(TokenDist::Constant { value: 1.0 }),
         None,
@@ -169,7 +169,7 @@ fn b2_md1_with_deterministic_patience() {
 #[test]
 fn b3_clipped_lognormal_with_patience_level_crossing() {
     let s = sc(
-        mg1(A, C, patience(60.0, ImpatienceMode::Renege)),
+        mg1(A, C, patience(60.0, Abandonment::Renege)),
         1.0 / 25.0,
         lognormal(),
         Some(1300.0),
@@ -184,11 +184,11 @@ fn b3_clipped_lognormal_with_patience_level_crossing() {
     assert_eq!(c.waiting_at_end, 0);
 }
 
-// MATH.md §9.4, §9.7, §9.8: dynamic, capped dynamic, elastic ---------------------------------
+// docs/models.md §9.4, §9.7, §9.8: dynamic, capped dynamic, elastic ---------------------------------
 
 fn set_u() -> (BatchTime, TokenLaw) {
     (
-        BatchTime::new(0.004, 0.03, 0.0002, 0.02),
+        BatchTime::new(0.004, 0.03, 0.0002, 0.02).unwrap(),
         TokenLaw::Dist(TokenDist::Uniform {
             lo: 0.0,
             hi: 1000.0,
@@ -196,12 +196,15 @@ fn set_u() -> (BatchTime, TokenLaw) {
     )
 }
 fn set_l() -> (BatchTime, TokenLaw) {
-    (BatchTime::new(0.0004, 0.003, 0.0003, 0.002), lognormal())
+    (
+        BatchTime::new(0.0004, 0.003, 0.0003, 0.002).unwrap(),
+        lognormal(),
+    )
 }
 
 #[test]
 fn c1_dynamic_deterministic_batch_time_inoue() {
-    let bt = BatchTime::new(0.5, 1.0, 0.0, 0.0);
+    let bt = BatchTime::new(0.5, 1.0, 0.0, 0.0).unwrap();
     let s = sc(
         Policy::Dynamic {
             batch: bt,
@@ -277,7 +280,7 @@ fn g1_elastic_set_u() {
         TokenMode::Continuous,
     );
     let r = run(&s, 1_000_000, 51);
-    // The two exact chains of MATH.md §9.8 (gamma-T 20.3902, sampled-T 20.3881) must both fit.
+    // The two exact chains of docs/models.md §9.8 (gamma-T 20.3902, sampled-T 20.3881) must both fit.
     inside("G1 latency (gamma chain)", r.latency_s.mean, 20.3902, 0.003);
     inside(
         "G1 latency (sampled chain)",
@@ -293,11 +296,11 @@ fn g1_elastic_set_u() {
     assert!((r.mean_batch_size.value - 9.419).abs() <= r.mean_batch_size.half_width + 0.0005);
 }
 
-// MATH.md §9.6: fixed batching -----------------------------------------------------------------
+// docs/models.md §9.6: fixed batching -----------------------------------------------------------------
 
 #[test]
 fn e1_fixed_deterministic_roots() {
-    let bt = BatchTime::new(0.0, 5.0, 0.0, 0.0);
+    let bt = BatchTime::new(0.0, 5.0, 0.0, 0.0).unwrap();
     let s = sc(
         Policy::Fixed {
             batch: bt,
@@ -340,10 +343,10 @@ fn e2_fixed_set_l_random_batch_time() {
     }
 }
 
-// MATH.md §11: reference simulators --------------------------------------------------------------
+// docs/models.md §11: reference simulators --------------------------------------------------------------
 
 /// (name, scenario, [mean wait ± hw, mean sojourn ± hw] by batch means, the same by 10
-/// replications, sojourn p50/p90/p99), all from MATH.md §11's table (n = 1e6).
+/// replications, sojourn p50/p90/p99), all from docs/models.md §11's table (n = 1e6).
 #[allow(clippy::type_complexity)]
 fn section11() -> Vec<(
     &'static str,
@@ -356,7 +359,7 @@ fn section11() -> Vec<(
         per_token_s: 0.0229,
         intercept_s: 0.0,
     };
-    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02);
+    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap();
     let lam = 0.029621031639601243;
     let s = |p: Policy, rate: f64| sc(p, rate, lognormal(), Some(2000.0), TokenMode::Integer);
     vec![
@@ -378,7 +381,7 @@ fn section11() -> Vec<(
             s(
                 Policy::Mg1 {
                     service: a,
-                    patience: patience(60.0, ImpatienceMode::Renege),
+                    patience: patience(60.0, Abandonment::Renege),
                 },
                 lam,
             ),
@@ -488,7 +491,7 @@ fn section11_batch_means_agree_with_reference_simulators() {
             );
         }
         if name == "mg1" {
-            // P-K exact values (MATH.md §11): wait 66.932, sojourn 93.940.
+            // P-K exact values (docs/models.md §11): wait 66.932, sojourn 93.940.
             assert!(r.wait_s.mean.contains(66.932), "{:?}", r.wait_s.mean);
             assert!(r.latency_s.mean.contains(93.940), "{:?}", r.latency_s.mean);
         }
@@ -620,7 +623,7 @@ fn conservation_every_arrival_served_lost_or_waiting() {
             },
             3,
         ),
-        (mg1(0.001, 0.1, patience(0.5, ImpatienceMode::Balk)), 4),
+        (mg1(0.001, 0.1, patience(0.5, Abandonment::Balk)), 4),
     ] {
         let s = sc(p, 0.3, tok.clone(), Some(3000.0), TokenMode::Integer);
         let r = sim::run(
@@ -674,8 +677,8 @@ fn same_seed_same_numbers_whatever_the_thread_count() {
 
 #[test]
 fn unstable_systems_are_reported_with_rho_and_max_rate() {
-    // MATH.md §11: dynamic λ = 0.5 with K = 16 is unstable (16-batches take ≈ 56 s).
-    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02);
+    // docs/models.md §11: dynamic λ = 0.5 with K = 16 is unstable (16-batches take ≈ 56 s).
+    let bt = BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap();
     let s = sc(
         Policy::Dynamic {
             batch: bt,
@@ -709,7 +712,7 @@ fn unstable_systems_are_reported_with_rho_and_max_rate() {
         }
         Stability::Stable => panic!("not detected"),
     }
-    // mg1 at ρ = 1.2 (E[S] = 0.0229 · 1179.4 s, MATH.md §11's mg1 scenario at ρ = 0.8).
+    // mg1 at ρ = 1.2 (E[S] = 0.0229 · 1179.4 s, docs/models.md §11's mg1 scenario at ρ = 0.8).
     let s = sc(
         mg1(0.0229, 0.0, None),
         1.2 / (0.0229 * 1179.4),
@@ -730,9 +733,9 @@ fn unstable_systems_are_reported_with_rho_and_max_rate() {
         "{:?}",
         r.stability
     );
-    // Impatient users keep any load stable (MATH.md §2.1).
+    // Impatient users keep any load stable (docs/models.md §2.1).
     let s = sc(
-        mg1(0.0229, 0.0, patience(60.0, ImpatienceMode::Renege)),
+        mg1(0.0229, 0.0, patience(60.0, Abandonment::Renege)),
         0.05,
         lognormal(),
         None,
@@ -786,7 +789,7 @@ fn trace_replay_and_rescaling() {
     let trace = Arc::new(Trace::load("azure-conv").unwrap());
     let s = Scenario {
         policy: Policy::Dynamic {
-            batch: BatchTime::new(0.01, 0.1, 0.0005, 0.02),
+            batch: BatchTime::new(0.01, 0.1, 0.0005, 0.02).unwrap(),
             max_batch: Some(32),
         },
         arrivals: Arrivals::Trace {
@@ -865,7 +868,7 @@ fn bad_input_is_rejected_with_clear_errors() {
     );
     let bad = sc(
         Policy::Fixed {
-            batch: BatchTime::new(0.0, 1.0, 0.0, 0.0),
+            batch: BatchTime::new(0.0, 1.0, 0.0, 0.0).unwrap(),
             batch_size: 0,
         },
         1.0,

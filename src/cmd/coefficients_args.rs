@@ -1,10 +1,10 @@
 //! `--coefficients FILE` or raw numbers: the latency coefficients the `queue`, `optimize` and
-//! `simulate` commands need, from a coefficients file written by `tokenq fit` (DESIGN.md
+//! `simulate` commands need, from a coefficients file written by `tokenq fit` (docs/design.md
 //! "Contracts") or from flags. Exactly one of the two must be given for each quantity a
 //! command uses.
 //!
 //! [`resolve_single_request`] gives the single-request line (paper Fig. 2a: `S = a·n + c`,
-//! MATH.md §1) from a file or the raw flags; [`load`] reads a file for commands that take the
+//! docs/models.md §1) from a file or the raw flags; [`load`] reads a file for commands that take the
 //! batch coefficients (Fig. 2b: `t1(b) = k1·b + k2`, `t2(b) = k3·b + k4`) from its
 //! `[first_token]` / `[decode_step]` lines.
 
@@ -24,8 +24,8 @@ pub struct SingleRequestLine {
 }
 
 /// Read and validate a coefficients file (one-line error naming the file).
-pub fn load(path: &Path) -> Result<fit::CoefficientsFile> {
-    fit::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
+pub fn load(path: &Path) -> Result<tokenq_core::CoefficientsFile> {
+    tokenq_core::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
 }
 
 fn finite(name: &str, v: f64) -> Result<f64> {

@@ -1,4 +1,4 @@
-//! `tokenq fit`: timings tables → coefficients file (DESIGN.md "Contracts"; the fit is
+//! `tokenq fit`: timings tables → coefficients file (docs/design.md "Contracts"; the fit is
 //! `fit::model`, the file `fit::coefficients`).
 //!
 //! `tokenq fit PROFILE... -o coefficients.toml [--holdout 0.2] [--json]` reads Parquet/CSV
@@ -9,10 +9,10 @@
 //! Vidur `mlp.csv`, a directory of LLMServingSim per-layer tables); see
 //! `datasets/coefficients/README.md`.
 //!
-//! The continuous-batching step-time model (`[step_time]`, SERVING.md "Fitted"; forms in
+//! The continuous-batching step-time model (`[step_time]`, docs/serving.md "Fitted"; forms in
 //! `fit::steptime`): `--step-model-from DIR` fits it to per-layer tables on the KV-feasible
 //! region of `--max-num-seqs/--max-batched-tokens/--kv-blocks/--block-size`
-//! (`sim::continuous::fit_from_tables`), and `--check-trace FILE` replays a trace with the
+//! (`fit::steptime::fit_from_tables`), and `--check-trace FILE` replays a trace with the
 //! tables and reports the fit's MAPE and summed-time bias on the steps that replay ran;
 //! `--step-model` fits it to the PROFILE timings tables (`fit::steptime::samples_from_profile`).
 
@@ -20,9 +20,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use fit::coefficients::Provenance;
 use fit::tables::{TimeColumn, read_steps};
 use fit::{FitOptions, fit_steps};
+use tokenq_core::coefficients::Provenance;
 
 /// Which time column of a timings table to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -146,14 +146,14 @@ fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
     cfg.validate()?;
     let table = sim::continuous::TableStepModel::load(dir, s.layers, s.skew)
         .with_context(|| format!("--step-model-from {}", dir.display()))?;
-    let mut coef = super::simulate_continuous::fit_tables(&table, dir, s.layers, &cfg, a.seed)?;
+    let mut coef = pipeline::replay::fit_tables(&table, dir, s.layers, &cfg, a.seed)?;
     if let Some(trace) = &s.check_trace {
         coef.replay_check = Some(
-            super::simulate_continuous::replay_check_on_trace(&coef, trace, &cfg, &table)
+            pipeline::replay::replay_check_on_trace(&coef, trace, &cfg, &table)
                 .with_context(|| format!("--check-trace {}", trace.display()))?,
         );
     }
-    super::simulate_continuous::save_step_model(
+    pipeline::replay::save_step_model(
         &a.output,
         coef.clone(),
         Some(dir),
@@ -176,7 +176,7 @@ fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
 }
 
 /// Print the step-time model's coefficients and quality.
-fn print_step_quality(c: &fit::steptime::StepTimeCoefficients) {
+fn print_step_quality(c: &tokenq_core::StepTimeCoefficients) {
     println!(
         "step-time model [step_time] (continuous batching), from {}",
         c.source

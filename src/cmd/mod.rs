@@ -2,7 +2,6 @@
 // `--coefficients FILE` for the queue and optimize commands.
 pub mod coefficients_args;
 pub mod common;
-pub mod continuous_report;
 #[cfg(feature = "tables")]
 pub mod fit;
 #[cfg(feature = "profiler")]
@@ -17,5 +16,5 @@ pub mod profile;
 pub mod queue;
 pub mod queue_batch;
 pub mod queue_mg1;
+pub mod replay;
 pub mod simulate;
-pub mod simulate_continuous;

@@ -8,9 +8,9 @@ use super::{optimize_batch, optimize_token_limit};
 
 #[derive(Debug, Subcommand)]
 pub enum OptimizeCommand {
-    /// The max-token limit L* of the provider's objective (MATH.md §3, paper eqs. 10–13).
+    /// The max-token limit L* of the provider's objective (docs/models.md §3, paper eqs. 10–13).
     TokenLimit(Box<optimize_token_limit::OptimizeTokenLimitArgs>),
-    /// The batch size (or cap) K for a batching policy (MATH.md §6–§8).
+    /// The batch size (or cap) K for a batching policy (docs/models.md §6–§8).
     BatchSize(Box<optimize_batch::OptimizeBatchArgs>),
 }
 

@@ -1,7 +1,7 @@
 //! `tokenq optimize batch-size`: the batch size that maximises inference speed `K/E[T_K]`
 //! (paper eq 24), or minimises mean latency / wait under fixed batching (eq 25, exact chain and
 //! the paper's deterministic-`T_K` roots formula), or the best cap for dynamic / elastic batching
-//! (MATH.md §6 "Optimal K", §7, §10 item 16).
+//! (docs/models.md §6 "Optimal K", §7, §10 item 16).
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};

@@ -1,5 +1,5 @@
 //! `tokenq optimize token-limit`: the provider's objective over the max-token limit
-//! (MATH.md §3, paper eqs. 10–13) and its argmax L*, with the whole curve.
+//! (docs/models.md §3, paper eqs. 10–13) and its argmax L*, with the whole curve.
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
@@ -9,7 +9,9 @@ use queueing::token_limit::{
 };
 use serde::Serialize;
 
-use super::common::{num, parse_fraction, positive, print_json, render_grid};
+use pipeline::text::{num, render_grid};
+
+use super::common::{parse_fraction, positive, print_json};
 use super::queue_mg1::{ApproxArg, Mg1WorkloadArgs};
 
 /// The utility U(n, L) (both are 1 when n ≤ L).

@@ -1,19 +1,17 @@
 //! `tokenq profile`: drive a model over a (batch × input × max-output) grid and write the
-//! timings table (DESIGN.md "Contracts"), with a progress bar, `--dry-run`, `--resume` and
+//! timings table (docs/design.md "Contracts"), with a progress bar, `--dry-run`, `--resume` and
 //! `--shard I/N`. The work is `profiler::run`; this file parses, validates and prints.
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
+use pipeline::progress::ProfileProgress;
 use profiler::{
-    BackendConfig, CandleSpec, DeviceChoice, Flow, Grid, GridPoint, LinearLatency, Observer,
-    PlanSummary, PointRecord, Precision, ProfileConfig, RepPolicy, Shard, SyntheticClock,
-    SyntheticSpec,
+    BackendConfig, CandleSpec, DeviceChoice, Grid, LinearLatency, PlanSummary, Precision,
+    ProfileConfig, RepPolicy, Shard, SyntheticClock, SyntheticSpec,
 };
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
-/// Metric definitions shown in `--help` (DESIGN.md, as vLLM's `bench serve`).
+/// Metric definitions shown in `--help` (docs/design.md, as vLLM's `bench serve`).
 const METRICS_HELP: &str = "\
 Timings table: one row per timed step, columns run_id, point_id, rep, batch_size, input_tokens,
 step (0 = prefill, which yields the first token; k >= 1 = k-th decode step), context_tokens (KV
@@ -185,72 +183,6 @@ pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
     })
 }
 
-/// Progress: a bar with ETA on a terminal, plain lines otherwise, nothing with --quiet.
-struct Progress {
-    bar: Option<ProgressBar>,
-    plain: bool,
-    total: usize,
-}
-
-impl Progress {
-    fn new(quiet: bool) -> Self {
-        let tty = std::io::stderr().is_terminal();
-        Self {
-            bar: None,
-            plain: !quiet && !tty,
-            total: 0,
-        }
-        .with_bar(!quiet && tty)
-    }
-    fn with_bar(mut self, on: bool) -> Self {
-        if on {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} points, ETA {eta} {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            self.bar = Some(bar);
-        }
-        self
-    }
-}
-
-impl Observer for Progress {
-    fn planned(&mut self, plan: &PlanSummary) {
-        self.total = plan.points.len() - plan.already_done.len();
-        if let Some(b) = &self.bar {
-            b.set_length(self.total as u64);
-        }
-    }
-    fn point_started(&mut self, p: &GridPoint, _i: usize, _total: usize) {
-        if let Some(b) = &self.bar {
-            b.set_message(format!(
-                "batch {} × input {} tok",
-                p.batch_size, p.input_tokens
-            ));
-        }
-    }
-    fn point_finished(&mut self, r: &PointRecord) -> Flow {
-        if let Some(b) = &self.bar {
-            b.inc(1);
-        } else if self.plain {
-            eprintln!(
-                "point {:>4}: batch {:>4}, input {:>5} tokens: {} ({} reps, {:.2} s)",
-                r.point_id, r.batch_size, r.input_tokens, r.status, r.reps, r.elapsed_s
-            );
-        }
-        Flow::Continue
-    }
-    fn warning(&mut self, message: &str) {
-        match &self.bar {
-            Some(b) => b.println(format!("warning: {message}")),
-            None => eprintln!("warning: {message}"),
-        }
-    }
-}
-
 fn fmt_s(s: f64) -> String {
     if s < 1.0 {
         format!("{:.2} ms", s * 1e3)
@@ -323,11 +255,9 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let mut progress = Progress::new(a.quiet || a.json);
+    let mut progress = ProfileProgress::new(a.quiet || a.json, "");
     let summary = profiler::run(&cfg, &mut progress)?;
-    if let Some(b) = &progress.bar {
-        b.finish_and_clear();
-    }
+    progress.finish();
     let df = profiler::read_frame(&summary.out)?;
     let stats = profiler::point_stats(&df).context("summarising the timings table")?;
     if a.json {

@@ -7,9 +7,9 @@ use super::{queue_batch, queue_mg1};
 
 #[derive(Debug, Subcommand)]
 pub enum QueueCommand {
-    /// One server, FCFS, max-token limit, optional impatient users (MATH.md §1–§2).
+    /// One server, FCFS, max-token limit, optional impatient users (docs/models.md §1–§2).
     Mg1(Box<queue_mg1::QueueMg1Args>),
-    /// Dynamic, fixed or elastic batching (MATH.md §4–§8).
+    /// Dynamic, fixed or elastic batching (docs/models.md §4–§8).
     Batch(Box<queue_batch::QueueBatchArgs>),
 }
 

@@ -1,5 +1,5 @@
 //! `tokenq queue batch`: mean wait and latency under dynamic, fixed or elastic batching
-//! (MATH.md §4–§8, paper §IV), every estimate labelled exact, bound or approximation.
+//! (docs/models.md §4–§8, paper §IV), every estimate labelled exact, bound or approximation.
 //!
 //! Batch time of `b` requests: `T_b = t1(b) + t2(b)·M_b` with `t1(b) = K1·b + K2` (first token,
 //! `--first-token-s K1,K2`), `t2(b) = K3·b + K4` (each later token, `--decode-step-s K3,K4`) and
@@ -7,7 +7,7 @@
 //! flags, `--coefficients FILE` (written by `tokenq fit`) gives K1..K4 from its `[first_token]`
 //! and `[decode_step]` lines.
 //!
-//! `--validate` simulates the same policy (MATH.md §11) beside the analytic estimates: with
+//! `--validate` simulates the same policy (docs/models.md §11) beside the analytic estimates: with
 //! continuous decode lengths as the analytic law reads them, or, with `--max-tokens L`, with the
 //! simulator's integer lengths `min(max(1, round X), L)`, which is what the analytic model then
 //! uses too.
@@ -17,11 +17,13 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
 use queueing::batch::{
-    BatchCoeffs, BatchConfig, BatchError, BatchReport, ChainOptions, LlmBatch, Policy,
+    BatchConfig, BatchError, BatchReport, BatchTime, ChainOptions, LlmBatch, Policy,
 };
 use serde::Serialize;
 
-use super::common::{Comparison, ValidateArgs, Validation};
+use pipeline::check::{Comparison, Validation};
+
+use super::common::ValidateArgs;
 
 /// The batch-time model flags shared by `queue batch` and `optimize batch-size`.
 #[derive(Debug, Clone, Args)]
@@ -53,7 +55,7 @@ pub struct BatchModelArgs {
     #[arg(long, value_name = "FILE")]
     pub coefficients: Option<PathBuf>,
     /// Max-token limit L: decode lengths become integers n = min(max(1, round(X)), L), as the
-    /// simulator draws them (MATH.md §11).
+    /// simulator draws them (docs/models.md §11).
     #[arg(long, value_name = "L")]
     pub max_tokens: Option<u64>,
 }
@@ -101,7 +103,7 @@ impl BatchModelArgs {
         if k1 + k2 <= 0.0 {
             bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
         }
-        let coeffs = BatchCoeffs::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let coeffs = BatchTime::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut dist = super::common::parse_tokens("--tokens", &self.tokens)?;
         if let Some(l) = self.max_tokens {
             if l == 0 {
@@ -251,8 +253,7 @@ fn to_json(r: &BatchReport, m: &LlmBatch, validation: Option<Validation>) -> Jso
 
 /// Simulate the same batching system and compare every analytic estimate with it.
 fn validate(a: &QueueBatchArgs, cfg: &BatchConfig, r: &BatchReport) -> Result<Validation> {
-    let c = cfg.model.coeffs;
-    let batch = sim::BatchTime::new(c.k1, c.k2, c.k3, c.k4);
+    let batch = cfg.model.coeffs;
     let cap = a
         .max_batch
         .map(|k| {
@@ -454,7 +455,7 @@ pub fn run(a: QueueBatchArgs) -> Result<()> {
         if e.heuristic {
             println!(
                 "  {}: Inoue's theorem assumes deterministic batch times; with random T_b it is \
-                 not guaranteed to bound (MATH.md §10 item 13)",
+                 not guaranteed to bound (docs/models.md §10 item 13)",
                 e.label
             );
         }

@@ -1,8 +1,8 @@
-//! `tokenq queue mg1`: M/G/1 FCFS with a max-token limit (MATH.md §1) and, with `--patience`,
-//! impatient users (MATH.md §2): exact level crossing by default, De Kok–Tijms on request.
+//! `tokenq queue mg1`: M/G/1 FCFS with a max-token limit (docs/models.md §1) and, with `--patience`,
+//! impatient users (docs/models.md §2): exact level crossing by default, De Kok–Tijms on request.
 //! The service line comes from `--per-token-s/--intercept-s` or from `--coefficients FILE`
 //! (its `[single_request]` line, written by `tokenq fit`), never both.
-//! `--validate` simulates the same system (MATH.md §11) with continuous token counts
+//! `--validate` simulates the same system (docs/models.md §11) with continuous token counts
 //! `n = min(X, L)`, the reading of the analytic laws, and prints both side by side.
 
 use std::path::PathBuf;
@@ -14,10 +14,10 @@ use queueing::impatience::{self, Abandonment, DEFAULT_GRID, ImpatienceResult, Se
 use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
 use serde::Serialize;
 
-use super::common::{
-    Comparison, Table, ValidateArgs, Validation, max_tokens, num, parse_tokens, positive,
-    print_json,
-};
+use pipeline::check::{Comparison, Validation};
+use pipeline::text::{Table, num};
+
+use super::common::{ValidateArgs, max_tokens, parse_tokens, positive, print_json};
 
 /// How to solve the impatience model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
@@ -51,7 +51,7 @@ pub struct Mg1WorkloadArgs {
     /// c, instead of --per-token-s/--intercept-s.
     #[arg(long, value_name = "FILE")]
     pub coefficients: Option<PathBuf>,
-    /// Patience τ in seconds: users who would wait longer in queue are lost (MATH.md §2).
+    /// Patience τ in seconds: users who would wait longer in queue are lost (docs/models.md §2).
     #[arg(long, value_name = "S", allow_hyphen_values = true)]
     pub patience: Option<f64>,
     /// Impatience solver.
@@ -267,8 +267,8 @@ fn validate(
             patience: w.patience.map(|tau| sim::Patience {
                 patience_s: tau,
                 mode: match w.abandonment {
-                    Abandonment::Renege => sim::ImpatienceMode::Renege,
-                    Abandonment::Balk => sim::ImpatienceMode::Balk,
+                    Abandonment::Renege => sim::Abandonment::Renege,
+                    Abandonment::Balk => sim::Abandonment::Balk,
                 },
             }),
         },

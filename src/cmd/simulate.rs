@@ -1,10 +1,10 @@
-//! `tokenq simulate`: event-driven simulation of a serving policy (MATH.md §11, library `sim`),
+//! `tokenq simulate`: event-driven simulation of a serving policy (docs/models.md §11, library `sim`),
 //! every estimate a simulation with its 95% confidence interval.
 //!
 //! Policies: `mg1` (one request at a time, `S = a·n + c`, optional `--patience`), `dynamic`,
-//! `fixed`, `elastic` (batches with `T = (K1·m + K2) + (K3·m + K4)·max n`), and `continuous`
-//! (iteration-level batching as vLLM runs it, SERVING.md), which is handed to
-//! [`super::simulate_continuous::run`] with the shared flags.
+//! `fixed`, `elastic` (batches with `T = (K1·m + K2) + (K3·m + K4)·max n`). `--policy
+//! continuous` is an alias of `tokenq replay` (`main.rs` rewrites the command line before
+//! parsing), so this command holds only the paper's policies and their flags.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sim::{
-    Arrivals, BatchTime, Estimate, ImpatienceMode, LinearService, Patience, Policy, ProgressFn,
+    Abandonment, Arrivals, BatchTime, Estimate, LinearService, Patience, Policy, ProgressFn,
     Report, RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
 };
 
@@ -29,7 +29,8 @@ pub enum PolicyArg {
     Fixed,
     /// Elastic batching: dynamic, but each request returns when its own tokens are done.
     Elastic,
-    /// Continuous (iteration-level) batching as vLLM runs it; needs --trace (SERVING.md).
+    /// Alias of `tokenq replay` (continuous batching as vLLM runs it; its flags, see
+    /// `tokenq replay --help`).
     Continuous,
 }
 
@@ -125,7 +126,7 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "N")]
     pub threads: Option<usize>,
     /// Use continuous token counts n = min(X, L) instead of max(1, round(X)) (the reading of
-    /// MATH.md's closed forms for continuous laws).
+    /// docs/models.md's closed forms for continuous laws).
     #[arg(long)]
     pub continuous_tokens: bool,
     /// Print the result as JSON (fields in README "Simulation").
@@ -134,8 +135,10 @@ pub struct SimulateArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
-    #[command(flatten)]
-    pub engine: super::simulate_continuous::EngineArgs,
+    /// Write one CSV row per request (arrival, service start, finish, tokens, served or lost)
+    /// of the first replication to this file.
+    #[arg(long, value_name = "FILE.csv")]
+    pub records: Option<PathBuf>,
 }
 
 /// Parse `1e6`, `1000000` or `1_000_000` into a positive request count.
@@ -189,14 +192,11 @@ fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
         }
         _ => bail!("--first-token-s K1,K2 and --decode-step-s K3,K4 go together"),
     };
-    if k.iter().any(|x| !x.is_finite() || *x < 0.0) {
-        bail!("batch-time coefficients must be finite and ≥ 0 seconds, got {k:?}");
-    }
-    Ok(BatchTime::new(k[0], k[1], k[2], k[3]))
+    BatchTime::from_array(k).map_err(|e| anyhow::anyhow!("--first-token-s/--decode-step-s: {e}"))
 }
 
-fn load_coefficients(path: &Path) -> Result<fit::CoefficientsFile> {
-    fit::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
+fn load_coefficients(path: &Path) -> Result<tokenq_core::CoefficientsFile> {
+    tokenq_core::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
 }
 
 /// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
@@ -241,9 +241,9 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
                     Ok(Patience {
                         patience_s: p,
                         mode: if a.balk {
-                            ImpatienceMode::Balk
+                            Abandonment::Balk
                         } else {
-                            ImpatienceMode::Renege
+                            Abandonment::Renege
                         },
                     })
                 })
@@ -352,7 +352,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
         requests,
         seed: a.seed,
         replications: a.replications,
-        records: a.engine.records.clone(),
+        records: a.records.clone(),
         threads: a.threads,
         ..RunConfig::default()
     };
@@ -370,7 +370,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
             patience.map_or(String::new(), |p| format!(
                 ", patience {} s ({})",
                 p.patience_s,
-                if p.mode == ImpatienceMode::Balk {
+                if p.mode == Abandonment::Balk {
                     "balking"
                 } else {
                     "reneging"
@@ -484,30 +484,7 @@ fn print_table(r: &Report, desc: &str) {
 /// Run `tokenq simulate`.
 pub fn run(a: SimulateArgs) -> Result<()> {
     if a.policy == PolicyArg::Continuous {
-        let Some(trace) = &a.trace else {
-            bail!(
-                "--policy continuous replays a trace: give --trace FILE (e.g. datasets/llmservingsim/…lengths.csv)"
-            );
-        };
-        for (flag, given) in [
-            ("--arrival-rate", a.arrival_rate.is_some()),
-            ("--tokens", a.tokens.is_some()),
-            ("--patience", a.patience.is_some()),
-            ("--replications", a.replications != 1),
-        ] {
-            if given {
-                bail!(
-                    "{flag} does not apply to --policy continuous (it replays the trace as recorded)"
-                );
-            }
-        }
-        return super::simulate_continuous::run(
-            &a.engine,
-            Path::new(trace),
-            a.coefficients.as_deref(),
-            a.json,
-            a.seed,
-        );
+        bail!("--policy continuous is `tokenq replay`: run `tokenq replay --help` for its flags");
     }
     let (scenario, mut config, desc) = build(&a)?;
     let total = config.requests * u64::from(config.replications);

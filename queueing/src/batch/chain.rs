@@ -1,4 +1,4 @@
-//! Embedded Markov chains of the batching policies (MATH.md §4, §6, §7) and their solvers.
+//! Embedded Markov chains of the batching policies (docs/models.md §4, §6, §7) and their solvers.
 //!
 //! * **Dynamic** (cap `K`, or unbounded): `X` = number waiting at a batch start (`X ≥ 1`),
 //!   `b = min(X, K)`, `A ~ Poisson(λ T_b)` (mixed if `T_b` is random),
@@ -944,7 +944,7 @@ fn metrics<S: BatchService + ?Sized>(
     }
 }
 
-/// Exact stationary solution of dynamic batching (MATH.md §4 for `cap = None`, §7 otherwise).
+/// Exact stationary solution of dynamic batching (docs/models.md §4 for `cap = None`, §7 otherwise).
 ///
 /// Errors: bad input; unstable (`λ·lim E[T_b]/b ≥ 1` unbounded, `λE[T_K] ≥ K` capped); a
 /// service whose `E[T_b]/b` is unbounded (never stable without a cap); non-convergence.
@@ -1007,7 +1007,7 @@ pub fn solve_dynamic<S: BatchService + ?Sized>(
     solve(svc, lambda, Kind::Dynamic { cap }, n0, opts)
 }
 
-/// Exact stationary solution of fixed batching, batches of exactly `k` (MATH.md §6), for any law
+/// Exact stationary solution of fixed batching, batches of exactly `k` (docs/models.md §6), for any law
 /// of `T_K` (`svc.time_law(k)`).
 pub fn solve_fixed<S: BatchService + ?Sized>(
     svc: &S,
@@ -1133,7 +1133,7 @@ mod tests {
         }
     }
 
-    /// MATH.md §9.4 C1–C3: exact latency, wait, E[B], E[B²], and π0.
+    /// docs/models.md §9.4 C1–C3: exact latency, wait, E[B], E[B²], and π0.
     #[test]
     fn dynamic_deterministic_matches_math_9_4() {
         let cases = [
@@ -1201,7 +1201,7 @@ mod tests {
         assert!((phi - s.latency_s).abs() < 1e-9 * phi);
     }
 
-    /// MATH.md §9.6: E0 (K = 1 is M/D/1), E1 and E1b (roots = chain).
+    /// docs/models.md §9.6: E0 (K = 1 is M/D/1), E1 and E1b (roots = chain).
     #[test]
     fn fixed_deterministic_matches_math_9_6() {
         let cases = [
@@ -1250,7 +1250,7 @@ mod tests {
         }
     }
 
-    /// MATH.md §9.4 counter-example: exponential T_b with mean 0.5b + 1, λ = 1: exact 7.995081.
+    /// docs/models.md §9.4 counter-example: exponential T_b with mean 0.5b + 1, λ = 1: exact 7.995081.
     #[test]
     fn exponential_batch_times_break_the_bound() {
         struct ExpoLin;
@@ -1275,7 +1275,7 @@ mod tests {
         }
         // Exponential batch times give the chain a power-law tail (P(X > x) ~ x^-3.4): the
         // default 1e-12 tail test would need ~10^4 states, and the latency converges slowly in
-        // the truncation (7.99174 at 1343 states, 7.99578 at 5375). MATH.md's 7.995081 is met
+        // the truncation (7.99174 at 1343 states, 7.99578 at 5375). docs/models.md's 7.995081 is met
         // to 1e-3 relative here; the point of the case is exact > bound.
         let o = ChainOptions {
             tail_tol: 1e-8,

@@ -1,4 +1,4 @@
-//! Inoue's closed-form latency bound for unbounded dynamic batching (MATH.md §4, paper eq 16).
+//! Inoue's closed-form latency bound for unbounded dynamic batching (docs/models.md §4, paper eq 16).
 //!
 //! Model: Poisson(λ), a free server takes *all* waiting requests as one batch, a batch of `b`
 //! takes the deterministic time `h(b) = α·b + τ0` (eq 14). Stable iff `λα < 1`. Then the mean
@@ -9,8 +9,8 @@
 //! φ1 = (3/2) τ0/(1 − λα) + (α/2) (λα + 2)/(1 − λ²α²)
 //! ```
 //!
-//! (Inoue 2021, Theorem 2, as quoted in MATH.md §0's sources). The bound is on the **latency**,
-//! not the wait. MATH.md §4 also gives the structure behind it: with `r = λα` and the single
+//! (Inoue 2021, Theorem 2, as quoted in docs/models.md §0's sources). The bound is on the **latency**,
+//! not the wait. docs/models.md §4 also gives the structure behind it: with `r = λα` and the single
 //! unknown `π0 = P(A = 0)`, the exact latency is `Φ(π0)` (see [`inoue_phi`]), and
 //! `φ1 = Φ(0)`, `φ0 = Φ(1 − λ(α + τ0))`.
 
@@ -76,7 +76,7 @@ pub fn inoue_bound(lambda: f64, alpha: f64, tau0: f64) -> Result<InoueBound, Bat
 }
 
 /// `Φ(π0)`: the exact mean latency of the deterministic model of eq 14 as a function of the one
-/// unknown `π0 = P(A = 0)` (MATH.md §4, "Structure"):
+/// unknown `π0 = P(A = 0)` (docs/models.md §4, "Structure"):
 ///
 /// ```text
 /// m1 = (λτ0 + π0)/(1 − r)                                     (= E[B])
@@ -100,7 +100,7 @@ pub fn inoue_phi(lambda: f64, alpha: f64, tau0: f64, pi0: f64) -> f64 {
 mod tests {
     use super::*;
 
-    /// MATH.md §9.4, φ0/φ1 columns (computed independently in Python).
+    /// docs/models.md §9.4, φ0/φ1 columns (computed independently in Python).
     #[test]
     fn phi_values_match_math_9_4() {
         let cases = [
@@ -118,7 +118,7 @@ mod tests {
         }
     }
 
-    /// MATH.md §4: φ1 = Φ(0), φ0 = Φ(1 − λ(α + τ0)) exactly, and φ0 ≤ φ1 ⇔ λ ≤ 1/(α + τ0).
+    /// docs/models.md §4: φ1 = Φ(0), φ0 = Φ(1 − λ(α + τ0)) exactly, and φ0 ≤ φ1 ⇔ λ ≤ 1/(α + τ0).
     #[test]
     fn phi_identities() {
         for &(l, a, t) in &[
@@ -146,7 +146,7 @@ mod tests {
         }
     }
 
-    /// MATH.md §9.4: Φ(π0_true) reproduces the exact latency for C1–C4.
+    /// docs/models.md §9.4: Φ(π0_true) reproduces the exact latency for C1–C4.
     #[test]
     fn phi_at_true_pi0_is_exact_latency() {
         let cases = [

@@ -1,4 +1,4 @@
-//! The LLM batch time (MATH.md §5, paper eqs 17–24, and §8 for elastic batches).
+//! The LLM batch time (docs/models.md §5, paper eqs 17–24, and §8 for elastic batches).
 //!
 //! `t1(b) = k1·b + k2` (first token, includes prefill), `t2(b) = k3·b + k4` (each later token):
 //!
@@ -46,49 +46,7 @@ const Z_PANELS: usize = 96;
 /// Nodes per z-panel.
 const Z_NODES: usize = 16;
 
-/// Linear batch-time coefficients: `t1(b) = k1·b + k2`, `t2(b) = k3·b + k4` (seconds).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct BatchCoeffs {
-    /// First-token time per request in the batch (s).
-    pub k1: f64,
-    /// First-token time intercept (s).
-    pub k2: f64,
-    /// Per-decode-token time per request in the batch (s).
-    pub k3: f64,
-    /// Per-decode-token time intercept (s).
-    pub k4: f64,
-}
-
-impl BatchCoeffs {
-    /// Validated coefficients: all finite and ≥ 0, `t1(1) > 0`.
-    pub fn new(k1: f64, k2: f64, k3: f64, k4: f64) -> Result<Self, BatchError> {
-        for (name, v) in [("k1", k1), ("k2", k2), ("k3", k3), ("k4", k4)] {
-            if !(v.is_finite() && v >= 0.0) {
-                return Err(BatchError::Invalid {
-                    name,
-                    value: v,
-                    why: "batch-time coefficients must be finite and ≥ 0 seconds".into(),
-                });
-            }
-        }
-        if k1 + k2 <= 0.0 {
-            return Err(BatchError::Invalid {
-                name: "k1 + k2",
-                value: k1 + k2,
-                why: "the first-token time t1(1) = k1 + k2 must be > 0".into(),
-            });
-        }
-        Ok(Self { k1, k2, k3, k4 })
-    }
-    /// `t1(b) = k1·b + k2` (s).
-    pub fn t1(&self, b: usize) -> f64 {
-        self.k1 * b as f64 + self.k2
-    }
-    /// `t2(b) = k3·b + k4` (s per decode token).
-    pub fn t2(&self, b: usize) -> f64 {
-        self.k3 * b as f64 + self.k4
-    }
-}
+pub use tokenq_core::BatchTime;
 
 /// A precomputed z-grid: nodes in the standard-normal variable with `x(z)`, `F`, `1 − F`, the
 /// density in z (`dF/dz`) and the partial mean `∫_{x ≤ x(z)} x dF`.
@@ -329,7 +287,7 @@ impl TokenLaw {
         }
     }
 
-    /// `E[S·M_b]` with `S = Σ X_i`, `M_b = max X_i` (MATH.md §8).
+    /// `E[S·M_b]` with `S = Σ X_i`, `M_b = max X_i` (docs/models.md §8).
     pub fn sum_max_moment(&self, b: usize) -> f64 {
         if b == 1 {
             return self.second;
@@ -435,7 +393,7 @@ impl TokenLaw {
     }
 }
 
-/// The simulator's integer token semantics (MATH.md §11): `n = min(max(1, round(X)), L)`, as an
+/// The simulator's integer token semantics (docs/models.md §11): `n = min(max(1, round(X)), L)`, as an
 /// exact pmf on `{1, …, L}` (`P(n) = F(n + ½) − F(n − ½)`, the ends collecting `X < 1.5` and
 /// `X ≥ L − ½`). Discrete laws are rounded and clipped atom by atom. `max_tokens` is required for
 /// laws with unbounded support.
@@ -507,14 +465,14 @@ pub const MAX_INTEGER_TOKENS: u64 = 200_000;
 #[derive(Debug, Clone, PartialEq)]
 pub struct LlmBatch {
     /// `k1..k4`.
-    pub coeffs: BatchCoeffs,
+    pub coeffs: BatchTime,
     /// Decode-length law.
     pub tokens: TokenLaw,
 }
 
 impl LlmBatch {
     /// Batch model from coefficients and a decode-length distribution.
-    pub fn new(coeffs: BatchCoeffs, dist: TokenDist) -> Result<Self, BatchError> {
+    pub fn new(coeffs: BatchTime, dist: TokenDist) -> Result<Self, BatchError> {
         Ok(Self {
             coeffs,
             tokens: TokenLaw::new(dist)?,
@@ -523,7 +481,7 @@ impl LlmBatch {
 
     /// Padded `(E[T_b], E[T_b²])` (eq 18).
     pub fn padded_moments(&self, b: usize) -> (f64, f64) {
-        let (t1, t2) = (self.coeffs.t1(b), self.coeffs.t2(b));
+        let (t1, t2) = (self.coeffs.t1(b as f64), self.coeffs.t2(b as f64));
         let (m1, m2) = self.tokens.max_moments(b);
         (t1 + t2 * m1, t1 * t1 + 2.0 * t1 * t2 * m1 + t2 * t2 * m2)
     }
@@ -540,11 +498,11 @@ impl LlmBatch {
             .fold((1, f64::NEG_INFINITY), |a, c| if c.1 > a.1 { c } else { a })
     }
 
-    /// Elastic `(E[T^el_b], E[(T^el_b)²])` (MATH.md §8).
+    /// Elastic `(E[T^el_b], E[(T^el_b)²])` (docs/models.md §8).
     pub fn elastic_moments(&self, b: usize) -> (f64, f64) {
-        let BatchCoeffs { k3, k4, .. } = self.coeffs;
+        let BatchTime { k3, k4, .. } = self.coeffs;
         let bf = b as f64;
-        let t1 = self.coeffs.t1(b);
+        let t1 = self.coeffs.t1(b as f64);
         let (m1, m2) = self.tokens.max_moments(b);
         let ex = self.tokens.mean();
         let es = bf * ex;
@@ -561,19 +519,19 @@ impl LlmBatch {
 
     /// `c̄(b)`: mean completion time of a request in an elastic batch of `b` (s).
     pub fn elastic_completion(&self, b: usize) -> f64 {
-        let BatchCoeffs { k3, k4, .. } = self.coeffs;
+        let BatchTime { k3, k4, .. } = self.coeffs;
         let ex = self.tokens.mean();
         let min2 = if b > 1 {
             self.tokens.order_stat_mean(2, 1)
         } else {
             0.0
         };
-        self.coeffs.t1(b) + k3 * (ex + (b as f64 - 1.0) * min2) + k4 * ex
+        self.coeffs.t1(b as f64) + k3 * (ex + (b as f64 - 1.0) * min2) + k4 * ex
     }
 
-    /// The law of the padded `T_b`: exact atoms, or the adaptive quadrature of MATH.md §5.
+    /// The law of the padded `T_b`: exact atoms, or the adaptive quadrature of docs/models.md §5.
     pub fn padded_law(&self, b: usize) -> Result<TimeLaw, BatchError> {
-        let (t1, t2) = (self.coeffs.t1(b), self.coeffs.t2(b));
+        let (t1, t2) = (self.coeffs.t1(b as f64), self.coeffs.t2(b as f64));
         if self.tokens.is_constant() || t2 == 0.0 {
             return Ok(TimeLaw::Point(self.padded_moments(b).0));
         }

@@ -1,9 +1,9 @@
-//! Batch-service queueing models of LLM inference (MATH.md §4–§8; paper §IV, eqs 14–26).
+//! Batch-service queueing models of LLM inference (docs/models.md §4–§8; paper §IV, eqs 14–26).
 //!
 //! Poisson(λ) requests are served in batches. A batch of `b` requests takes `T_b`; for an LLM the
 //! padded batch time is `T_b = t1(b) + t2(b)·M_b` with `t1(b) = k1·b + k2` (first token),
 //! `t2(b) = k3·b + k4` (each later token) and `M_b` the largest decode length in the batch
-//! (MATH.md §5, eq 18). Policies:
+//! (docs/models.md §5, eq 18). Policies:
 //!
 //! * **dynamic** (§4, Inoue 2021): a free server takes every waiting request (optionally at most
 //!   `K`, §7); Inoue's closed-form upper bound `min(φ0, φ1)` (eq 16) and the exact embedded chain;
@@ -28,7 +28,7 @@ pub mod service;
 
 pub use chain::{ChainOptions, ChainSolution, Solver, solve_dynamic, solve_fixed};
 pub use inoue::{InoueBound, inoue_bound, inoue_phi};
-pub use llm::{BatchCoeffs, Elastic, LlmBatch, Padded, PaddedTreatment, TokenLaw, integer_tokens};
+pub use llm::{BatchTime, Elastic, LlmBatch, Padded, PaddedTreatment, TokenLaw, integer_tokens};
 pub use optimize::{
     Candidate, CapChoice, FixedChoice, Objective, SpeedOptimum, optimize_cap, optimize_fixed,
     speed_optimum,
@@ -65,6 +65,9 @@ pub enum BatchError {
     /// The token distribution cannot be used for this model.
     #[error("token distribution: {why}")]
     Tokens { why: String },
+    /// A batch-time coefficient is out of range.
+    #[error(transparent)]
+    Parameter(#[from] tokenq_core::error::InvalidParameter),
 }
 
 pub(crate) fn check_rate(lambda: f64) -> Result<(), BatchError> {

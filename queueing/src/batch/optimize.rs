@@ -1,4 +1,4 @@
-//! Optimal batch size (MATH.md §6 "Optimal K", §7, §10 item 16; paper eq 24–25).
+//! Optimal batch size (docs/models.md §6 "Optimal K", §7, §10 item 16; paper eq 24–25).
 //!
 //! * speed: `K_v = argmax_{K ≤ Kmax} K/E[T_K]` (eq 24);
 //! * fixed batching: the feasible `K` (`λE[T_K] < K`) minimising latency (default) or wait, by

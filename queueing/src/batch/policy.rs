@@ -1,5 +1,5 @@
-//! One call per batching policy, returning every estimate of MATH.md §4–§8 with its
-//! [`Method`] (paper §IV; MATH.md §10 items 1, 13–19 for the readings chosen).
+//! One call per batching policy, returning every estimate of docs/models.md §4–§8 with its
+//! [`Method`] (paper §IV; docs/models.md §10 items 1, 13–19 for the readings chosen).
 //!
 //! * dynamic, unbounded: exact chain (random `T_b`), the paper's `T_b := E[T_b]` chain
 //!   (approximation), Inoue's eq-16 bound with the eq-20 linearisation `α = k1 + k3 m2`,
@@ -9,7 +9,7 @@
 //! * fixed `K` (§6): exact chain (random `T_K`) and the roots formula with `T_K := E[T_K]`
 //!   (the paper's reading of eq 25; exact only if `T_K` is deterministic);
 //! * elastic (§8): embedded chain with a gamma two-moment law of `T^el_b` (approximation, within
-//!   1e-4 of simulation in MATH.md §9.8) and own-completion term `c̄(b)`; for bounded support the
+//!   1e-4 of simulation in docs/models.md §9.8) and own-completion term `c̄(b)`; for bounded support the
 //!   heuristic Inoue-style value with `α_el = k1 + k3 E[X]`, `τ0 = k2 + k4 m2` (§10 item 19).
 
 use super::chain::{ChainOptions, ChainSolution, solve_dynamic, solve_fixed};

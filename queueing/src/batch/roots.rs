@@ -1,4 +1,4 @@
-//! Fixed batching M/D^K/1 with deterministic batch time: the roots formula (MATH.md §6, our
+//! Fixed batching M/D^K/1 with deterministic batch time: the roots formula (docs/models.md §6, our
 //! reconstruction of the paper's eq 25 after Chang 2006).
 //!
 //! Poisson(λ); the server starts only when `K` requests wait and serves exactly `K` in time `T`.
@@ -175,7 +175,7 @@ pub fn fixed_roots(lambda: f64, k: usize, t: f64) -> Result<FixedRoots, BatchErr
 mod tests {
     use super::*;
 
-    /// MATH.md §9.6 E0, E1, E1b.
+    /// docs/models.md §9.6 E0, E1, E1b.
     #[test]
     fn roots_formula_matches_math_9_6() {
         let e0 = fixed_roots(0.3, 1, 2.0).unwrap();

@@ -1,4 +1,4 @@
-//! The batch-time law as seen by the embedded chains (MATH.md §4 "Exact numerical method", §5
+//! The batch-time law as seen by the embedded chains (docs/models.md §4 "Exact numerical method", §5
 //! "Quadrature of the random T_b", §8 gamma closure).
 //!
 //! A chain needs, per batch size `b`: the moments `E[T_b]`, `E[T_b²]` (for the waiting term),
@@ -17,7 +17,7 @@ pub enum TimeLaw {
     Point(f64),
     /// `P(T_b = nodes[i]) = weights[i]` (exact atoms, or quadrature nodes of a continuous law).
     Mixture { nodes: Vec<f64>, weights: Vec<f64> },
-    /// Gamma law with this mean and variance (a two-moment closure; MATH.md §4, §8).
+    /// Gamma law with this mean and variance (a two-moment closure; docs/models.md §4, §8).
     Gamma { mean: f64, var: f64 },
 }
 
@@ -38,7 +38,7 @@ pub trait BatchService {
     fn is_deterministic(&self) -> bool;
 }
 
-/// Inoue's deterministic linear batch time `h(b) = α·b + τ0` (MATH.md §4, eq 14).
+/// Inoue's deterministic linear batch time `h(b) = α·b + τ0` (docs/models.md §4, eq 14).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearDeterministic {
     /// Slope α (s per request).

@@ -2,7 +2,7 @@
 //!
 //! Each is a compact `value,count` histogram derived from a public trace by
 //! `scripts/derive-lengths.py`; provenance and licences are in `datasets/README.md`.
-//! The product never reads `../shared` at run time.
+//! The product reads only these shipped copies at run time.
 
 /// A built-in dataset: spec name, one-line description, embedded CSV text.
 #[derive(Debug, Clone, Copy)]

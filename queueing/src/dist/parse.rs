@@ -1,4 +1,4 @@
-//! Spec-string parser for [`TokenDist`] (DESIGN.md "Workload"; grammar in the `dist` docs).
+//! Spec-string parser for [`TokenDist`] (docs/design.md "Workload"; grammar in the `dist` docs).
 
 use super::{DistError, Empirical, TokenDist, builtin};
 

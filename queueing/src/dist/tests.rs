@@ -1,4 +1,4 @@
-//! Tests of the token-length laws against MATH.md §1 / §9.1 closed forms and independent
+//! Tests of the token-length laws against docs/models.md §1 / §9.1 closed forms and independent
 //! quadrature.
 
 use super::*;
@@ -39,7 +39,7 @@ fn clipped_by_quadrature(d: &TokenDist, l: f64, pieces: usize) -> (f64, f64) {
 #[test]
 fn lognormal_clipped_moments_match_math_9_1() {
     let d = ln7();
-    // (L, E[N_L], E[N_L²]) from MATH.md §9.1 cases A1, A2, A1b, A0.
+    // (L, E[N_L], E[N_L²]) from docs/models.md §9.1 cases A1, A2, A1b, A0.
     let cases = [
         (1600.0, 1082.846538, 1378670.010),
         (3000.0, 1304.123732, 2327661.066),
@@ -58,7 +58,7 @@ fn lognormal_clipped_moments_match_math_9_1() {
 #[test]
 fn lognormal_cdf_matches_paper_probabilities() {
     let d = ln7();
-    // MATH.md §3: P(N < 1600) = 0.705283 (paper 70.53%), P(N < 1300) = 0.596008.
+    // docs/models.md §3: P(N < 1600) = 0.705283 (paper 70.53%), P(N < 1300) = 0.596008.
     assert!((d.cdf(1600.0) - 0.705283).abs() < 5e-7);
     assert!((d.cdf(1300.0) - 0.596008).abs() < 5e-7);
     assert_relative_eq!(d.cdf(1600.0) + d.sf(1600.0), 1.0, epsilon = 1e-15);
@@ -89,7 +89,7 @@ fn empirical_a4_matches_math_9_1() {
 #[test]
 fn uniform_closed_forms() {
     let d = TokenDist::parse("uniform:0,1000").unwrap();
-    // MATH.md §1: ((L² − lo²)/2 + L(hi − L))/(hi − lo) at L = 600 → 420; second 216000.
+    // docs/models.md §1: ((L² − lo²)/2 + L(hi − L))/(hi − lo) at L = 600 → 420; second 216000.
     let (m1, m2) = d.clipped_moments(600.0);
     assert_relative_eq!(m1, 420.0, max_relative = 1e-14);
     assert_relative_eq!(m2, 216000.0, max_relative = 1e-14);
@@ -126,7 +126,7 @@ fn discrete_uniform_closed_forms() {
 
 #[test]
 fn half_normal_moments() {
-    // "Truncated standard Gaussian" of MATH.md §10.12: N(0,1) on [0, ∞): mean √(2/π), E[X²] = 1.
+    // "Truncated standard Gaussian" of docs/models.md §10.12: N(0,1) on [0, ∞): mean √(2/π), E[X²] = 1.
     let d = TokenDist::parse("normal:0,1").unwrap();
     assert_relative_eq!(
         d.mean(),

@@ -1,4 +1,4 @@
-//! Impatience models against MATH.md §9.2 (independently computed reference values) and
+//! Impatience models against docs/models.md §9.2 (independently computed reference values) and
 //! closed-form limits.
 
 use super::*;
@@ -24,7 +24,7 @@ fn printed(x: f64, y: f64, decimals: i32, what: &str) {
 }
 
 /// |x − y| ≤ one unit in the last printed digit: for values whose reference is itself a
-/// numerical level-crossing solve (MATH.md: n = 5000, ~1e-8 relative). Our solve converges
+/// numerical level-crossing solve (docs/models.md: n = 5000, ~1e-8 relative). Our solve converges
 /// (n = 32000) to π(1300) = 0.11312888, P0 = 0.20735343 — within one unit of the printed
 /// 0.1131288 / 0.2073535, not within half a unit.
 fn printed_numeric(x: f64, y: f64, decimals: i32, what: &str) {
@@ -90,7 +90,7 @@ fn b2_md1d_closed_form_and_level_crossing() {
     .unwrap();
     printed(e.loss_fraction, 0.1032989898, 8, "π level crossing");
     printed(e.mean_wait_served_s, 0.6611371781, 7, "W_qs level crossing");
-    // mpmath reference, λ = 0.9, D = 1, τ = 10 (MATH.md §9.2 extra check).
+    // mpmath reference, λ = 0.9, D = 1, τ = 10 (docs/models.md §9.2 extra check).
     let r = md1d(0.9, 1.0, 10.0, Abandonment::Renege).unwrap();
     printed(r.loss_fraction, 0.0131516308108, 12, "π(τ=10)");
     printed(r.mean_wait_served_s, 3.12366410327, 10, "W_qs(τ=10)");
@@ -109,7 +109,7 @@ fn md1d_series_refused_beyond_tau_over_d_10_and_falls_back() {
 
 #[test]
 fn b3_b4_exact_clipped_lognormal() {
-    // (L, π, W_qs, W_q renege, W_q balk, P0) from MATH.md §9.2.
+    // (L, π, W_qs, W_q renege, W_q balk, P0) from docs/models.md §9.2.
     for (l, pi, wqs, wr, wb, p0) in [
         (1300.0, 0.1131288, 22.52551, 26.76496, 19.97722, 0.2073535),
         (3000.0, 0.2708955, 27.09992, 36.01240, 19.75867, 0.1394041),
@@ -141,7 +141,7 @@ fn b3_b4_exact_clipped_lognormal() {
 
 #[test]
 fn b3_b4_dekok_tijms() {
-    // (L, c_S², π, W_qs, W_q, direct, π_M, W_M, π_D, W_D) from MATH.md §9.2.
+    // (L, c_S², π, W_qs, W_q, direct, π_M, W_M, π_D, W_D) from docs/models.md §9.2.
     for (l, cs2, pi, wqs, wq, direct, pm, wm, pd, wd) in [
         (
             1300.0, 0.117293, 0.1100570, 22.43341, 26.56786, 26.59624, 0.1787053, 19.32176,
@@ -171,7 +171,7 @@ fn b3_b4_dekok_tijms() {
 
 #[test]
 fn section_v_b_table() {
-    // MATH.md §9.2 "Table for §V-B": (L, π exact, W_q exact, W_qs exact, π DKT, W_q DKT, W_qs DKT).
+    // docs/models.md §9.2 "Table for §V-B": (L, π exact, W_q exact, W_qs exact, π DKT, W_q DKT, W_qs DKT).
     for (l, pe, we, wse, pd, wd, wsd) in [
         (500.0, 0.00023, 4.8280, 4.8152, 0.00038, 4.8164, 4.7956),
         (1000.0, 0.05274, 20.2521, 18.0392, 0.05181, 20.0060, 17.8206),

@@ -1,4 +1,4 @@
-//! KV block pool with prefix caching (SERVING.md "One iteration", "Prefix caching"; vLLM V1
+//! KV block pool with prefix caching (docs/serving.md "One iteration", "Prefix caching"; vLLM V1
 //! `BlockPool`).
 //!
 //! The cache has `capacity` blocks. A block is held by the requests that reference it

@@ -1,12 +1,12 @@
 //! Per-request records and summaries of a continuous-batching replay, with vLLM's metric
-//! definitions (SERVING.md "Metrics"):
+//! definitions (docs/serving.md "Metrics"):
 //! TTFT = first token − arrival; TPOT = (last − first)/(O − 1) (requests with O = 1 have none);
 //! E2E = last token − arrival. Percentiles interpolate linearly between order statistics
 //! (numpy's default): p_q = x_(⌊h⌋) + (h − ⌊h⌋)(x_(⌊h⌋+1) − x_(⌊h⌋)), h = q·(n − 1).
 
 use serde::Serialize;
 
-use super::step::StepBatch;
+use tokenq_core::step::StepBatch;
 
 /// One request's outcome.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -1,4 +1,4 @@
-//! The engine loop of vLLM's V1 scheduler (SERVING.md "One iteration").
+//! The engine loop of vLLM's V1 scheduler (docs/serving.md "One iteration").
 //!
 //! Each iteration:
 //! 1. Running requests first, in admission order: each gets `min(remaining, budget left)`
@@ -27,104 +27,12 @@
 
 use std::collections::VecDeque;
 
-use serde::{Deserialize, Serialize};
+use tokenq_core::step::{EngineConfig, StepBatch, StepModel};
 
-use super::ContinuousError;
+use super::error::ContinuousError;
 use super::kv::{BlockPool, block_key};
 use super::metrics::{ContinuousResult, RequestRecord, SeriesPoint, summarise};
-use super::step::{StepBatch, StepModel};
 use super::workload::Request;
-
-/// Engine settings (SERVING.md "Engine state and limits").
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EngineConfig {
-    /// Most requests running at once.
-    pub max_num_seqs: u32,
-    /// Token budget per iteration.
-    pub max_batched_tokens: u32,
-    /// KV cache blocks.
-    pub kv_blocks: u32,
-    /// Tokens per block.
-    pub block_size: u32,
-    /// Re-use cached blocks (own blocks on resume, shared prefixes).
-    pub prefix_caching: bool,
-    /// The scheduler sees arrivals one step late.
-    pub async_scheduling: bool,
-    /// Host overhead added to every iteration, seconds.
-    pub iteration_overhead_s: f64,
-}
-
-/// vLLM's default tokens per KV block.
-pub const DEFAULT_BLOCK_SIZE: u32 = 16;
-
-impl EngineConfig {
-    /// vLLM-like defaults for the given cache size: 256 sequences, 2048 tokens, blocks of 16,
-    /// prefix caching on, synchronous scheduling, no overhead.
-    pub fn with_kv_blocks(kv_blocks: u32) -> Self {
-        Self {
-            max_num_seqs: 256,
-            max_batched_tokens: 2048,
-            kv_blocks,
-            block_size: DEFAULT_BLOCK_SIZE,
-            prefix_caching: true,
-            async_scheduling: false,
-            iteration_overhead_s: 0.0,
-        }
-    }
-
-    /// Check every limit.
-    pub fn validate(&self) -> Result<(), ContinuousError> {
-        let bad = |flag, need, got: String, fix| {
-            Err(ContinuousError::BadSetting {
-                flag,
-                need,
-                got,
-                fix,
-            })
-        };
-        if self.max_num_seqs == 0 {
-            return bad(
-                "max-num-seqs",
-                "at least 1",
-                "0".into(),
-                "e.g. --max-num-seqs 256",
-            );
-        }
-        if self.max_batched_tokens == 0 {
-            return bad(
-                "max-batched-tokens",
-                "at least 1",
-                "0".into(),
-                "a zero token budget never schedules anything; e.g. --max-batched-tokens 2048",
-            );
-        }
-        if self.kv_blocks == 0 {
-            return bad(
-                "kv-blocks",
-                "at least 1",
-                "0".into(),
-                "give the engine's \"# GPU blocks\" start-up figure",
-            );
-        }
-        if self.block_size == 0 {
-            return bad("block-size", "at least 1", "0".into(), "vLLM uses 16");
-        }
-        if !(self.iteration_overhead_s.is_finite() && self.iteration_overhead_s >= 0.0) {
-            return bad(
-                "iteration-overhead-s",
-                "a finite number ≥ 0",
-                self.iteration_overhead_s.to_string(),
-                "use 0 for vLLM 0.19 with CUDA graphs",
-            );
-        }
-        Ok(())
-    }
-
-    /// KV blocks for `tokens` tokens.
-    pub fn blocks_for(&self, tokens: u64) -> u64 {
-        tokens.div_ceil(u64::from(self.block_size))
-    }
-}
 
 /// What to record besides the per-request records and summaries.
 #[derive(Debug, Clone, Copy, Default)]

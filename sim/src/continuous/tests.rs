@@ -1,5 +1,5 @@
 //! Tests of the continuous-batching simulator against closed forms (Pollaczek–Khinchine,
-//! MATH.md §1), hand-traced schedules, values computed by hand from the per-layer CSVs, and
+//! docs/models.md §1), hand-traced schedules, values computed by hand from the per-layer CSVs, and
 //! invariants (property tests).
 
 use std::path::PathBuf;
@@ -8,7 +8,6 @@ use proptest::prelude::*;
 use rand::{RngExt, SeedableRng};
 
 use super::*;
-use crate::continuous::scheduler::EngineConfig;
 
 fn data(p: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -30,7 +29,7 @@ fn decode(n: u32, ctx: &[u32]) -> StepBatch {
 
 // ---------------------------------------------------------------- table step model
 
-/// Reference values: the SERVING.md composition evaluated by an independent Python script
+/// Reference values: the docs/serving.md composition evaluated by an independent Python script
 /// from the CSVs of `../shared/data/llmservingsim/perf/<GPU>/Llama-3.1-8B/tp1/` (sums of table
 /// rows at grid points; linear interpolation by hand between them), L = 32.
 #[test]
@@ -378,7 +377,7 @@ fn bad_input_is_a_clear_error() {
 
 /// With `max_num_seqs = 1`, a budget above every prompt (no chunking) and an ample KV cache,
 /// the engine is an M/G/1 FCFS queue whose service is one prefill step plus O − 1 decode steps:
-/// S = (a + b·P) + (O − 1)·d. Pollaczek–Khinchine (MATH.md §1): E[W] = λE[S²]/(2(1 − ρ)),
+/// S = (a + b·P) + (O − 1)·d. Pollaczek–Khinchine (docs/models.md §1): E[W] = λE[S²]/(2(1 − ρ)),
 /// mean sojourn (E2E) = E[W] + E[S]. P ~ U{64..512}, O ~ U{1..64} independent, ρ = 0.7;
 /// 60 000 Poisson arrivals, first 1% dropped, 95% CI from 30 batch means (t₂₉ = 2.045).
 #[test]
@@ -546,42 +545,3 @@ fn tight_cache_preempts_and_still_completes() {
 }
 
 // ---------------------------------------------------------------- real workload
-
-/// The shipped 300-request ShareGPT workload replays on both GPUs with both step models;
-/// the fitted model's error on the replay's own steps is small, and the two models' TPOT
-/// means agree within the fitted model's step bias plus 5%.
-#[test]
-fn sharegpt_replays_on_both_gpus() {
-    let reqs = workload::read_trace(&data("sharegpt-llama-3.1-8b-300-sps10.lengths.csv")).unwrap();
-    assert_eq!(reqs.len(), 300);
-    assert_eq!(
-        reqs.iter().filter(|r| r.prefix_parent.is_some()).count(),
-        32
-    );
-    for (gpu, seqs, blocks) in [("RTX4090", 256, 2588), ("RTXPRO6000", 128, 36578)] {
-        let c = EngineConfig {
-            max_num_seqs: seqs,
-            ..EngineConfig::with_kv_blocks(blocks)
-        };
-        let table = TableStepModel::load(&data(gpu), 32, false).unwrap();
-        let opts = SimOptions {
-            record_steps: true,
-            ..Default::default()
-        };
-        let rt = simulate(&reqs, &c, &table, opts).unwrap();
-        assert_eq!(rt.completed, 300);
-        assert!(rt.peak_kv_blocks <= blocks);
-        let coef = fit_from_tables(&table, gpu, &c, 7).unwrap();
-        let steps: Vec<_> = rt.steps.iter().map(|(b, t)| (b.features(), *t)).collect();
-        let check = fit::steptime::replay_check(&coef, gpu, &steps);
-        assert!(check.sum_bias_pct.abs() < 10.0, "{gpu}: {check:?}");
-        let fitted = FittedStepModel { coefficients: coef };
-        let rf = simulate(&reqs, &c, &fitted, SimOptions::default()).unwrap();
-        assert_eq!(rf.completed, 300);
-        let d = rel(rf.tpot.mean_s, rt.tpot.mean_s) * 100.0;
-        assert!(
-            d < check.sum_bias_pct.abs() + 5.0,
-            "{gpu}: TPOT differs by {d}%"
-        );
-    }
-}

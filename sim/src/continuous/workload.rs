@@ -1,5 +1,5 @@
 //! Requests of a continuous-batching replay and the two trace formats it reads
-//! (SERVING.md "Prefix caching"; workload format of LLMServingSim, `datasets/llmservingsim/`).
+//! (docs/serving.md "Prefix caching"; workload format of LLMServingSim, `datasets/llmservingsim/`).
 //!
 //! - tokenq trace CSV: header `arrival_s,input_tokens,output_tokens` with optional
 //!   `prefix_parent,shared_prefix_blocks` (−1 / 0 or empty for none).
@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::ContinuousError;
+use super::error::ContinuousError;
 
 /// One request of a trace.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -49,20 +49,8 @@ fn file_err(path: &Path, msg: impl Into<String>) -> ContinuousError {
 }
 
 /// Minimal numeric CSV: header names and rows of trimmed fields.
-pub(crate) fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ContinuousError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| file_err(path, format!("cannot read ({e}); check the path")))?;
-    let mut lines = text.lines().filter(|l| !l.trim().is_empty());
-    let header: Vec<String> = lines
-        .next()
-        .ok_or_else(|| file_err(path, "empty file; expected a header line"))?
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .collect();
-    let rows = lines
-        .map(|l| l.split(',').map(|s| s.trim().to_string()).collect())
-        .collect();
-    Ok((header, rows))
+fn read_csv(path: &Path) -> Result<(Vec<String>, Vec<Vec<String>>), ContinuousError> {
+    Ok(tokenq_core::csv::read_csv(path)?)
 }
 
 fn col(header: &[String], name: &str) -> Option<usize> {

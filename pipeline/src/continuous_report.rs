@@ -1,8 +1,8 @@
 //! `tokenq simulate --policy continuous --report DIR`: the continuous-batching report (drawn by
 //! `reports::continuous`) and the capacity comparison with the paper's batching policies on the
-//! same trace (Yang, Xu, Jiao 2024 §IV; MATH.md §6–§8; `queueing::batch`).
+//! same trace (Yang, Xu, Jiao 2024 §IV; docs/models.md §6–§8; `queueing::batch`).
 //!
-//! The paper-level coefficients come from the replay's own step model (SERVING.md step times):
+//! The paper-level coefficients come from the replay's own step model (docs/serving.md step times):
 //! with p̄ and ō the trace's mean input and output lengths, c̄ = p̄ + ō/2 the mean context of a
 //! decode, and K the batch cap,
 //! * `t2(b)` = one decode step of b requests at context c̄ each; `k3, k4` the secant through
@@ -16,10 +16,10 @@
 //!
 //! For a cap K the load is ρ = λ·E[T_K]/K and the largest stable rate K/E[T_K] (exact for the
 //! model: a capped policy serves at most K per batch): padded `E[T_K] = t1(K) + t2(K)·E[max of K
-//! outputs]` for fixed and dynamic batching (MATH.md §6–§7), `E[T^el_K]` for elastic (§8).
+//! outputs]` for fixed and dynamic batching (docs/models.md §6–§7), `E[T^el_K]` for elastic (§8).
 
 use anyhow::Result;
-use queueing::batch::{BatchCoeffs, LlmBatch};
+use queueing::batch::{BatchTime, LlmBatch};
 use queueing::dist::{Empirical, TokenDist};
 use reports::Method;
 use reports::continuous::{CapacityRow, ContinuousReport, LatencyData, StatePoint};
@@ -32,9 +32,13 @@ use sim::continuous::{
 pub const OVERLOAD_WAITING_FRACTION: f64 = 0.1;
 
 /// The paper-level model derived from a step model, and how.
+#[derive(Debug)]
 pub struct PaperModel {
+    /// Batch size the coefficients were read at.
     pub k: usize,
+    /// The paper's batch-time model with the workload's output law.
     pub model: LlmBatch,
+    /// How each coefficient was derived.
     pub basis: Vec<String>,
 }
 
@@ -126,7 +130,7 @@ pub fn paper_model(
     let k4 = (t2(1) - k3).max(0.0);
     let k1 = slope(t1(k), t1(1));
     let k2 = (t1(1) - k1).max(0.0);
-    let coeffs = BatchCoeffs::new(k1, k2, k3, k4)?;
+    let coeffs = BatchTime::new(k1, k2, k3, k4)?;
     let model = LlmBatch::new(coeffs, output_law(reqs, source))?;
     let basis = vec![
         format!(
@@ -182,13 +186,13 @@ pub fn capacity_rows(
             ),
         ),
         (
-            format!("dynamic batching, cap K = {k} (paper §IV-A, MATH.md §7)"),
+            format!("dynamic batching, cap K = {k} (paper §IV-A, docs/models.md §7)"),
             padded,
             "a batch serves at most K, so the capped dynamic policy's capacity equals fixed K's"
                 .to_string(),
         ),
         (
-            format!("elastic batching, cap K = {k} (MATH.md §8)"),
+            format!("elastic batching, cap K = {k} (docs/models.md §8)"),
             elastic,
             format!(
                 "E[T^el_K] = t1(K) + k3·E[Σ outputs] + k4·E[max] = {elastic:.3} s; each request leaves at its own length"

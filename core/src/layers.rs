@@ -1,6 +1,7 @@
-//! Step time composed from per-layer tables, LLMServingSim's composition (SERVING.md "From
-//! per-layer tables"; data layout of `datasets/llmservingsim/perf/<GPU>/`, times in µs per
-//! layer instance):
+//! Step time composed from per-layer kernel tables, LLMServingSim's composition (docs/serving.md
+//! "From per-layer tables"; data layout of `datasets/llmservingsim/<GPU>/`, times in µs per
+//! layer instance). This is the one reader of those tables: the continuous-batching replay
+//! steps through it and `fit` imports virtual profiles from it.
 //!
 //! ```text
 //! t = embedding(T) + final_layernorm(T) + lm_head(S) + sampler(S)
@@ -28,9 +29,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::ContinuousError;
-use super::step::{StepBatch, StepModel};
-use super::workload::read_csv;
+use crate::csv::read_csv;
+use crate::error::CoreError;
+use crate::step::{StepBatch, StepModel};
 
 /// Layers of `dense.csv` the composition needs.
 pub const DENSE_LAYERS: [&str; 9] = [
@@ -48,7 +49,7 @@ pub const DENSE_LAYERS: [&str; 9] = [
 pub const PER_SEQUENCE_LAYERS: [&str; 2] = ["lm_head", "sampler"];
 /// Decoder layers of Llama-3.1-8B.
 pub const LLAMA_3_1_8B_LAYERS: u32 = 32;
-/// α for a skew bucket the table does not have (SERVING.md).
+/// α for a skew bucket the table does not have (docs/serving.md "From per-layer tables").
 pub const SKEW_ALPHA_DEFAULT: f64 = 0.0543;
 const US: f64 = 1e-6;
 
@@ -363,8 +364,8 @@ pub struct TableStepModel {
     layers: u32,
 }
 
-fn ferr(path: &Path, msg: impl Into<String>) -> ContinuousError {
-    ContinuousError::File {
+fn ferr(path: &Path, msg: impl Into<String>) -> CoreError {
+    CoreError::File {
         path: path.to_path_buf(),
         msg: msg.into(),
     }
@@ -374,7 +375,7 @@ fn numeric_rows<const K: usize>(
     path: &Path,
     need: [&str; K],
     text_first: bool,
-) -> Result<Vec<(String, [f64; K])>, ContinuousError> {
+) -> Result<Vec<(String, [f64; K])>, CoreError> {
     let (header, rows) = read_csv(path)?;
     let idx: Vec<usize> = need
         .iter()
@@ -420,11 +421,7 @@ fn numeric_rows<const K: usize>(
     Ok(out)
 }
 
-fn layer_tables(
-    path: &Path,
-    x_col: &str,
-    layers: &[&str],
-) -> Result<Vec<Interp1>, ContinuousError> {
+fn layer_tables(path: &Path, x_col: &str, layers: &[&str]) -> Result<Vec<Interp1>, CoreError> {
     let rows = numeric_rows(path, ["layer", x_col, "time_us"], true)?;
     let mut out = Vec::new();
     for l in layers {
@@ -455,7 +452,7 @@ fn layer_tables(
 impl TableStepModel {
     /// Load `dense.csv`, `per_sequence.csv`, `attention.csv` (and `skew_fit.csv` when `skew`)
     /// from `dir`, for a model of `layers` decoder layers.
-    pub fn load(dir: &Path, layers: u32, skew: bool) -> Result<Self, ContinuousError> {
+    pub fn load(dir: &Path, layers: u32, skew: bool) -> Result<Self, CoreError> {
         if !dir.is_dir() {
             return Err(ferr(
                 dir,
@@ -463,7 +460,7 @@ impl TableStepModel {
             ));
         }
         if layers == 0 {
-            return Err(ContinuousError::BadSetting {
+            return Err(CoreError::Setting {
                 flag: "layers",
                 need: "at least 1",
                 got: "0".into(),
@@ -592,6 +589,24 @@ impl TableStepModel {
         }
     }
 
+    /// The largest prefill (tokens in one chunk) and decode batch (requests) the tables cover
+    /// without extrapolation: the smaller of the dense/per-sequence tables' ends and the
+    /// attention grid's prefill-only chunks and decode-only batch sizes.
+    pub fn covered_prefill_and_decode(&self) -> (f64, f64) {
+        let dense_tokens = self
+            .dense
+            .iter()
+            .map(|f| f.range().1)
+            .fold(f64::INFINITY, f64::min);
+        let seqs = self.lm_head.range().1.min(self.sampler.range().1);
+        let last = |v: &[u32]| v.last().map_or(0.0, |&x| f64::from(x));
+        let prefill = &self.attention.regimes[2];
+        let decode = &self.attention.regimes[1];
+        let chunk = last(&prefill.chunks);
+        let nd = decode.nds.first().map_or(0.0, |v| last(v));
+        (dense_tokens.min(chunk), seqs.min(nd))
+    }
+
     /// Dense layers of one decoder layer at T tokens, µs (2·layernorm + projections + MLP).
     pub fn decoder_dense_us(&self, t: f64) -> f64 {
         let d = &self.dense;
@@ -632,5 +647,28 @@ impl StepModel for TableStepModel {
                 ""
             }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interp_inside_and_outside() {
+        let f = Interp1::new(vec![(2.0, 20.0), (1.0, 10.0), (4.0, 30.0), (4.0, 50.0)]);
+        assert_eq!(f.eval(1.5), 15.0);
+        assert_eq!(f.eval(3.0), 30.0); // (20 + 40)/2: knot 4 averages 30 and 50
+        assert_eq!(f.eval(0.0), 0.0); // extrapolated with the first segment
+        assert_eq!(f.eval(6.0), 60.0); // and the last
+        assert_eq!(f.eval_clamped(6.0), 40.0);
+        assert_eq!(Interp1::new(vec![(1.0, 7.0)]).eval(3.0), 7.0);
+    }
+
+    #[test]
+    fn bracket_weights() {
+        assert_eq!(bracket(&[10, 20], 15.0), [(0, 0.5), (1, 0.5)]);
+        assert_eq!(bracket(&[10, 20], 5.0), [(0, 1.0), (0, 0.0)]);
+        assert_eq!(bracket(&[10, 20], 25.0), [(1, 1.0), (1, 0.0)]);
     }
 }

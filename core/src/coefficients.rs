@@ -1,16 +1,16 @@
-//! The coefficients file: the contract between measurement and prediction (DESIGN.md
-//! "Contracts").
+//! The coefficients file: the contract between measurement and prediction (docs/design.md
+//! "Coefficients file").
 //!
 //! A TOML file with a versioned schema (`schema_version`), units in every key name, and these
 //! sections, each optional so that a partial profile still yields a usable file:
 //!
 //! * `[single_request]` — the paper's Fig. 2a line `T(n) = per_token_s·n + intercept_s`:
-//!   end-to-end latency of one request that generates `n` output tokens (MATH.md §1, `S = a·n + c`).
+//!   end-to-end latency of one request that generates `n` output tokens (docs/models.md §1, `S = a·n + c`).
 //!   Optional richer term: `+ per_input_token_s·(p − input_tokens)` for prompt length `p`.
-//! * `[first_token]` — `t1(b) = slope_s_per_req·b + intercept_s` (paper Fig. 2b, MATH.md §5 `k1, k2`):
+//! * `[first_token]` — `t1(b) = slope_s_per_req·b + intercept_s` (paper Fig. 2b, docs/models.md §5 `k1, k2`):
 //!   the prefill step that yields the first token of a batch of `b` requests. Optional richer
 //!   term `+ per_prefill_token_s·b·(p − input_tokens)`.
-//! * `[decode_step]` — `t2(b) = slope_s_per_req·b + intercept_s` (MATH.md §5 `k3, k4`): one later
+//! * `[decode_step]` — `t2(b) = slope_s_per_req·b + intercept_s` (docs/models.md §5 `k3, k4`): one later
 //!   decode step of the batch. Optional richer term `+ per_context_token_s·b·(ctx − context_tokens)`.
 //! * `[[kv_capacity]]` — the largest number of concurrent requests of a given sequence length
 //!   that fit in the KV cache, where it was measured.
@@ -29,7 +29,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{FitError, Result, first_line};
+use crate::error::{CoreError, first_line};
+
+type Result<T> = std::result::Result<T, CoreError>;
 
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -53,9 +55,9 @@ pub struct CoefficientsFile {
     /// KV-cache capacity, where measured.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub kv_capacity: Vec<KvCapacity>,
-    /// Step-time model for continuous batching (SERVING.md "Fitted"; `crate::steptime`).
+    /// Step-time model for continuous batching (docs/serving.md "Fitted"; [`crate::step`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub step_time: Option<crate::steptime::StepTimeCoefficients>,
+    pub step_time: Option<crate::step::StepTimeCoefficients>,
     /// Sections and keys this schema version does not define, kept as they were read.
     #[serde(flatten)]
     pub extra: toml::Table,
@@ -256,7 +258,7 @@ impl CoefficientsFile {
 
     /// Read, check the schema version, and validate a coefficients file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| FitError::Io {
+        let text = std::fs::read_to_string(path).map_err(|source| CoreError::Io {
             path: path.to_path_buf(),
             cause: source,
         })?;
@@ -265,7 +267,7 @@ impl CoefficientsFile {
 
     /// Parse from TOML text; `path` is used in messages only.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Self> {
-        let toml_err = |message: String| FitError::Toml {
+        let toml_err = |message: String| CoreError::Toml {
             path: path.to_path_buf(),
             message,
         };
@@ -279,7 +281,7 @@ impl CoefficientsFile {
             }
             Some(toml::Value::Integer(v)) if *v == i64::from(SCHEMA_VERSION) => {}
             Some(toml::Value::Integer(v)) => {
-                return Err(FitError::UnsupportedSchema {
+                return Err(CoreError::UnsupportedSchema {
                     path: path.to_path_buf(),
                     found: *v,
                     supported: SCHEMA_VERSION,
@@ -294,7 +296,7 @@ impl CoefficientsFile {
         let file: Self = table
             .try_into()
             .map_err(|e: toml::de::Error| toml_err(first_line(&e.to_string())))?;
-        file.validate().map_err(|message| FitError::Invalid {
+        file.validate().map_err(|message| CoreError::Invalid {
             path: path.to_path_buf(),
             message,
         })?;
@@ -310,11 +312,11 @@ impl CoefficientsFile {
     /// Validate, then write to `path` (through a temporary file, so a failure leaves no
     /// half-written file).
     pub fn write(&self, path: &Path) -> Result<()> {
-        self.validate().map_err(|message| FitError::Invalid {
+        self.validate().map_err(|message| CoreError::Invalid {
             path: path.to_path_buf(),
             message,
         })?;
-        let io = |source| FitError::Io {
+        let io = |source| CoreError::Io {
             path: path.to_path_buf(),
             cause: source,
         };
@@ -322,7 +324,7 @@ impl CoefficientsFile {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let tmp = path.with_extension("toml.tmp");
-        std::fs::write(&tmp, self.to_toml_string()).map_err(|source| FitError::Io {
+        std::fs::write(&tmp, self.to_toml_string()).map_err(|source| CoreError::Io {
             path: tmp.clone(),
             cause: source,
         })?;

@@ -1,0 +1,27 @@
+//! tokenq's application layer: what a command does once its flags are validated.
+//!
+//! The binary (`src/`) parses and validates arguments into typed configurations and calls into
+//! this crate, which composes the library crates (`queueing`, `sim`, `fit`, `profiler`,
+//! `reports`, all speaking `tokenq_core`'s vocabulary):
+//!
+//! * [`stages`] (feature `profiler`) — `tokenq pipeline`: profile → fit → the max-token-limit
+//!   and batch-size questions → simulation checks → report;
+//! * [`check`] — an analytic value beside its simulation estimate, and the `validation` object
+//!   of `--validate`;
+//! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
+//!   batching models beside it;
+//! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
+//! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
+//! * [`text`] — numbers and aligned tables with units and methods.
+//!
+//! Like the binary, and unlike the model crates, this layer reports errors with `anyhow`: its
+//! errors are messages for a person, each naming the flag or file and the fix.
+
+pub mod check;
+pub mod continuous_report;
+#[cfg(feature = "profiler")]
+pub mod progress;
+pub mod replay;
+#[cfg(feature = "profiler")]
+pub mod stages;
+pub mod text;
