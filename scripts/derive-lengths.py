@@ -3,10 +3,11 @@
 
 Usage (from the repository root):
 
-    python3 scripts/derive-lengths.py [DATA_DIR] [OUT_DIR]
+    python3 scripts/derive-lengths.py DATA_DIR [OUT_DIR]
 
-DATA_DIR defaults to ../shared/data (the project's copy of the public traces), OUT_DIR to
-datasets/lengths. Standard library only; the output is deterministic, so re-running it must
+DATA_DIR is a folder holding the public traces under the paths listed in SOURCES (the Azure LLM
+inference traces 2023, ShareGPT and arXiv summarisation lengths; origins in datasets/README.md),
+OUT_DIR defaults to datasets/lengths. Standard library only; the output is deterministic, so re-running it must
 leave `git diff datasets/lengths` empty. Never edit the CSVs by hand.
 
 Binning (compact but mean-preserving):
@@ -94,7 +95,9 @@ def fmt_value(v):
 
 
 def main():
-    data = sys.argv[1] if len(sys.argv) > 1 else "../shared/data"
+    if len(sys.argv) < 2:
+        sys.exit("usage: scripts/derive-lengths.py DATA_DIR [OUT_DIR] (DATA_DIR: the public traces)")
+    data = sys.argv[1]
     out_dir = sys.argv[2] if len(sys.argv) > 2 else "datasets/lengths"
     os.makedirs(out_dir, exist_ok=True)
     for name, rel, column, desc in SOURCES:

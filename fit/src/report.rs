@@ -2,6 +2,9 @@
 //! interval, and per quantity R², MAPE and the worst held-out error; then the model kept, the
 //! weighting, the interval method and the model-selection notes (`fit::model`).
 
+use std::fmt::Write as _;
+
+use tokenq_core::StepTimeCoefficients;
 use tokenq_core::coefficients::{CoefficientsFile, FitQuality};
 
 /// Four significant digits, scientific notation outside [1e-3, 1e4).
@@ -168,4 +171,50 @@ pub fn render(f: &CoefficientsFile) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The step-time model's coefficients and quality, as `tokenq fit` prints them.
+pub fn render_step_time(c: &StepTimeCoefficients) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "step-time model [step_time] (continuous batching), from {}",
+        c.source
+    );
+    let d = &c.decode;
+    let _ = writeln!(
+        o,
+        "  decode-only: t = {:.4e} s + {:.4e} s·n_d + {:.4e} s·(n_d − 128)⁺ + {:.4e} s·Σctx",
+        d.intercept_s, d.per_decode_s, d.per_decode_above_knee_s, d.per_context_token_s
+    );
+    let m = &c.mixed;
+    let _ = writeln!(
+        o,
+        "  mixed:       t = {:.4e} s + {:.4e} s·T + {:.4e} s·(T − 128)⁺ + {:.4e} s·n_d + {:.4e} s·Σctx + {:.4e} s·Σp·Σkv_p",
+        m.intercept_s,
+        m.per_token_s,
+        m.per_token_above_knee_s,
+        m.per_decode_s,
+        m.per_decode_context_token_s,
+        m.per_prefill_token_context_token_s
+    );
+    for (name, q) in [("decode-only", &c.decode_fit), ("mixed", &c.mixed_fit)] {
+        let _ = writeln!(
+            o,
+            "  training ({name}): {} samples, R² {:.4}, MAPE {:.2}%, bias of summed time {:+.2}%",
+            q.n, q.r2, q.mape_pct, q.sum_bias_pct
+        );
+    }
+    let _ = match &c.replay_check {
+        Some(r) => writeln!(
+            o,
+            "  replay check: {} steps of {}: MAPE {:.2}%, bias of summed time {:+.2}%",
+            r.steps, r.replay, r.mape_pct, r.sum_bias_pct
+        ),
+        None => writeln!(
+            o,
+            "  replay check: not run (give --check-trace TRACE to measure the error on the steps a replay runs)"
+        ),
+    };
+    o
 }

@@ -253,6 +253,115 @@ pub fn samples_from_profile(rows: &[crate::profile::StepRow]) -> Vec<(StepFeatur
         .collect()
 }
 
+/// Samples of each form drawn by [`fit_from_tables`].
+pub const FIT_SAMPLES_PER_FORM: usize = 4000;
+
+/// Largest context the LLMServingSim attention grid covers (tokens); sampling stays inside it.
+pub const TABLE_MAX_CONTEXT: u32 = 16_384;
+
+/// Split `total` into `n` non-negative parts around `mean` with a random spread, each at most
+/// `cap`; returns (sum, min, max).
+fn draw_contexts<R: rand::Rng>(rng: &mut R, n: u32, mean: u32, cap: u32) -> (u64, u32, u32) {
+    let mut sum = 0u64;
+    let (mut lo, mut hi) = (u32::MAX, 0u32);
+    let spread: f64 = rng.random_range(0.0..0.9);
+    for _ in 0..n {
+        let f: f64 = 1.0 + spread * rng.random_range(-1.0..1.0);
+        let c = ((f64::from(mean) * f).round() as u32).clamp(1, cap);
+        sum += u64::from(c);
+        lo = lo.min(c);
+        hi = hi.max(c);
+    }
+    (sum, lo, hi)
+}
+
+/// Learn the fitted model from `model` (normally a [`tokenq_core::TableStepModel`]) on the
+/// configurations `engine` can run: n_d ≤ `max_num_seqs`, T ≤ the token budget, all contexts
+/// (decode contexts plus the prefill chunk and its cached context) within the KV cache
+/// (`kv_blocks × block_size` tokens) and within the tables' range. Deterministic for a seed.
+pub fn fit_from_tables(
+    model: &dyn StepModel,
+    source: &str,
+    engine: &EngineConfig,
+    seed: u64,
+) -> Result<StepTimeCoefficients, StepFitError> {
+    engine
+        .validate()
+        .map_err(|e| StepFitError::Engine(e.to_string()))?;
+    let cap_tokens = u64::from(engine.kv_blocks) * u64::from(engine.block_size);
+    let cap = cap_tokens.min(u64::from(u32::MAX)) as u32;
+    let max_ctx = TABLE_MAX_CONTEXT.min(cap);
+    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut samples = Vec::with_capacity(2 * FIT_SAMPLES_PER_FORM);
+    let log_uniform = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus, hi: u32| -> u32 {
+        let x: f64 = rng.random_range(0.0..=(f64::from(hi)).ln());
+        (x.exp().round() as u32).clamp(1, hi)
+    };
+    // Decode-only steps.
+    let max_seqs = engine.max_num_seqs.min(engine.max_batched_tokens);
+    while samples.len() < FIT_SAMPLES_PER_FORM {
+        let n = log_uniform(&mut rng, max_seqs);
+        let mean_cap = (cap / n).min(max_ctx);
+        if mean_cap < 1 {
+            continue;
+        }
+        let mean = log_uniform(&mut rng, mean_cap);
+        let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
+        if sum > cap_tokens {
+            continue;
+        }
+        let b = StepBatch {
+            n_decode: n,
+            decode_context_sum: sum,
+            decode_context_min: lo,
+            decode_context_max: hi,
+            ..Default::default()
+        };
+        samples.push((b.features(), model.step_time_s(&b)));
+    }
+    // Mixed steps: one prefill chunk plus decodes.
+    let mut mixed = 0;
+    while mixed < FIT_SAMPLES_PER_FORM {
+        let p = log_uniform(&mut rng, engine.max_batched_tokens);
+        let room_seqs = (engine.max_batched_tokens - p).min(engine.max_num_seqs - 1);
+        let n = if room_seqs == 0 || rng.random_bool(0.2) {
+            0
+        } else {
+            log_uniform(&mut rng, room_seqs)
+        };
+        let kvp_room = max_ctx.saturating_sub(p);
+        let kvp = if kvp_room == 0 || rng.random_bool(0.3) {
+            0
+        } else {
+            log_uniform(&mut rng, kvp_room)
+        };
+        let used = u64::from(p) + u64::from(kvp);
+        if used > cap_tokens {
+            continue;
+        }
+        let mut b = StepBatch::default();
+        b.push_prefill(p, kvp);
+        if n > 0 {
+            let left = ((cap_tokens - used) / u64::from(n)).min(u64::from(max_ctx)) as u32;
+            if left < 1 {
+                continue;
+            }
+            let mean = log_uniform(&mut rng, left);
+            let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
+            if used + sum > cap_tokens {
+                continue;
+            }
+            b.n_decode = n;
+            b.decode_context_sum = sum;
+            b.decode_context_min = lo;
+            b.decode_context_max = hi;
+        }
+        samples.push((b.features(), model.step_time_s(&b)));
+        mixed += 1;
+    }
+    fit_step_time(source, cap_tokens, &samples)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,113 +502,4 @@ mod tests {
         let back: StepTimeCoefficients = toml::from_str(&toml).unwrap();
         assert_eq!(back, c);
     }
-}
-
-/// Samples of each form drawn by [`fit_from_tables`].
-pub const FIT_SAMPLES_PER_FORM: usize = 4000;
-
-/// Largest context the LLMServingSim attention grid covers (tokens); sampling stays inside it.
-pub const TABLE_MAX_CONTEXT: u32 = 16_384;
-
-/// Split `total` into `n` non-negative parts around `mean` with a random spread, each at most
-/// `cap`; returns (sum, min, max).
-fn draw_contexts<R: rand::Rng>(rng: &mut R, n: u32, mean: u32, cap: u32) -> (u64, u32, u32) {
-    let mut sum = 0u64;
-    let (mut lo, mut hi) = (u32::MAX, 0u32);
-    let spread: f64 = rng.random_range(0.0..0.9);
-    for _ in 0..n {
-        let f: f64 = 1.0 + spread * rng.random_range(-1.0..1.0);
-        let c = ((f64::from(mean) * f).round() as u32).clamp(1, cap);
-        sum += u64::from(c);
-        lo = lo.min(c);
-        hi = hi.max(c);
-    }
-    (sum, lo, hi)
-}
-
-/// Learn the fitted model from `model` (normally a [`tokenq_core::TableStepModel`]) on the
-/// configurations `engine` can run: n_d ≤ `max_num_seqs`, T ≤ the token budget, all contexts
-/// (decode contexts plus the prefill chunk and its cached context) within the KV cache
-/// (`kv_blocks × block_size` tokens) and within the tables' range. Deterministic for a seed.
-pub fn fit_from_tables(
-    model: &dyn StepModel,
-    source: &str,
-    engine: &EngineConfig,
-    seed: u64,
-) -> Result<StepTimeCoefficients, StepFitError> {
-    engine
-        .validate()
-        .map_err(|e| StepFitError::Engine(e.to_string()))?;
-    let cap_tokens = u64::from(engine.kv_blocks) * u64::from(engine.block_size);
-    let cap = cap_tokens.min(u64::from(u32::MAX)) as u32;
-    let max_ctx = TABLE_MAX_CONTEXT.min(cap);
-    let mut rng = rand_xoshiro::Xoshiro256PlusPlus::seed_from_u64(seed);
-    let mut samples = Vec::with_capacity(2 * FIT_SAMPLES_PER_FORM);
-    let log_uniform = |rng: &mut rand_xoshiro::Xoshiro256PlusPlus, hi: u32| -> u32 {
-        let x: f64 = rng.random_range(0.0..=(f64::from(hi)).ln());
-        (x.exp().round() as u32).clamp(1, hi)
-    };
-    // Decode-only steps.
-    let max_seqs = engine.max_num_seqs.min(engine.max_batched_tokens);
-    while samples.len() < FIT_SAMPLES_PER_FORM {
-        let n = log_uniform(&mut rng, max_seqs);
-        let mean_cap = (cap / n).min(max_ctx);
-        if mean_cap < 1 {
-            continue;
-        }
-        let mean = log_uniform(&mut rng, mean_cap);
-        let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
-        if sum > cap_tokens {
-            continue;
-        }
-        let b = StepBatch {
-            n_decode: n,
-            decode_context_sum: sum,
-            decode_context_min: lo,
-            decode_context_max: hi,
-            ..Default::default()
-        };
-        samples.push((b.features(), model.step_time_s(&b)));
-    }
-    // Mixed steps: one prefill chunk plus decodes.
-    let mut mixed = 0;
-    while mixed < FIT_SAMPLES_PER_FORM {
-        let p = log_uniform(&mut rng, engine.max_batched_tokens);
-        let room_seqs = (engine.max_batched_tokens - p).min(engine.max_num_seqs - 1);
-        let n = if room_seqs == 0 || rng.random_bool(0.2) {
-            0
-        } else {
-            log_uniform(&mut rng, room_seqs)
-        };
-        let kvp_room = max_ctx.saturating_sub(p);
-        let kvp = if kvp_room == 0 || rng.random_bool(0.3) {
-            0
-        } else {
-            log_uniform(&mut rng, kvp_room)
-        };
-        let used = u64::from(p) + u64::from(kvp);
-        if used > cap_tokens {
-            continue;
-        }
-        let mut b = StepBatch::default();
-        b.push_prefill(p, kvp);
-        if n > 0 {
-            let left = ((cap_tokens - used) / u64::from(n)).min(u64::from(max_ctx)) as u32;
-            if left < 1 {
-                continue;
-            }
-            let mean = log_uniform(&mut rng, left);
-            let (sum, lo, hi) = draw_contexts(&mut rng, n, mean, max_ctx);
-            if used + sum > cap_tokens {
-                continue;
-            }
-            b.n_decode = n;
-            b.decode_context_sum = sum;
-            b.decode_context_min = lo;
-            b.decode_context_max = hi;
-        }
-        samples.push((b.features(), model.step_time_s(&b)));
-        mixed += 1;
-    }
-    fit_step_time(source, cap_tokens, &samples)
 }

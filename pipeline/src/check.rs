@@ -6,14 +6,55 @@
 //! than [`FLAG_HALF_WIDTHS`] half-widths away is flagged; a bound or an approximation is expected
 //! to differ and is labelled so, not flagged.
 
+use anyhow::Result;
 use serde::Serialize;
-use sim::{Report, Stability, TokenMode};
+use sim::{Report, RunConfig, Scenario, Stability, TokenMode};
 use tokenq_core::{Estimate, Method};
 
 use crate::text::num;
 
 /// An exact analytic value farther than this many CI half-widths from the simulation is flagged.
 pub const FLAG_HALF_WIDTHS: f64 = 2.0;
+/// How to simulate a system beside its analytic model (`--validate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimSettings {
+    /// Arrivals per replication.
+    pub requests: u64,
+    /// Master seed.
+    pub seed: u64,
+    /// Independent replications (1 = one run, CI from 30 batch means).
+    pub replications: u32,
+}
+
+impl SimSettings {
+    /// Simulate `scenario` with these settings.
+    pub fn simulate(&self, scenario: &Scenario) -> Result<Report> {
+        scenario
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--validate: {e}"))?;
+        let config = RunConfig {
+            requests: self.requests,
+            seed: self.seed,
+            replications: self.replications,
+            ..RunConfig::default()
+        };
+        config
+            .validate()
+            .map_err(|e| anyhow::anyhow!("--requests/--replications: {e}"))?;
+        sim::run(scenario, &config).map_err(|e| anyhow::anyhow!("--validate simulation: {e}"))
+    }
+
+    /// The validation object of a report and the comparisons built from it.
+    pub fn validation(
+        &self,
+        r: &Report,
+        token_mode: TokenMode,
+        comparisons: Vec<Comparison>,
+    ) -> Validation {
+        Validation::from_report(r, token_mode, comparisons)
+    }
+}
+
 /// One analytic mean beside its simulation estimate.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {

@@ -6,22 +6,28 @@
 //!
 //! * [`stages`] (feature `profiler`) — `tokenq pipeline`: profile → fit → the max-token-limit
 //!   and batch-size questions → simulation checks → report;
+//! * [`batch`] — `tokenq queue batch`: the batching models, solved and optionally simulated;
 //! * [`check`] — an analytic value beside its simulation estimate, and the `validation` object
 //!   of `--validate`;
+//! * [`mg1`] — `tokenq queue mg1`: the single-server model, solved and optionally simulated;
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
+//! * [`token_limit`] — `tokenq optimize token-limit`: the objective's curve and argmax;
 //! * [`text`] — numbers and aligned tables with units and methods.
 //!
 //! Like the binary, and unlike the model crates, this layer reports errors with `anyhow`: its
 //! errors are messages for a person, each naming the flag or file and the fix.
 
+pub mod batch;
 pub mod check;
 pub mod continuous_report;
+pub mod mg1;
 #[cfg(feature = "profiler")]
 pub mod progress;
 pub mod replay;
 #[cfg(feature = "profiler")]
 pub mod stages;
 pub mod text;
+pub mod token_limit;

@@ -1,10 +1,12 @@
-//! Profile progress on stderr: a bar with ETA on a terminal, one line per grid point otherwise,
-//! nothing when quiet. `tokenq profile` and `tokenq pipeline` share it.
+//! Profile progress on stderr (a bar with ETA on a terminal, one line per grid point otherwise,
+//! nothing when quiet), shared by `tokenq profile` and `tokenq pipeline`, and the text of a
+//! profile's plan and summary.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use profiler::{Flow, GridPoint, Observer, PlanSummary, PointRecord};
+use profiler::{Flow, GridPoint, Observer, PlanSummary, PointRecord, PointStats, ProfileSummary};
 
 /// A [`profiler::Observer`] that shows progress.
 #[derive(Debug)]
@@ -80,4 +82,134 @@ impl Observer for ProfileProgress {
             None => eprintln!("warning: {message}"),
         }
     }
+}
+
+/// Seconds as `12.34 ms` below a second, `1.23 s` above.
+fn fmt_s(s: f64) -> String {
+    if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// The plan of a profile (`--dry-run` and before a run).
+pub fn render_plan(plan: &PlanSummary) -> String {
+    let mut o = String::new();
+    let todo = plan.points.len() - plan.already_done.len();
+    let _ = writeln!(
+        o,
+        "plan: {} {} on {} ({}), grid {} batch sizes × {} input lengths = {} points{}",
+        plan.backend,
+        plan.model,
+        plan.device,
+        plan.dtype,
+        plan.grid.batch_sizes.len(),
+        plan.grid.input_tokens.len(),
+        plan.grid_points,
+        plan.shard
+            .map(|s| format!(", shard {}/{} has {}", s.index, s.count, plan.points.len()))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        o,
+        "  batch sizes {:?}, input tokens {:?}, max output {} tokens ({} timed steps per pass)",
+        plan.grid.batch_sizes, plan.grid.input_tokens, plan.grid.max_output, plan.steps_per_pass
+    );
+    let _ = writeln!(
+        o,
+        "  per point: {} warm-up pass(es), then {}..{} timed passes (≥ {} s timed)",
+        plan.rep_policy.warmup_passes,
+        plan.rep_policy.min_reps,
+        plan.rep_policy.max_reps,
+        plan.rep_policy.min_time_s
+    );
+    if !plan.already_done.is_empty() {
+        let _ = writeln!(
+            o,
+            "  resuming: {} point(s) already done, {todo} to go",
+            plan.already_done.len()
+        );
+    }
+    if let Some(kv) = &plan.kv_capacity {
+        let caps: Vec<String> = kv
+            .entries
+            .iter()
+            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  KV-cache capacity ({:.2} GiB budget, {}): {}",
+            kv.budget_bytes as f64 / profiler::capacity::GIB,
+            kv.source,
+            caps.join(", ")
+        );
+    }
+    let _ = writeln!(
+        o,
+        "  estimated time: {} ({})",
+        fmt_s(plan.estimated_s),
+        plan.estimate_kind
+    );
+    o
+}
+
+/// What a finished profile wrote and measured, per point (host clock; no queueing).
+pub fn render_summary(summary: &ProfileSummary, stats: &[PointStats]) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "profiled {} point(s) ({} ok, {} failed{}) in {}: {} rows → {}",
+        summary.points_ok + summary.points_failed,
+        summary.points_ok,
+        summary.points_failed,
+        if summary.points_resumed > 0 {
+            format!(", {} resumed", summary.points_resumed)
+        } else {
+            String::new()
+        },
+        fmt_s(summary.elapsed_s),
+        summary.rows,
+        summary.out.display()
+    );
+    let _ = writeln!(
+        o,
+        "metadata (runs, points, outliers, KV capacity) → {}",
+        summary.meta.display()
+    );
+    let _ = writeln!(
+        o,
+        "outliers (Tukey fences, labelled and kept): {} mild, {} far-out",
+        summary.outliers_mild, summary.outliers_far
+    );
+    if let Some(kv) = &summary.kv_capacity {
+        let caps: Vec<String> = kv
+            .entries
+            .iter()
+            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
+            .collect();
+        let _ = writeln!(o, "KV-cache capacity ({}): {}", kv.source, caps.join(", "));
+    }
+    let _ = writeln!(
+        o,
+        "measured means per point (host clock; no queueing, so TTFT = prefill):"
+    );
+    let _ = writeln!(
+        o,
+        "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+        "batch", "input", "reps", "TTFT", "TPOT", "e2e"
+    );
+    for s in stats {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+            s.batch_size,
+            s.input_tokens,
+            s.reps,
+            fmt_s(s.ttft_s),
+            s.tpot_s.map(fmt_s).unwrap_or_else(|| "-".into()),
+            format!("{} @{} tok", fmt_s(s.e2e_s), s.output_tokens)
+        );
+    }
+    o
 }

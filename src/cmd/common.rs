@@ -5,10 +5,16 @@
 
 use anyhow::{Result, bail};
 use clap::Args;
-use pipeline::check::{Comparison, Validation};
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+use pipeline::check::SimSettings;
+use pipeline::mg1::{Approx, Workload};
+use queueing::batch::{BatchTime, LlmBatch, Policy};
 use queueing::dist::TokenDist;
+use queueing::impatience::{Abandonment, DEFAULT_GRID};
+use queueing::mg1::LinearService;
 use serde::Serialize;
-use sim::{Report, RunConfig, Scenario, TokenMode};
 
 /// Parse a token-distribution spec; the error names `flag` and lists the accepted forms.
 pub fn parse_tokens(flag: &str, spec: &str) -> Result<TokenDist> {
@@ -90,38 +96,257 @@ pub struct ValidateArgs {
 }
 
 impl ValidateArgs {
-    /// Simulate `scenario` with these settings.
-    pub fn simulate(&self, scenario: &Scenario) -> Result<Report> {
-        let requests = super::simulate::parse_count(&self.requests)?;
-        scenario
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--validate: {e}"))?;
-        let config = RunConfig {
-            requests,
+    /// The simulation settings, when `--validate` is given.
+    pub fn settings(&self) -> Result<Option<SimSettings>> {
+        if !self.validate {
+            return Ok(None);
+        }
+        Ok(Some(SimSettings {
+            requests: parse_count(&self.requests)?,
             seed: self.seed,
             replications: self.replications,
-            ..RunConfig::default()
-        };
-        config
-            .validate()
-            .map_err(|e| anyhow::anyhow!("--requests/--replications: {e}"))?;
-        sim::run(scenario, &config).map_err(|e| anyhow::anyhow!("--validate simulation: {e}"))
+        }))
     }
+}
 
-    /// The validation object of a report and the comparisons built from it.
-    pub fn validation(
-        &self,
-        r: &Report,
-        token_mode: TokenMode,
-        comparisons: Vec<Comparison>,
-    ) -> Validation {
-        Validation::from_report(r, token_mode, comparisons)
+/// A whole number of requests: `1000000`, `1_000_000` or `1e6`.
+pub(crate) fn parse_count(s: &str) -> Result<u64> {
+    let clean = s.replace('_', "");
+    if let Ok(n) = clean.parse::<u64>() {
+        return Ok(n);
+    }
+    match clean.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(x as u64),
+        _ => bail!("--requests {s}: expected a whole number of requests such as 1000000 or 1e6"),
+    }
+}
+
+/// How to solve the impatience model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ApproxArg {
+    /// Exact level-crossing solution (default).
+    Exact,
+    /// The paper's De Kok–Tijms two-moment interpolation (needs c_S² ≤ 1).
+    DekokTijms,
+}
+
+/// Workload and service flags shared by `queue mg1` and `optimize token-limit`.
+#[derive(Debug, Clone, Args)]
+pub struct Mg1WorkloadArgs {
+    /// Output-token distribution: uniform:LO,HI | duniform:LO,HI | normal:MEAN,SD[,LO,HI] |
+    /// lognormal:MU,SIGMA | const:N | empirical:PATH[:COLUMN] | a built-in name (sharegpt,
+    /// azure-conv, azure-code, arxiv, …).
+    #[arg(long, value_name = "DIST")]
+    pub tokens: String,
+    /// Poisson arrival rate λ, requests per second.
+    #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
+    pub arrival_rate: f64,
+    /// Service slope a in S = a·min(N, L) + c, seconds per token (or --coefficients).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub per_token_s: Option<f64>,
+    /// Service intercept c, seconds (or --coefficients).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub intercept_s: Option<f64>,
+    /// Coefficients file written by `tokenq fit` (e.g.
+    /// datasets/coefficients/a100-llama-2-7b-table1.toml): its single-request line gives a and
+    /// c, instead of --per-token-s/--intercept-s.
+    #[arg(long, value_name = "FILE")]
+    pub coefficients: Option<PathBuf>,
+    /// Patience τ in seconds: users who would wait longer in queue are lost (docs/models.md §2).
+    #[arg(long, value_name = "S", allow_hyphen_values = true)]
+    pub patience: Option<f64>,
+    /// Impatience solver.
+    #[arg(long, value_enum, default_value = "exact")]
+    pub approx: ApproxArg,
+    /// Lost users leave at once (wait 0) instead of reneging after τ (paper eq. 9).
+    #[arg(long)]
+    pub balking: bool,
+    /// Grid cells of the exact level-crossing solve.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_GRID)]
+    pub grid_cells: usize,
+}
+
+impl Mg1WorkloadArgs {
+    /// Validate into the library's workload.
+    pub fn validate(&self) -> Result<Workload> {
+        let tokens = parse_tokens("--tokens", &self.tokens)?;
+        let arrival_rate = positive("--arrival-rate", self.arrival_rate, "req/s")?;
+        let (per_token_s, intercept_s) =
+            match (&self.coefficients, self.per_token_s, self.intercept_s) {
+                // Raw flags: a = 0 (token-independent service) stays allowed, as before.
+                (None, Some(a), Some(c)) => (a, c),
+                // A file, or an incomplete/doubled choice: the shared resolver reads the file or
+                // gives its one-line error.
+                (file, a, c) => {
+                    let line = crate::cmd::coefficients_args::resolve_single_request(
+                        file.as_deref(),
+                        a,
+                        c,
+                    )?;
+                    (line.per_token_s, line.intercept_s)
+                }
+            };
+        let service = LinearService {
+            per_token_s: non_negative("--per-token-s", per_token_s, "s/token")?,
+            intercept_s: non_negative("--intercept-s", intercept_s, "s")?,
+        };
+        if service.per_token_s == 0.0 && service.intercept_s == 0.0 {
+            bail!("--per-token-s and --intercept-s are both 0: the service time would be 0 s");
+        }
+        let patience = self
+            .patience
+            .map(|t| positive("--patience", t, "s"))
+            .transpose()?;
+        if patience.is_none() && (self.balking || self.approx != ApproxArg::Exact) {
+            bail!("--balking and --approx need --patience (they describe impatient users)");
+        }
+        if self.grid_cells < 10 {
+            bail!("--grid-cells must be >= 10, got {}", self.grid_cells);
+        }
+        Ok(Workload {
+            tokens,
+            tokens_spec: self.tokens.clone(),
+            arrival_rate,
+            service,
+            patience,
+            approx: match self.approx {
+                ApproxArg::Exact => Approx::Exact,
+                ApproxArg::DekokTijms => Approx::DekokTijms,
+            },
+            abandonment: if self.balking {
+                Abandonment::Balk
+            } else {
+                Abandonment::Renege
+            },
+            grid_cells: self.grid_cells,
+        })
+    }
+}
+
+/// The batch-time model flags shared by `queue batch` and `optimize batch-size`.
+#[derive(Debug, Clone, Args)]
+pub struct BatchModelArgs {
+    /// Decode-token distribution (tokens after the first): uniform:LO,HI | duniform:LO,HI |
+    /// normal:MEAN,SD[,LO,HI] | lognormal:MU,SIGMA | const:N | empirical:PATH[:COLUMN] | a
+    /// built-in dataset name.
+    #[arg(long, value_name = "DIST")]
+    pub tokens: String,
+    /// First-token time t1(b) = K1·b + K2 in seconds (K1 per request in the batch).
+    #[arg(
+        long,
+        value_name = "K1,K2",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub first_token_s: Vec<f64>,
+    /// Per-decode-token time t2(b) = K3·b + K4 in seconds (K3 per request in the batch).
+    #[arg(
+        long,
+        value_name = "K3,K4",
+        value_delimiter = ',',
+        allow_hyphen_values = true
+    )]
+    pub decode_step_s: Vec<f64>,
+    /// Coefficients file written by `tokenq fit` (e.g.
+    /// datasets/coefficients/a100-llama-2-7b-vidur.toml): K1..K4 from its batch lines, instead of
+    /// --first-token-s/--decode-step-s.
+    #[arg(long, value_name = "FILE")]
+    pub coefficients: Option<PathBuf>,
+    /// Max-token limit L: decode lengths become integers n = min(max(1, round(X)), L), as the
+    /// simulator draws them (docs/models.md §11).
+    #[arg(long, value_name = "L")]
+    pub max_tokens: Option<u64>,
+}
+
+fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
+    if v.len() != 2 {
+        bail!(
+            "--{flag} needs two comma-separated numbers {},{} (seconds), got {}",
+            names[0],
+            names[1],
+            v.len()
+        );
+    }
+    for (n, x) in names.iter().zip(v) {
+        if !(x.is_finite() && *x >= 0.0) {
+            bail!("--{flag}: {n} = {x} must be a finite number ≥ 0 seconds");
+        }
+    }
+    Ok([v[0], v[1]])
+}
+
+impl BatchModelArgs {
+    /// Validate into the library's batch model.
+    pub fn model(&self) -> Result<LlmBatch> {
+        let raw = !self.first_token_s.is_empty() || !self.decode_step_s.is_empty();
+        let [k1, k2, k3, k4] = match (&self.coefficients, raw) {
+            (Some(_), true) => bail!(
+                "give either --coefficients FILE or --first-token-s/--decode-step-s, not both"
+            ),
+            (Some(f), false) => crate::cmd::coefficients_args::load(f)?.batch_k().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--coefficients {}: the file has no [first_token] and [decode_step] lines (fit a profile with two or more batch sizes, or pass --first-token-s K1,K2 --decode-step-s K3,K4)",
+                    f.display()
+                )
+            })?,
+            (None, false) => bail!(
+                "no batch coefficients: pass --coefficients FILE (from `tokenq fit`, e.g. datasets/coefficients/a100-llama-2-7b-vidur.toml) or --first-token-s K1,K2 --decode-step-s K3,K4"
+            ),
+            (None, true) => {
+                let [k1, k2] = pair("first-token-s", ["K1", "K2"], &self.first_token_s)?;
+                let [k3, k4] = pair("decode-step-s", ["K3", "K4"], &self.decode_step_s)?;
+                [k1, k2, k3, k4]
+            }
+        };
+        if k1 + k2 <= 0.0 {
+            bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
+        }
+        let coeffs = BatchTime::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut dist = parse_tokens("--tokens", &self.tokens)?;
+        if let Some(l) = self.max_tokens {
+            if l == 0 {
+                bail!("--max-tokens 0: the limit L must be at least 1 token");
+            }
+            dist = queueing::batch::integer_tokens(&dist, Some(l))
+                .map_err(|e| anyhow::anyhow!("--max-tokens {l}: {e}"))?;
+        }
+        LlmBatch::new(coeffs, dist).map_err(|e| anyhow::anyhow!("--tokens: {e}"))
+    }
+}
+
+/// `--policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyArg {
+    /// Take every waiting request (at most --max-batch).
+    Dynamic,
+    /// Start only with exactly --max-batch requests (M/D^K/1).
+    Fixed,
+    /// Dynamic batch, each request returns at its own length.
+    Elastic,
+}
+
+impl From<PolicyArg> for Policy {
+    fn from(p: PolicyArg) -> Self {
+        match p {
+            PolicyArg::Dynamic => Policy::Dynamic,
+            PolicyArg::Fixed => Policy::Fixed,
+            PolicyArg::Elastic => Policy::Elastic,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_counts() {
+        assert_eq!(parse_count("1e6").unwrap(), 1_000_000);
+        assert_eq!(parse_count("2_000").unwrap(), 2000);
+        assert!(parse_count("1.5").is_err());
+        assert!(parse_count("-3").is_err());
+    }
 
     #[test]
     fn fractions_and_limits() {

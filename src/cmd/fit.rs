@@ -169,48 +169,10 @@ fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
             }))?
         );
     } else if !a.quiet {
-        print_step_quality(&coef);
+        print!("{}", fit::report::render_step_time(&coef));
         println!("wrote [step_time] to {}", a.output.display());
     }
     Ok(())
-}
-
-/// Print the step-time model's coefficients and quality.
-fn print_step_quality(c: &tokenq_core::StepTimeCoefficients) {
-    println!(
-        "step-time model [step_time] (continuous batching), from {}",
-        c.source
-    );
-    let d = &c.decode;
-    println!(
-        "  decode-only: t = {:.4e} s + {:.4e} s·n_d + {:.4e} s·(n_d − 128)⁺ + {:.4e} s·Σctx",
-        d.intercept_s, d.per_decode_s, d.per_decode_above_knee_s, d.per_context_token_s
-    );
-    let m = &c.mixed;
-    println!(
-        "  mixed:       t = {:.4e} s + {:.4e} s·T + {:.4e} s·(T − 128)⁺ + {:.4e} s·n_d + {:.4e} s·Σctx + {:.4e} s·Σp·Σkv_p",
-        m.intercept_s,
-        m.per_token_s,
-        m.per_token_above_knee_s,
-        m.per_decode_s,
-        m.per_decode_context_token_s,
-        m.per_prefill_token_context_token_s
-    );
-    for (name, q) in [("decode-only", &c.decode_fit), ("mixed", &c.mixed_fit)] {
-        println!(
-            "  training ({name}): {} samples, R² {:.4}, MAPE {:.2}%, bias of summed time {:+.2}%",
-            q.n, q.r2, q.mape_pct, q.sum_bias_pct
-        );
-    }
-    match &c.replay_check {
-        Some(r) => println!(
-            "  replay check: {} steps of {}: MAPE {:.2}%, bias of summed time {:+.2}%",
-            r.steps, r.replay, r.mape_pct, r.sum_bias_pct
-        ),
-        None => println!(
-            "  replay check: not run (give --check-trace TRACE to measure the error on the steps a replay runs)"
-        ),
-    }
 }
 
 /// Run `tokenq fit`.
@@ -335,7 +297,7 @@ pub fn run(a: FitArgs) -> Result<()> {
     } else if !a.quiet {
         print!("{}", fit::report::render(&file));
         if let Some(c) = &file.step_time {
-            print_step_quality(c);
+            print!("{}", fit::report::render_step_time(c));
         }
         println!("wrote {}", a.output.display());
     }

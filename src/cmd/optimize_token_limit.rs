@@ -3,20 +3,12 @@
 
 use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use queueing::impatience::Abandonment;
-use queueing::token_limit::{
-    self, CurvePoint, FractionUtility, Impatience, Optimum, Problem, StepUtility, Utility,
-};
-use serde::Serialize;
+use pipeline::token_limit::{LimitQuestion, UtilityKind};
 
-use pipeline::text::{num, render_grid};
-
-use super::common::{parse_fraction, positive, print_json};
-use super::queue_mg1::{ApproxArg, Mg1WorkloadArgs};
+use super::common::{Mg1WorkloadArgs, parse_fraction, positive, print_json};
 
 /// The utility U(n, L) (both are 1 when n ≤ L).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum UtilityArg {
     /// U = 1{n ≤ L}: Ū = P(N ≤ L).
     Step,
@@ -71,26 +63,7 @@ pub struct OptimizeTokenLimitArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Serialize)]
-struct Output<'a> {
-    model: &'static str,
-    tokens: &'a str,
-    arrival_rate_per_s: f64,
-    per_token_s: f64,
-    intercept_s: f64,
-    utility: UtilityArg,
-    weight: f64,
-    patience_s: Option<f64>,
-    lost_cost: f64,
-    abandonment: Option<Abandonment>,
-    approx: Option<ApproxArg>,
-    grid_step: f64,
-    max_limit: f64,
-    baseline: Option<CurvePoint>,
-    optimum: Optimum,
-    refined: Option<CurvePoint>,
-}
-
+/// Run `tokenq optimize token-limit`.
 pub fn run(a: OptimizeTokenLimitArgs) -> Result<()> {
     let w = a.workload.validate()?;
     if !(0.0..=1.0).contains(&a.weight) {
@@ -108,142 +81,22 @@ pub fn run(a: OptimizeTokenLimitArgs) -> Result<()> {
             a.max_limit
         );
     }
-    let utility: &dyn Utility = match a.utility {
-        UtilityArg::Step => &StepUtility,
-        UtilityArg::Fraction => &FractionUtility,
-    };
-    let problem = Problem {
-        tokens: &w.tokens,
-        arrival_rate: w.arrival_rate,
-        service: w.service,
+    let q = LimitQuestion {
+        utility: match a.utility {
+            UtilityArg::Step => UtilityKind::Step,
+            UtilityArg::Fraction => UtilityKind::Fraction,
+        },
         weight: a.weight,
-        utility,
-        impatience: w.patience.map(|tau| Impatience {
-            patience_s: tau,
-            lost_cost: a.lost_cost,
-            abandonment: w.abandonment,
-            dekok_tijms: w.approx == ApproxArg::DekokTijms,
-            grid: w.grid_cells,
-        }),
-    };
-    let limits = token_limit::grid(a.grid_step, a.max_limit)?;
-    let opt = token_limit::optimize(&problem, &limits)?;
-    let refined = if a.refine {
-        Some(token_limit::refine(&problem, &opt, a.grid_step)?.best)
-    } else {
-        None
-    };
-    let baseline = match a.baseline {
-        Some(b) => {
-            if !(b.is_finite() && b >= 1.0) {
-                bail!("--baseline must be a limit >= 1 token, got {b}");
-            }
-            Some(problem.evaluate(b)?)
-        }
-        None => opt.curve.last().cloned(),
-    };
-    let out = Output {
-        model: "token_limit",
-        tokens: &w.tokens_spec,
-        arrival_rate_per_s: w.arrival_rate,
-        per_token_s: w.service.per_token_s,
-        intercept_s: w.service.intercept_s,
-        utility: a.utility,
-        weight: a.weight,
-        patience_s: w.patience,
         lost_cost: a.lost_cost,
-        abandonment: w.patience.map(|_| w.abandonment),
-        approx: w.patience.map(|_| w.approx),
         grid_step: a.grid_step,
         max_limit: a.max_limit,
-        baseline,
-        optimum: opt,
-        refined,
+        refine: a.refine,
+        baseline: a.baseline,
     };
+    let out = pipeline::token_limit::answer(&w, &q)?;
     if a.json {
         return print_json(&out);
     }
-    print_human(&out);
+    print!("{}", pipeline::token_limit::render(&out));
     Ok(())
-}
-
-fn pct_vs(x: Option<f64>, base: Option<f64>) -> String {
-    match (x, base) {
-        (Some(x), Some(b)) if b > 0.0 => format!("{:+.2}", 100.0 * (x / b - 1.0)),
-        _ => "n/a".into(),
-    }
-}
-
-fn print_human(o: &Output<'_>) {
-    let impatient = o.patience_s.is_some();
-    println!(
-        "objective F(L) = β·Ū(L) − (1−β)·E[W_q](L){}; utility {:?}, β = {}, λ = {} req/s, \
-         S = {} s/token × min(N, L) + {} s; method: {}",
-        if impatient {
-            format!(
-                " − c_ℓ·π(τ; L), τ = {} s, c_ℓ = {}",
-                num(o.patience_s.unwrap_or(0.0), 6),
-                num(o.lost_cost, 6)
-            )
-        } else {
-            String::new()
-        },
-        format!("{:?}", o.utility).to_lowercase(),
-        num(o.weight, 6),
-        o.arrival_rate_per_s,
-        o.per_token_s,
-        o.intercept_s,
-        o.optimum.method,
-    );
-    let base = o.baseline.as_ref();
-    let bl = base.map_or("n/a".into(), |b| b.max_tokens.to_string());
-    let wait_col = format!("wait vs L={bl} (%)");
-    let header = [
-        "L (tokens)",
-        "U_bar",
-        "rho",
-        if impatient {
-            "E[W_q] all users (s)"
-        } else {
-            "E[W_q] (s)"
-        },
-        "pi",
-        "F(L)",
-        wait_col.as_str(),
-    ];
-    let rows: Vec<[String; 7]> = o
-        .optimum
-        .curve
-        .iter()
-        .map(|p| {
-            [
-                p.max_tokens.to_string(),
-                num(p.expected_utility, 6),
-                num(p.utilisation, 5),
-                p.mean_wait_s.map_or("unstable".into(), |w| num(w, 6)),
-                p.loss_fraction.map_or("-".into(), |v| num(v, 5)),
-                p.objective.map_or("infeasible".into(), |f| num(f, 7)),
-                pct_vs(p.mean_wait_s, base.and_then(|b| b.mean_wait_s)),
-            ]
-        })
-        .collect();
-    print!("{}", render_grid(&header, &rows));
-    let b = &o.optimum.best;
-    println!(
-        "L* = {} tokens on the grid: F = {}, Ū = {}, E[W_q] = {} s{}",
-        b.max_tokens,
-        num(b.objective.unwrap_or(f64::NAN), 7),
-        num(b.expected_utility, 6),
-        num(b.mean_wait_s.unwrap_or(f64::NAN), 6),
-        b.loss_fraction
-            .map_or(String::new(), |p| format!(", π = {}", num(p, 5)))
-    );
-    if let Some(r) = &o.refined {
-        println!(
-            "integer argmax within ±{} tokens: L* = {} tokens, F = {}",
-            o.grid_step,
-            r.max_tokens,
-            num(r.objective.unwrap_or(f64::NAN), 7)
-        );
-    }
 }

@@ -89,8 +89,6 @@ pub struct PipelineArgs {
     pub quiet: bool,
 }
 
-/// The validated configuration.
-
 /// Validate the flags into the library's configuration.
 fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
     let workload = TokenDist::parse(&a.workload)

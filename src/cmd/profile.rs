@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use pipeline::progress::ProfileProgress;
 use profiler::{
-    BackendConfig, CandleSpec, DeviceChoice, Grid, LinearLatency, PlanSummary, Precision,
-    ProfileConfig, RepPolicy, Shard, SyntheticClock, SyntheticSpec,
+    BackendConfig, CandleSpec, DeviceChoice, Grid, LinearLatency, Precision, ProfileConfig,
+    RepPolicy, Shard, SyntheticClock, SyntheticSpec,
 };
 use std::path::PathBuf;
 
@@ -183,66 +183,7 @@ pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
     })
 }
 
-fn fmt_s(s: f64) -> String {
-    if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
-}
-
-fn print_plan(plan: &PlanSummary) {
-    let todo = plan.points.len() - plan.already_done.len();
-    println!(
-        "plan: {} {} on {} ({}), grid {} batch sizes × {} input lengths = {} points{}",
-        plan.backend,
-        plan.model,
-        plan.device,
-        plan.dtype,
-        plan.grid.batch_sizes.len(),
-        plan.grid.input_tokens.len(),
-        plan.grid_points,
-        plan.shard
-            .map(|s| format!(", shard {}/{} has {}", s.index, s.count, plan.points.len()))
-            .unwrap_or_default()
-    );
-    println!(
-        "  batch sizes {:?}, input tokens {:?}, max output {} tokens ({} timed steps per pass)",
-        plan.grid.batch_sizes, plan.grid.input_tokens, plan.grid.max_output, plan.steps_per_pass
-    );
-    println!(
-        "  per point: {} warm-up pass(es), then {}..{} timed passes (≥ {} s timed)",
-        plan.rep_policy.warmup_passes,
-        plan.rep_policy.min_reps,
-        plan.rep_policy.max_reps,
-        plan.rep_policy.min_time_s
-    );
-    if !plan.already_done.is_empty() {
-        println!(
-            "  resuming: {} point(s) already done, {todo} to go",
-            plan.already_done.len()
-        );
-    }
-    if let Some(kv) = &plan.kv_capacity {
-        let caps: Vec<String> = kv
-            .entries
-            .iter()
-            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
-            .collect();
-        println!(
-            "  KV-cache capacity ({:.2} GiB budget, {}): {}",
-            kv.budget_bytes as f64 / profiler::capacity::GIB,
-            kv.source,
-            caps.join(", ")
-        );
-    }
-    println!(
-        "  estimated time: {} ({})",
-        fmt_s(plan.estimated_s),
-        plan.estimate_kind
-    );
-}
-
+/// Run `tokenq profile`.
 pub fn run(a: ProfileArgs) -> Result<()> {
     let cfg = config(&a)?;
     if a.dry_run {
@@ -250,7 +191,7 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
         } else {
-            print_plan(&plan);
+            print!("{}", pipeline::progress::render_plan(&plan));
             println!("dry run: nothing was timed or written");
         }
         return Ok(());
@@ -265,51 +206,6 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    println!(
-        "profiled {} point(s) ({} ok, {} failed{}) in {}: {} rows → {}",
-        summary.points_ok + summary.points_failed,
-        summary.points_ok,
-        summary.points_failed,
-        if summary.points_resumed > 0 {
-            format!(", {} resumed", summary.points_resumed)
-        } else {
-            String::new()
-        },
-        fmt_s(summary.elapsed_s),
-        summary.rows,
-        summary.out.display()
-    );
-    println!(
-        "metadata (runs, points, outliers, KV capacity) → {}",
-        summary.meta.display()
-    );
-    println!(
-        "outliers (Tukey fences, labelled and kept): {} mild, {} far-out",
-        summary.outliers_mild, summary.outliers_far
-    );
-    if let Some(kv) = &summary.kv_capacity {
-        let caps: Vec<String> = kv
-            .entries
-            .iter()
-            .map(|e| format!("{} tokens → batch ≤ {}", e.seq_tokens, e.max_batch))
-            .collect();
-        println!("KV-cache capacity ({}): {}", kv.source, caps.join(", "));
-    }
-    println!("measured means per point (host clock; no queueing, so TTFT = prefill):");
-    println!(
-        "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
-        "batch", "input", "reps", "TTFT", "TPOT", "e2e"
-    );
-    for s in &stats {
-        println!(
-            "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
-            s.batch_size,
-            s.input_tokens,
-            s.reps,
-            fmt_s(s.ttft_s),
-            s.tpot_s.map(fmt_s).unwrap_or_else(|| "-".into()),
-            format!("{} @{} tok", fmt_s(s.e2e_s), s.output_tokens)
-        );
-    }
+    print!("{}", pipeline::progress::render_summary(&summary, &stats));
     Ok(())
 }

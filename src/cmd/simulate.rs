@@ -14,8 +14,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use serde::Serialize;
 use sim::{
-    Abandonment, Arrivals, BatchTime, Estimate, LinearService, Patience, Policy, ProgressFn,
-    Report, RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
+    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, ProgressFn, Report,
+    RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
 };
 
 /// Which policy to simulate.
@@ -139,18 +139,6 @@ pub struct SimulateArgs {
     /// of the first replication to this file.
     #[arg(long, value_name = "FILE.csv")]
     pub records: Option<PathBuf>,
-}
-
-/// Parse `1e6`, `1000000` or `1_000_000` into a positive request count.
-pub(crate) fn parse_count(s: &str) -> Result<u64> {
-    let clean = s.replace('_', "");
-    if let Ok(n) = clean.parse::<u64>() {
-        return Ok(n);
-    }
-    match clean.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(x as u64),
-        _ => bail!("--requests {s}: expected a whole number of requests such as 1000000 or 1e6"),
-    }
 }
 
 fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
@@ -332,7 +320,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
         }
     };
     let requests = match (&a.requests, &arrivals) {
-        (Some(s), _) => parse_count(s)?,
+        (Some(s), _) => super::common::parse_count(s)?,
         (None, Arrivals::Trace { trace, .. }) => trace.requests.len() as u64,
         (None, Arrivals::Poisson { .. }) => 1_000_000,
     };
@@ -403,84 +391,6 @@ struct JsonOut<'a> {
     report: &'a Report,
 }
 
-fn pm(e: Estimate, digits: usize) -> String {
-    if e.value.is_nan() {
-        return "–".into();
-    }
-    if e.half_width.is_finite() {
-        format!("{:.*} ± {:.*}", digits, e.value, digits, e.half_width)
-    } else {
-        format!("{:.*}", digits, e.value)
-    }
-}
-
-fn print_table(r: &Report, desc: &str) {
-    println!("tokenq simulate: {desc}");
-    let ci = if r.ci.kind == "replications" {
-        format!("{} independent replications", r.ci.units)
-    } else {
-        format!("{} batch means", r.ci.units)
-    };
-    println!(
-        "method: simulation, {} requests × {} replication(s), seed {}, {:.0}% CI from {ci}, first {} requests dropped",
-        r.requests,
-        r.replications,
-        r.seed,
-        r.ci.confidence * 100.0,
-        r.warmup_requests
-    );
-    println!();
-    println!(
-        "{:<22} {:>20} {:>20} {:>20} {:>20}",
-        "quantity", "mean", "p50", "p90", "p99"
-    );
-    for (name, s) in [("wait (s)", &r.wait_s), ("latency (s)", &r.latency_s)] {
-        println!(
-            "{:<22} {:>20} {:>20} {:>20} {:>20}",
-            name,
-            pm(s.mean, 3),
-            pm(s.p50, 3),
-            pm(s.p90, 3),
-            pm(s.p99, 3)
-        );
-    }
-    if let Some(w) = r.wait_all_s {
-        println!("{:<22} {:>20}", "wait, all users (s)", pm(w, 3));
-    }
-    println!("{:<22} {:>20}", "loss fraction", pm(r.loss_fraction, 5));
-    println!(
-        "{:<22} {:>20}",
-        "mean batch size (req)",
-        pm(r.mean_batch_size, 3)
-    );
-    println!("{:<22} {:>20}", "utilisation", pm(r.utilisation, 4));
-    println!(
-        "{:<22} {:>20}",
-        "throughput (req/s)",
-        pm(r.throughput_rps, 5)
-    );
-    println!(
-        "{:<22} {:>20.5}",
-        "arrival rate (req/s)", r.arrival_rate_rps
-    );
-    println!();
-    println!(
-        "wait, latency: served requests; percentiles from a log histogram (≤ {:.2}% relative error)",
-        r.quantile_rel_error * 100.0
-    );
-    let c = r.counts;
-    println!(
-        "requests: {} arrived = {} served + {} lost + {} waiting at the end",
-        c.arrivals, c.served, c.lost, c.waiting_at_end
-    );
-    println!(
-        "speed: {:.3} s wall, {:.2} M simulated requests/s; state {:.1} KiB",
-        r.elapsed_s,
-        r.sim_requests_per_s / 1e6,
-        r.state_bytes as f64 / 1024.0
-    );
-}
-
 /// Run `tokenq simulate`.
 pub fn run(a: SimulateArgs) -> Result<()> {
     if a.policy == PolicyArg::Continuous {
@@ -519,7 +429,7 @@ pub fn run(a: SimulateArgs) -> Result<()> {
     match &report.stability {
         Stability::Stable => {
             if !a.json {
-                print_table(&report, &desc);
+                print!("{}", pipeline::text::simulation_table(&report, &desc));
             }
             Ok(())
         }
@@ -537,18 +447,5 @@ pub fn run(a: SimulateArgs) -> Result<()> {
                 "the simulated queue is unstable: {reason}{rho_note}; the largest arrival rate the server kept up with is ≈ {max_stable_rate_rps:.4} req/s. Lower the arrival rate, raise --max-batch or lower --max-tokens (means of an unstable run grow with --requests, so none are printed)"
             )
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_counts_accept_scientific_notation() {
-        assert_eq!(parse_count("1e6").unwrap(), 1_000_000);
-        assert_eq!(parse_count("2_000").unwrap(), 2000);
-        assert!(parse_count("1.5").is_err());
-        assert!(parse_count("-3").is_err());
     }
 }

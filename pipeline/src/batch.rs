@@ -1,0 +1,464 @@
+//! `tokenq queue batch`: mean wait and latency under dynamic, fixed or elastic batching
+//! (docs/models.md §4–§8, paper §IV), every estimate labelled exact, bound or approximation,
+//! and, with simulation settings, the same policy simulated (docs/models.md §11) beside them:
+//! with continuous decode lengths as the analytic law reads them, or, with a max-token limit,
+//! with the simulator's integer lengths `min(max(1, round X), L)`, which the analytic model then
+//! uses too.
+
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail};
+use queueing::Method;
+use queueing::batch::{
+    BatchConfig, BatchError, BatchReport, Candidate, ChainOptions, LlmBatch, Objective,
+    PaddedTreatment, Policy, optimize_cap, optimize_fixed, speed_optimum,
+};
+use queueing::dist::TokenDist;
+use serde::Serialize;
+
+use crate::check::{Comparison, SimSettings, Validation};
+use crate::text::{columns, method_label};
+
+#[derive(Debug, Serialize)]
+struct JsonChain {
+    states: usize,
+    tail_mass: f64,
+    solver: queueing::batch::Solver,
+    p_no_arrival: f64,
+    mean_batch_sq: f64,
+}
+
+#[derive(Debug, Serialize)]
+struct JsonEstimate {
+    label: String,
+    method: queueing::Method,
+    heuristic: bool,
+    wait_s: Option<f64>,
+    latency_s: f64,
+    mean_batch: Option<f64>,
+    chain: Option<JsonChain>,
+}
+
+/// Everything `queue batch` prints (its `--json` object).
+#[derive(Debug, Serialize)]
+pub struct BatchAnswer {
+    policy: Policy,
+    max_batch: Option<usize>,
+    arrival_rate_req_s: f64,
+    tokens: String,
+    mean_decode_tokens: f64,
+    k1: f64,
+    k2: f64,
+    k3: f64,
+    k4: f64,
+    load: f64,
+    max_stable_rate_req_s: f64,
+    estimates: Vec<JsonEstimate>,
+    /// With --validate: the simulation beside the estimates; null otherwise.
+    validation: Option<Validation>,
+    #[serde(skip)]
+    report: BatchReport,
+    #[serde(skip)]
+    model: LlmBatch,
+}
+
+fn to_json(r: BatchReport, m: LlmBatch, validation: Option<Validation>) -> BatchAnswer {
+    BatchAnswer {
+        policy: r.policy,
+        max_batch: r.max_batch,
+        arrival_rate_req_s: r.arrival_rate,
+        tokens: m.tokens.dist().describe(),
+        mean_decode_tokens: m.tokens.mean(),
+        k1: m.coeffs.k1,
+        k2: m.coeffs.k2,
+        k3: m.coeffs.k3,
+        k4: m.coeffs.k4,
+        load: r.load,
+        max_stable_rate_req_s: r.max_stable_rate,
+        estimates: r
+            .estimates
+            .iter()
+            .map(|e| JsonEstimate {
+                label: e.label.clone(),
+                method: e.method,
+                heuristic: e.heuristic,
+                wait_s: e.wait_s,
+                latency_s: e.latency_s,
+                mean_batch: e.mean_batch,
+                chain: e.chain.as_ref().map(|c| JsonChain {
+                    states: c.states,
+                    tail_mass: c.tail_mass,
+                    solver: c.solver,
+                    p_no_arrival: c.p_no_arrival,
+                    mean_batch_sq: c.mean_batch_sq,
+                }),
+            })
+            .collect(),
+        validation,
+        report: r,
+        model: m,
+    }
+}
+
+/// Simulate the same batching system and compare every analytic estimate with it.
+fn validate(
+    v: &SimSettings,
+    cfg: &BatchConfig,
+    raw_tokens: &TokenDist,
+    limit: Option<u64>,
+    r: &BatchReport,
+) -> Result<Validation> {
+    let batch = cfg.model.coeffs;
+    let cap = cfg
+        .max_batch
+        .map(|k| {
+            u32::try_from(k).map_err(|_| anyhow::anyhow!("--max-batch {k}: too large to simulate"))
+        })
+        .transpose()?;
+    let policy = match cfg.policy {
+        Policy::Dynamic => sim::Policy::Dynamic {
+            batch,
+            max_batch: cap,
+        },
+        Policy::Elastic => sim::Policy::Elastic {
+            batch,
+            max_batch: cap,
+        },
+        Policy::Fixed => sim::Policy::Fixed {
+            batch,
+            batch_size: cap.unwrap_or(1),
+        },
+    };
+    // With --max-tokens the analytic model already uses the simulator's integer lengths; give
+    // the simulator the law as written and let it round and clip. Without, both read it as is.
+    let (law, max_tokens, token_mode) = match limit {
+        Some(l) => (raw_tokens.clone(), Some(l as f64), sim::TokenMode::Integer),
+        None => (
+            cfg.model.tokens.dist().clone(),
+            None,
+            sim::TokenMode::Continuous,
+        ),
+    };
+    let scenario = sim::Scenario {
+        policy,
+        arrivals: sim::Arrivals::Poisson {
+            rate_rps: cfg.arrival_rate,
+        },
+        tokens: sim::Tokens::Law(sim::TokenLaw::Dist(law)),
+        max_tokens,
+        token_mode,
+    };
+    let s = v.simulate(&scenario)?;
+    let mut out = Vec::new();
+    for e in &r.estimates {
+        if let Some(w) = e.wait_s {
+            out.push(Comparison::new(
+                format!("{}: wait", e.label),
+                "s",
+                w,
+                e.method,
+                s.wait_s.mean,
+            ));
+        }
+        out.push(Comparison::new(
+            format!("{}: latency", e.label),
+            "s",
+            e.latency_s,
+            e.method,
+            s.latency_s.mean,
+        ));
+        if let Some(b) = e.mean_batch {
+            out.push(Comparison::new(
+                format!("{}: mean batch", e.label),
+                "req",
+                b,
+                e.method,
+                s.mean_batch_size,
+            ));
+        }
+    }
+    Ok(v.validation(&s, token_mode, out))
+}
+
+fn describe_model(m: &LlmBatch) -> String {
+    let c = m.coeffs;
+    format!(
+        "T_b = ({}·b + {}) + ({}·b + {})·M_b s, decode tokens ~ {} (mean {:.1})",
+        c.k1,
+        c.k2,
+        c.k3,
+        c.k4,
+        m.tokens.dist().describe(),
+        m.tokens.mean()
+    )
+}
+
+/// Analyse `cfg`; with `sim`, also simulate it (`raw_tokens` and `limit`: the decode-length
+/// law as written and the max-token limit, which the simulator applies itself).
+pub fn answer(
+    cfg: &BatchConfig,
+    raw_tokens: &TokenDist,
+    limit: Option<u64>,
+    sim: Option<&SimSettings>,
+) -> Result<BatchAnswer> {
+    let report = queueing::batch::analyze(cfg).map_err(|e| {
+        let hint = match &e {
+            BatchError::NeverStable { .. } => " (flags: --max-batch K, or --policy elastic)",
+            BatchError::Unstable { .. } => " (lower --arrival-rate, or change --max-batch)",
+            _ => "",
+        };
+        anyhow::anyhow!(
+            "{} batching at --arrival-rate {} req/s: {e}{hint}",
+            cfg.policy,
+            cfg.arrival_rate
+        )
+    })?;
+    let validation = match sim {
+        Some(v) => Some(validate(v, cfg, raw_tokens, limit, &report)?),
+        None => None,
+    };
+    Ok(to_json(report, cfg.model.clone(), validation))
+}
+
+/// The human-readable form: the estimates, the chains' diagnostics, the validation.
+pub fn render(a: &BatchAnswer) -> String {
+    use std::fmt::Write as _;
+    let (report, model) = (&a.report, &a.model);
+    let mut o = String::new();
+    let size = match (report.policy, report.max_batch) {
+        (Policy::Fixed, Some(k)) => format!("batches of exactly K = {k}"),
+        (_, Some(k)) => format!("at most K = {k} per batch"),
+        (_, None) => "unbounded batches".into(),
+    };
+    let _ = writeln!(
+        o,
+        "{} batching, {size}, λ = {} req/s",
+        report.policy, report.arrival_rate
+    );
+    let _ = writeln!(o, "  {}", describe_model(model));
+    let _ = writeln!(
+        o,
+        "  load ρ = {:.4}; largest stable arrival rate {:.6} req/s",
+        report.load, report.max_stable_rate
+    );
+    o.push('\n');
+    let rows: Vec<Vec<String>> = report
+        .estimates
+        .iter()
+        .map(|e| {
+            vec![
+                e.label.clone(),
+                method_label(e.method, e.heuristic),
+                e.wait_s.map_or("–".into(), |w| format!("{w:.6}")),
+                format!("{:.6}", e.latency_s),
+                e.mean_batch.map_or("–".into(), |b| format!("{b:.4}")),
+            ]
+        })
+        .collect();
+    o.push_str(&columns(
+        &[
+            "estimate",
+            "method",
+            "wait (s)",
+            "latency (s)",
+            "mean batch (req)",
+        ],
+        &rows,
+    ));
+    o.push('\n');
+    for e in &report.estimates {
+        if let Some(c) = &e.chain {
+            let solver = match c.solver {
+                queueing::batch::Solver::Gth => "GTH direct solve".to_string(),
+                queueing::batch::Solver::Power { iterations } => {
+                    format!("power iteration, {iterations} sweeps")
+                }
+            };
+            let _ = writeln!(
+                o,
+                "  {}: {} states, tail mass {:.1e}, {solver}",
+                e.label, c.states, c.tail_mass
+            );
+        }
+        if e.heuristic {
+            let _ = writeln!(
+                o,
+                "  {}: Inoue's theorem assumes deterministic batch times; with random T_b it is \
+                 not guaranteed to bound (docs/models.md §10 item 13)",
+                e.label
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "  wait = arrival → batch start; latency = arrival → the request's own completion"
+    );
+    if let Some(v) = &a.validation {
+        o.push('\n');
+        o.push_str(&v.render());
+    }
+    o
+}
+
+#[derive(Debug, Serialize)]
+struct JsonChoice {
+    k: usize,
+    wait_s: f64,
+    latency_s: f64,
+    method: Method,
+}
+
+/// Everything `optimize batch-size` prints (its `--json` object).
+#[derive(Debug, Serialize)]
+pub struct SizeAnswer {
+    policy: String,
+    objective: String,
+    arrival_rate_req_s: Option<f64>,
+    max_k: usize,
+    speed_optimal_k: usize,
+    speed_req_s: f64,
+    speed_at_range_end: bool,
+    /// Optimum by the exact chain (fixed: random T_K; dynamic: padded; elastic: gamma closure).
+    best: Option<JsonChoice>,
+    /// Fixed batching only: the optimum by the paper's roots formula with T_K := E[T_K].
+    paper_best: Option<JsonChoice>,
+    candidates: Vec<Candidate>,
+}
+
+fn choice(c: &Candidate, m: Method) -> JsonChoice {
+    JsonChoice {
+        k: c.k,
+        wait_s: c.wait_s,
+        latency_s: c.latency_s,
+        method: m,
+    }
+}
+
+/// `tokenq optimize batch-size`: the speed-optimal batch size (paper eq 24) and, unless the
+/// objective is speed, the best fixed batch size (exact chain and the paper's roots formula) or
+/// the best dynamic/elastic cap at `arrival_rate` (docs/models.md §6 "Optimal K", §7).
+pub fn optimize_size(
+    model: &LlmBatch,
+    policy: Policy,
+    objective: Objective,
+    arrival_rate: Option<f64>,
+    max_k: usize,
+) -> Result<SizeAnswer> {
+    let speed = speed_optimum(model, max_k).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let opts = ChainOptions::default();
+    let mut out = SizeAnswer {
+        policy: policy.to_string(),
+        objective: format!("{objective:?}").to_lowercase(),
+        arrival_rate_req_s: arrival_rate,
+        max_k,
+        speed_optimal_k: speed.k,
+        speed_req_s: speed.speed,
+        speed_at_range_end: speed.at_range_end,
+        best: None,
+        paper_best: None,
+        candidates: Vec::new(),
+    };
+    if objective != Objective::Speed {
+        let Some(lambda) = arrival_rate else {
+            bail!("--objective {objective:?} needs --arrival-rate REQ_PER_S");
+        };
+        if !(lambda.is_finite() && lambda > 0.0) {
+            bail!("--arrival-rate {lambda} must be a positive number of requests per second");
+        }
+        let err = |e: queueing::batch::BatchError| anyhow::anyhow!("--arrival-rate {lambda}: {e}");
+        match policy {
+            Policy::Fixed => {
+                let ex = optimize_fixed(
+                    model,
+                    lambda,
+                    max_k,
+                    objective,
+                    PaddedTreatment::Random,
+                    &opts,
+                )
+                .map_err(err)?;
+                let paper = optimize_fixed(
+                    model,
+                    lambda,
+                    max_k,
+                    objective,
+                    PaddedTreatment::MeanOnly,
+                    &opts,
+                )
+                .map_err(err)?;
+                out.best = Some(choice(&ex.best, ex.method));
+                out.paper_best = Some(choice(&paper.best, paper.method));
+                out.candidates = ex.candidates;
+            }
+            Policy::Dynamic | Policy::Elastic => {
+                let c = optimize_cap(
+                    model,
+                    lambda,
+                    max_k,
+                    objective,
+                    policy == Policy::Elastic,
+                    &opts,
+                )
+                .map_err(err)?;
+                out.best = Some(choice(&c.best, c.method));
+                out.candidates = c.candidates;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The human-readable form of [`optimize_size`]'s answer.
+pub fn render_size(out: &SizeAnswer) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "speed-optimal batch size K_v = {} ({:.6} req/s){}",
+        out.speed_optimal_k,
+        out.speed_req_s,
+        if out.speed_at_range_end {
+            format!("; speed still increasing at --max-k {}", out.max_k)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(b) = &out.best {
+        let what = match out.policy.as_str() {
+            "fixed" => "fixed batch size",
+            "dynamic" => "dynamic-batching cap",
+            _ => "elastic-batching cap",
+        };
+        let _ = writeln!(
+            o,
+            "{}-optimal {what} at λ = {} req/s: K = {} (wait {:.6} s, latency {:.6} s, {})",
+            out.objective,
+            out.arrival_rate_req_s.unwrap_or(f64::NAN),
+            b.k,
+            b.wait_s,
+            b.latency_s,
+            b.method
+        );
+        if let Some(p) = &out.paper_best {
+            let _ = writeln!(
+                o,
+                "  paper's reading (T_K := E[T_K], roots formula): K = {} (wait {:.6} s, latency {:.6} s, {})",
+                p.k, p.wait_s, p.latency_s, p.method
+            );
+        }
+        let near: Vec<Vec<String>> = out
+            .candidates
+            .iter()
+            .filter(|c| c.k + 3 >= b.k && c.k <= b.k + 3)
+            .map(|c| {
+                vec![
+                    c.k.to_string(),
+                    format!("{:.6}", c.wait_s),
+                    format!("{:.6}", c.latency_s),
+                ]
+            })
+            .collect();
+        o.push('\n');
+        o.push_str(&columns(&["K", "wait (s)", "latency (s)"], &near));
+    }
+    o
+}

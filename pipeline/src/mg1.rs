@@ -1,0 +1,338 @@
+//! `tokenq queue mg1`: M/G/1 FCFS with a max-token limit (docs/models.md §1) and, with a
+//! patience, impatient users (docs/models.md §2): exact level crossing by default, De
+//! Kok–Tijms on request. With simulation settings, the same system is simulated
+//! (docs/models.md §11) with continuous token counts `n = min(X, L)`, the reading of the
+//! analytic laws, and each analytic mean is compared with the simulation's interval.
+
+use anyhow::{Result, bail};
+use queueing::Method;
+use queueing::dist::TokenDist;
+use queueing::impatience::{self, Abandonment, ImpatienceResult, ServiceLaw};
+use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
+use serde::Serialize;
+
+use crate::check::{Comparison, SimSettings, Validation};
+use crate::text::{Table, num};
+
+/// How to solve the impatience model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Approx {
+    /// Exact level-crossing solution.
+    Exact,
+    /// The paper's De Kok–Tijms two-moment interpolation (needs c_S² ≤ 1).
+    DekokTijms,
+}
+
+/// A validated single-server workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Output-token law.
+    pub tokens: TokenDist,
+    /// The law as the user wrote it.
+    pub tokens_spec: String,
+    /// Poisson arrival rate λ (req/s).
+    pub arrival_rate: f64,
+    /// Service line `S = a·min(N, L) + c`.
+    pub service: LinearService,
+    /// Patience τ (s), if users are impatient.
+    pub patience: Option<f64>,
+    /// Impatience solver.
+    pub approx: Approx,
+    /// What a lost user does.
+    pub abandonment: Abandonment,
+    /// Grid cells of the exact level-crossing solve.
+    pub grid_cells: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct Inputs {
+    tokens: String,
+    tokens_description: String,
+    max_tokens: Option<f64>,
+    arrival_rate_per_s: f64,
+    per_token_s: f64,
+    intercept_s: f64,
+    patience_s: Option<f64>,
+    abandonment: Option<Abandonment>,
+    approx: Option<Approx>,
+}
+
+#[derive(Debug, Serialize)]
+struct DktParts {
+    exponential: ImpatienceResult,
+    deterministic: ImpatienceResult,
+    mean_wait_all_direct_s: f64,
+}
+
+/// Everything `queue mg1` prints (its `--json` object).
+#[derive(Debug, Serialize)]
+pub struct Mg1Answer {
+    model: &'static str,
+    inputs: Inputs,
+    /// Patient M/G/1; null when unstable (only possible with --patience).
+    mg1: Option<Mg1Result>,
+    /// Set when the patient queue is unstable.
+    mg1_unstable: Option<String>,
+    impatience: Option<ImpatienceResult>,
+    dekok_tijms_parts: Option<DktParts>,
+    /// With --validate: the simulation beside the analytic values; null otherwise.
+    validation: Option<Validation>,
+}
+
+/// Solve the model for `w` at limit `l` (`max_tokens` as given: `None` = no limit), and
+/// simulate it too when `sim` is given.
+pub fn answer(
+    w: &Workload,
+    max_tokens: Option<f64>,
+    l: f64,
+    sim: Option<&SimSettings>,
+) -> Result<Mg1Answer> {
+    let (mg1, unstable) = match mg1::solve(&w.tokens, l, w.arrival_rate, w.service) {
+        Ok(r) => (Some(r), None),
+        Err(e @ QueueError::Unstable { .. }) if w.patience.is_some() => (None, Some(e.to_string())),
+        Err(e) => bail!("{e}"),
+    };
+    let mut imp = None;
+    let mut parts = None;
+    if let Some(tau) = w.patience {
+        let law = ServiceLaw::Tokens {
+            tokens: w.tokens.clone(),
+            max_tokens: l,
+            service: w.service,
+        };
+        match w.approx {
+            Approx::Exact => {
+                imp = Some(impatience::exact(
+                    &law,
+                    w.arrival_rate,
+                    tau,
+                    w.grid_cells,
+                    w.abandonment,
+                )?);
+            }
+            Approx::DekokTijms => {
+                let d = impatience::dekok_tijms(&law, w.arrival_rate, tau, w.abandonment)
+                    .map_err(|e| anyhow::anyhow!("--approx dekok-tijms: {e}"))?;
+                imp = Some(d.combined);
+                parts = Some(DktParts {
+                    exponential: d.exponential,
+                    deterministic: d.deterministic,
+                    mean_wait_all_direct_s: d.mean_wait_all_direct_s,
+                });
+            }
+        }
+    }
+    let validation = match sim {
+        Some(v) => Some(validate(v, w, l, mg1.as_ref(), imp.as_ref())?),
+        None => None,
+    };
+    Ok(Mg1Answer {
+        model: "mg1",
+        inputs: Inputs {
+            tokens: w.tokens_spec.clone(),
+            tokens_description: w.tokens.describe(),
+            max_tokens,
+            arrival_rate_per_s: w.arrival_rate,
+            per_token_s: w.service.per_token_s,
+            intercept_s: w.service.intercept_s,
+            patience_s: w.patience,
+            abandonment: w.patience.map(|_| w.abandonment),
+            approx: w.patience.map(|_| w.approx),
+        },
+        mg1,
+        mg1_unstable: unstable,
+        impatience: imp,
+        dekok_tijms_parts: parts,
+        validation,
+    })
+}
+
+/// Simulate the same M/G/1 (with its patience, if any) and compare each analytic mean.
+fn validate(
+    v: &SimSettings,
+    w: &Workload,
+    l: f64,
+    mg1: Option<&Mg1Result>,
+    imp: Option<&ImpatienceResult>,
+) -> Result<Validation> {
+    let token_mode = sim::TokenMode::Continuous;
+    let scenario = sim::Scenario {
+        policy: sim::Policy::Mg1 {
+            service: sim::LinearService {
+                per_token_s: w.service.per_token_s,
+                intercept_s: w.service.intercept_s,
+            },
+            patience: w.patience.map(|tau| sim::Patience {
+                patience_s: tau,
+                mode: match w.abandonment {
+                    Abandonment::Renege => sim::Abandonment::Renege,
+                    Abandonment::Balk => sim::Abandonment::Balk,
+                },
+            }),
+        },
+        arrivals: sim::Arrivals::Poisson {
+            rate_rps: w.arrival_rate,
+        },
+        tokens: sim::Tokens::Law(sim::TokenLaw::Dist(w.tokens.clone())),
+        max_tokens: l.is_finite().then_some(l),
+        token_mode,
+    };
+    let r = v.simulate(&scenario)?;
+    let mut c = Vec::new();
+    match (imp, mg1) {
+        (Some(i), _) => {
+            let m = i.method;
+            c.push(Comparison::new(
+                "pi loss fraction".into(),
+                "fraction",
+                i.loss_fraction,
+                m,
+                r.loss_fraction,
+            ));
+            c.push(Comparison::new(
+                "E[W_qs] wait of served".into(),
+                "s",
+                i.mean_wait_served_s,
+                m,
+                r.wait_s.mean,
+            ));
+            if let Some(all) = r.wait_all_s {
+                c.push(Comparison::new(
+                    "E[W_q] wait of all users".into(),
+                    "s",
+                    i.mean_wait_all_s,
+                    m,
+                    all,
+                ));
+            }
+            c.push(Comparison::new(
+                "sojourn of served".into(),
+                "s",
+                i.mean_sojourn_served_s,
+                m,
+                r.latency_s.mean,
+            ));
+        }
+        (None, Some(g)) => {
+            let m = g.method;
+            c.push(Comparison::new(
+                "rho utilisation".into(),
+                "fraction",
+                g.utilisation,
+                m,
+                r.utilisation,
+            ));
+            c.push(Comparison::new(
+                "E[W_q] mean wait".into(),
+                "s",
+                g.mean_wait_s,
+                m,
+                r.wait_s.mean,
+            ));
+            c.push(Comparison::new(
+                "mean sojourn".into(),
+                "s",
+                g.mean_sojourn_s,
+                m,
+                r.latency_s.mean,
+            ));
+        }
+        (None, None) => {}
+    }
+    Ok(v.validation(&r, token_mode, c))
+}
+
+/// The human-readable form: the model table, then the validation, if any.
+pub fn render(o: &Mg1Answer) -> String {
+    let mut out = String::new();
+    let i = &o.inputs;
+    out.push_str(&format!(
+        "M/G/1 FCFS: tokens {}, max tokens {}, λ = {} req/s, S = {} s/token × min(N, L) + {} s\n",
+        i.tokens_description,
+        i.max_tokens.map_or("none".into(), |l| l.to_string()),
+        i.arrival_rate_per_s,
+        i.per_token_s,
+        i.intercept_s,
+    ));
+    let mut t = Table::new();
+    if let Some(m) = &o.mg1 {
+        t.row("E[min(N, L)]", num(m.mean_tokens, 7), "tokens", m.method)
+            .row(
+                "E[min(N, L)^2]",
+                num(m.second_moment_tokens, 7),
+                "tokens^2",
+                m.method,
+            )
+            .row("E[S] mean service", num(m.mean_service_s, 7), "s", m.method)
+            .row(
+                "E[S^2]",
+                num(m.second_moment_service_s2, 7),
+                "s^2",
+                m.method,
+            )
+            .row("c_S^2", num(m.service_scv, 6), "1", m.method)
+            .row("rho utilisation", num(m.utilisation, 7), "1", m.method)
+            .row(
+                "largest stable rate",
+                num(m.max_stable_rate, 6),
+                "req/s",
+                m.method,
+            );
+        if o.impatience.is_none() {
+            t.row("E[W_q] mean wait", num(m.mean_wait_s, 7), "s", m.method)
+                .row("mean sojourn", num(m.mean_sojourn_s, 7), "s", m.method);
+        } else {
+            t.row(
+                "E[W_q] if users were patient",
+                num(m.mean_wait_s, 7),
+                "s",
+                m.method,
+            );
+        }
+    }
+    if let Some(u) = &o.mg1_unstable {
+        out.push_str(&format!("patient queue: {u}\n"));
+    }
+    if let Some(r) = &o.impatience {
+        let tau = i.patience_s.unwrap_or(f64::NAN);
+        out.push_str(&format!(
+            "impatient users: patience τ = {} s, lost users {}, solver {}\n",
+            tau,
+            match r.abandonment {
+                Abandonment::Renege => "renege after τ (paper eq. 9)",
+                Abandonment::Balk => "balk (leave at once)",
+            },
+            r.solver
+        ));
+        let m = r.method;
+        t.row(
+            "offered load rho",
+            num(r.offered_load, 7),
+            "1",
+            Method::Exact,
+        )
+        .row("pi loss fraction", num(r.loss_fraction, 7), "1", m)
+        .row(
+            "E[W_qs] wait of served",
+            num(r.mean_wait_served_s, 7),
+            "s",
+            m,
+        )
+        .row(
+            "E[W_q] wait of all users",
+            num(r.mean_wait_all_s, 7),
+            "s",
+            m,
+        )
+        .row("sojourn of served", num(r.mean_sojourn_served_s, 7), "s", m);
+        if let Some(p0) = r.prob_idle {
+            t.row("P(server idle)", num(p0, 7), "1", m);
+        }
+    }
+    out.push_str(&t.render());
+    if let Some(v) = &o.validation {
+        out.push_str(&v.render());
+    }
+    out
+}
