@@ -161,14 +161,8 @@ pub fn frame_to_rows(
         .iter()
         .map(|s| s.map(str::to_string))
         .collect();
-    let int_cols = [
-        "point_id",
-        "rep",
-        "batch_size",
-        "input_tokens",
-        "step",
-        "context_tokens",
-    ];
+    // The integer columns of the schema: point_id … context_tokens.
+    let int_cols = &REQUIRED_COLUMNS[1..7];
     let ic: Vec<Vec<Option<i64>>> = int_cols
         .iter()
         .map(|c| ints(df, c, path))

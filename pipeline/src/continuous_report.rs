@@ -1,4 +1,4 @@
-//! `tokenq simulate --policy continuous --report DIR`: the continuous-batching report (drawn by
+//! `tokenq replay --report DIR`: the continuous-batching report (drawn by
 //! `reports::continuous`) and the capacity comparison with the paper's batching policies on the
 //! same trace (Yang, Xu, Jiao 2024 §IV; docs/models.md §6–§8; `queueing::batch`).
 //!

@@ -37,7 +37,7 @@ pub struct OptimizeBatchArgs {
     pub max_k: usize,
     #[command(flatten)]
     pub model: BatchModelArgs,
-    /// Machine-readable output (documented in README, "Batching models").
+    /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
 }

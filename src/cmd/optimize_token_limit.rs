@@ -58,7 +58,7 @@ pub struct OptimizeTokenLimitArgs {
     /// Limit the "wait vs baseline" column compares with (default: the largest limit).
     #[arg(long, value_name = "TOKENS")]
     pub baseline: Option<f64>,
-    /// Machine-readable output (fields in README, "Single-server models").
+    /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -32,7 +32,7 @@ pub struct QueueBatchArgs {
     pub model: BatchModelArgs,
     #[command(flatten)]
     pub validate: ValidateArgs,
-    /// Machine-readable output (documented in README, "Batching models").
+    /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
 }

@@ -16,7 +16,7 @@ pub struct QueueMg1Args {
     pub max_tokens: Option<f64>,
     #[command(flatten)]
     pub validate: ValidateArgs,
-    /// Machine-readable output (fields in README, "Single-server models").
+    /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
 }

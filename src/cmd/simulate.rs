@@ -129,7 +129,7 @@ pub struct SimulateArgs {
     /// docs/models.md's closed forms for continuous laws).
     #[arg(long)]
     pub continuous_tokens: bool,
-    /// Print the result as JSON (fields in README "Simulation").
+    /// Print the result as JSON (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
     /// No progress bar.
