@@ -17,7 +17,7 @@ mkdir -p "$out"
 
 fit() { # name, then the arguments of `tokenq fit`
   local name=$1; shift
-  "$TOKENQ" fit "$@" --holdout 0.2 --seed 0 -o "$out/$name.toml" > "$out/$name.txt"
+  "$TOKENQ" fit "$@" --holdout 0.2 --seed 0 --force -o "$out/$name.toml" > "$out/$name.txt"
   echo "wrote $out/$name.toml"
 }
 

@@ -5,8 +5,8 @@
 //! crates (`pipeline` for the application layer). Command files do not import each other, except
 //! the shared flag helpers in `common.rs` and `coefficients_args.rs`.
 //!
-//! Errors print as one line, `Error: {:#}` (the message and its causes), exit status 1; usage
-//! errors are clap's, exit status 2.
+//! Errors print as one line, `Error: {:#}` (the message and its causes), exit status 1 (130 for
+//! a profile stopped by Ctrl-C); usage errors are clap's, exit status 2.
 
 mod cmd;
 
@@ -33,6 +33,9 @@ enum Command {
     Simulate(Box<cmd::simulate::SimulateArgs>),
     /// Replay a trace through continuous batching as vLLM runs it (TTFT, TPOT, E2E per request).
     Replay(Box<cmd::replay::ReplayArgs>),
+    /// Capacity planner: the cheapest policy, max-token limit and GPU count that meet latency
+    /// SLOs (percentiles) at a rate, and each configuration's goodput.
+    Plan(Box<cmd::plan::PlanArgs>),
     /// Analytic queueing models: mean wait, loss and latency (docs/models.md §1–§8).
     #[command(subcommand)]
     Queue(cmd::queue::QueueCommand),
@@ -51,14 +54,63 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(replay_alias(std::env::args_os().collect()));
+    let cli = parse(replay_alias(std::env::args_os().collect()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("Error: {e:#}");
+            #[cfg(feature = "profiler")]
+            if e.downcast_ref::<cmd::interrupt::Interrupted>().is_some() {
+                return ExitCode::from(130);
+            }
             ExitCode::FAILURE
         }
     }
+}
+
+/// Parse the command line. Every flag that takes a value accepts a negative number as its
+/// value (`--arrival-rate -3`), so the validation's one-line message names the flag instead of
+/// clap's "unexpected argument '-3'".
+fn parse(args: Vec<OsString>) -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut command = negative_numbers(Cli::command());
+    let matches = command
+        .try_get_matches_from_mut(args)
+        .unwrap_or_else(|e| e.exit());
+    Cli::from_arg_matches(&matches)
+        .map_err(|e| e.format(&mut command))
+        .unwrap_or_else(|e| e.exit())
+}
+
+fn negative_numbers(command: clap::Command) -> clap::Command {
+    use std::any::TypeId;
+    let numeric = [
+        TypeId::of::<f64>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i64>(),
+    ];
+    command
+        .mut_args(|a| {
+            if !a.get_action().takes_values() {
+                return a;
+            }
+            // A number flag takes any value beginning with `-` (`-inf` too) and lets its parser
+            // or the validation name it; other flags take negative numbers only, so that
+            // `--out --force` still says the value is missing.
+            let is_number = a.get_index().is_none() && {
+                let t = a.get_value_parser().type_id();
+                numeric.iter().any(|n| t == *n)
+            };
+            let a = a.allow_negative_numbers(true);
+            if is_number {
+                a.allow_hyphen_values(true)
+            } else {
+                a
+            }
+        })
+        .mut_subcommands(negative_numbers)
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -67,6 +119,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pipeline(a) => cmd::pipeline::run(*a),
         Command::Simulate(a) => cmd::simulate::run(*a),
         Command::Replay(a) => cmd::replay::run(*a),
+        Command::Plan(a) => cmd::plan::run(*a),
         Command::Queue(c) => cmd::queue::run(c),
         Command::Optimize(c) => cmd::optimize::run(c),
         #[cfg(feature = "tables")]

@@ -183,3 +183,40 @@ fn bad_input_gets_one_line_errors() {
     one_line_error(&["--time", "device"], &ok, "device_s is null");
     one_line_error(&[], &dir.path().join("absent.parquet"), "absent.parquet");
 }
+
+/// tokenq's first real GPU profile (Llama-2-7B f16 on an H200): the `--warmup 1 --reps 1`
+/// table fits with held-out errors of 13–18 %, so `fit` must warn and name the flags that fix
+/// it; the `--warmup 2 --reps 3` table fits within 4 % and must not warn.
+#[test]
+fn noisy_gpu_profile_warns_and_steady_one_does_not() {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/data/h200-candle-llama-2-7b");
+    if !data.is_dir() {
+        eprintln!("skipped: {} is not here", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (table, warns) in [
+        ("grid24-reps1.parquet", true),
+        ("grid6-reps3.parquet", false),
+    ] {
+        let out = tokenq()
+            .arg("fit")
+            .arg(data.join(table))
+            .arg("-o")
+            .arg(dir.path().join(format!("{table}.toml")))
+            .assert()
+            .success();
+        let err = String::from_utf8_lossy(&out.get_output().stderr).to_string();
+        let warned = err.lines().filter(|l| l.starts_with("warning:")).count();
+        if warns {
+            assert!(warned >= 1, "{table}: expected a warning, stderr: {err}");
+            assert!(err.contains("--warmup") && err.contains("--reps"), "{err}");
+            assert!(
+                err.lines()
+                    .all(|l| !l.starts_with("warning:") || l.contains("held-out error"))
+            );
+        } else {
+            assert_eq!(warned, 0, "{table}: unexpected warning: {err}");
+        }
+    }
+}

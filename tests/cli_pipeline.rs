@@ -242,3 +242,35 @@ fn bad_flags_name_the_flag() {
     }
     assert!(!dir.path().join("x").join("report.html").exists());
 }
+
+/// The main job on its embedded default (the tiny candle model on the CPU), with the device's
+/// peaks given: the report carries the measured-against-roofline table, one row per grid point.
+#[test]
+fn default_candle_pipeline_with_roofline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("report");
+    tokenq()
+        .args([
+            "pipeline",
+            "--quiet",
+            "--sim-requests",
+            "20000",
+            "--peak-tflops",
+            "0.05",
+            "--peak-bandwidth-gbs",
+            "5",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("Measured against the roofline"),
+        "no roofline table"
+    );
+    assert!(
+        html.contains("on given (0.05 TFLOP/s"),
+        "caption names the peaks"
+    );
+}

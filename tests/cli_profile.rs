@@ -261,3 +261,98 @@ fn tiny_candle_profile_on_cpu() {
         assert!(pt["e2e_s"].as_f64().unwrap() > pt["ttft_s"].as_f64().unwrap());
     }
 }
+
+/// With the device's peaks given, the summary puts each point beside its roofline: the
+/// fraction is the model's roofline time (independently: 2·params·tokens FLOPs at the given
+/// peak, or the weights' bytes at the given bandwidth) over the measured time.
+#[test]
+fn roofline_columns_with_given_peaks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("roof.parquet");
+    let o = tokenq(&[
+        "profile",
+        "--model",
+        "tiny",
+        "--device",
+        "cpu",
+        "--batch",
+        "1,2",
+        "--input",
+        "8",
+        "--output",
+        "4",
+        "--reps",
+        "2",
+        "--quiet",
+        "--peak-tflops",
+        "0.05",
+        "--peak-bandwidth-gbs",
+        "5",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("TTFT/roof") && text.contains("given, 0.05 TFLOP/s, 5 GB/s"),
+        "{text}"
+    );
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()) && l.ends_with('%'))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for r in rows {
+        for pct in r.split_whitespace().filter(|w| w.ends_with('%')) {
+            let v: f64 = pct.trim_end_matches('%').parse().unwrap();
+            assert!(v > 0.0 && v.is_finite(), "{r}");
+        }
+    }
+    // Without peaks on a CPU there is no roofline to show.
+    let o = tokenq(&[
+        "profile",
+        "--model",
+        "tiny",
+        "--device",
+        "cpu",
+        "--batch",
+        "1",
+        "--input",
+        "8",
+        "--output",
+        "2",
+        "--reps",
+        "1",
+        "--quiet",
+        "--force",
+        "--out",
+        p(&out),
+    ]);
+    assert!(o.status.success());
+    assert!(!String::from_utf8_lossy(&o.stdout).contains("TTFT/roof"));
+}
+
+#[test]
+fn bad_peaks_name_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.parquet");
+    let o = tokenq(&[
+        "profile",
+        "--backend",
+        "synthetic",
+        "--batch",
+        "1",
+        "--input",
+        "8",
+        "--output",
+        "2",
+        "--peak-tflops=-1",
+        "--peak-bandwidth-gbs",
+        "5",
+        "--out",
+        p(&out),
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--peak-tflops"), "{err}");
+}

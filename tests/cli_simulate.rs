@@ -269,7 +269,7 @@ fn bad_input_gets_one_clear_error() {
         ),
         (
             vec!["--tokens", "lognormal:7,0.7", "--arrival-rate=-1"],
-            "arrival rate",
+            "--arrival-rate",
         ),
     ] {
         tokenq()

@@ -241,6 +241,46 @@ impl DecodeStep {
     }
 }
 
+/// A TOML error as one line naming where it is: `line N, key `table.key`: message` (the key
+/// when the error points at a value, the line alone for a syntax error).
+pub fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = first_line(e.message());
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let start = span.start.min(text.len());
+    let before = &text[..start];
+    let line_no = before.matches('\n').count() + 1;
+    // The key: on the line holding the error, or the nearest line above with `key =` (a
+    // multi-line array).
+    let lines: Vec<&str> = text.lines().collect();
+    let key_line = (0..line_no.min(lines.len()))
+        .rev()
+        .map(|i| lines[i].trim())
+        .find(|l| !l.starts_with('[') && !l.starts_with('#') && l.contains('='));
+    let header = lines[..line_no.min(lines.len())]
+        .iter()
+        .rev()
+        .map(|l| l.trim())
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let this_line = lines.get(line_no - 1).map_or("", |l| l.trim());
+    let is_header = this_line.starts_with('[');
+    match key_line
+        .and_then(|l| l.split_once('='))
+        .map(|(k, _)| k.trim())
+    {
+        Some(k) if !is_header && !k.is_empty() => {
+            let key = match header {
+                Some(h) if !h.is_empty() => format!("{h}.{k}"),
+                _ => k.to_string(),
+            };
+            format!("line {line_no}, key `{key}`: {message}")
+        }
+        _ => format!("line {line_no}: {message}"),
+    }
+}
+
 impl CoefficientsFile {
     /// An empty file with the current schema and the given provenance.
     pub fn new(provenance: Provenance) -> Self {
@@ -272,7 +312,7 @@ impl CoefficientsFile {
             message,
         };
         let table: toml::Table =
-            toml::from_str(text).map_err(|e| toml_err(first_line(&e.to_string())))?;
+            toml::from_str(text).map_err(|e| toml_err(describe_toml_error(text, &e)))?;
         match table.get("schema_version") {
             None => {
                 return Err(toml_err(
@@ -293,9 +333,15 @@ impl CoefficientsFile {
                 )));
             }
         }
-        let file: Self = table
-            .try_into()
-            .map_err(|e: toml::de::Error| toml_err(first_line(&e.to_string())))?;
+        let file: Self = table.try_into().map_err(|e: toml::de::Error| {
+            // The table has no positions: parse the text again for the line and key.
+            match toml::from_str::<Self>(text) {
+                Err(located) if located.span().is_some() => {
+                    toml_err(describe_toml_error(text, &located))
+                }
+                _ => toml_err(first_line(&e.to_string())),
+            }
+        })?;
         file.validate().map_err(|message| CoreError::Invalid {
             path: path.to_path_buf(),
             message,

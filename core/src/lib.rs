@@ -25,7 +25,7 @@ pub mod service;
 pub mod step;
 pub mod timings;
 
-pub use coefficients::{CoefficientsFile, Provenance, SCHEMA_VERSION};
+pub use coefficients::{CoefficientsFile, Provenance, SCHEMA_VERSION, describe_toml_error};
 pub use error::CoreError;
 pub use layers::TableStepModel;
 pub use method::{Estimate, Method};

@@ -118,6 +118,14 @@ impl StepBatch {
 pub trait StepModel {
     /// Duration of the iteration in seconds.
     fn step_time_s(&self, batch: &StepBatch) -> f64;
+    /// Duration of the iteration when the engine pads it to `padded_tokens` tokens (data
+    /// parallelism in lockstep, docs/serving.md "Several GPUs": every rank runs the group's
+    /// largest token count; attention sees only the real requests). Models that cannot tell
+    /// padding apart ignore it.
+    fn padded_step_time_s(&self, batch: &StepBatch, padded_tokens: u32) -> f64 {
+        let _ = padded_tokens;
+        self.step_time_s(batch)
+    }
     /// Short description for reports.
     fn describe(&self) -> String;
 }

@@ -173,6 +173,34 @@ pub fn render(f: &CoefficientsFile) -> String {
         + "\n"
 }
 
+/// Held-out error above which a fit is flagged: the profile is too noisy (or the line does not
+/// describe the device) for the coefficients to be trusted.
+pub const HOLDOUT_WARN_PCT: f64 = 10.0;
+
+/// One line per fitted quantity whose held-out error is above [`HOLDOUT_WARN_PCT`], naming the
+/// profile flags that make a steadier measurement.
+pub fn quality_warnings(f: &CoefficientsFile) -> Vec<String> {
+    let mut out = Vec::new();
+    let sections = [
+        (
+            "single_request",
+            f.single_request.as_ref().map(|s| &s.quality),
+        ),
+        ("first_token", f.first_token.as_ref().map(|s| &s.quality)),
+        ("decode_step", f.decode_step.as_ref().map(|s| &s.quality)),
+    ];
+    for (name, q) in sections {
+        if let Some(h) = q.and_then(|q| q.holdout_mape_pct)
+            && h > HOLDOUT_WARN_PCT
+        {
+            out.push(format!(
+                "{name}: held-out error {h:.1}% is above {HOLDOUT_WARN_PCT}%: the profile is noisy; profile again with more warm-up and passes (e.g. --warmup 2 --reps 3)"
+            ));
+        }
+    }
+    out
+}
+
 /// The step-time model's coefficients and quality, as `tokenq fit` prints them.
 pub fn render_step_time(c: &StepTimeCoefficients) -> String {
     let mut o = String::new();

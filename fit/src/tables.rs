@@ -91,6 +91,12 @@ pub fn read_frame(path: &Path) -> Result<DataFrame> {
         });
     }
     if path.extension().and_then(|e| e.to_str()) == Some("csv") {
+        if tokenq_core::timings::sniff_not_parquet(path).is_none() {
+            return Err(FitError::Polars {
+                path: path.to_path_buf(),
+                message: "is a Parquet file, not CSV: rename it to .parquet".into(),
+            });
+        }
         CsvReadOptions::default()
             .with_has_header(true)
             .with_infer_schema_length(Some(10_000))
@@ -103,6 +109,12 @@ pub fn read_frame(path: &Path) -> Result<DataFrame> {
             path: path.to_path_buf(),
             cause: source,
         })?;
+        if let Some(why) = tokenq_core::timings::sniff_not_parquet(path) {
+            return Err(FitError::Polars {
+                path: path.to_path_buf(),
+                message: why,
+            });
+        }
         ParquetReader::new(file).finish().map_err(&err)
     }
 }

@@ -17,12 +17,16 @@
 //! For a cap K the load is ρ = λ·E[T_K]/K and the largest stable rate K/E[T_K] (exact for the
 //! model: a capped policy serves at most K per batch): padded `E[T_K] = t1(K) + t2(K)·E[max of K
 //! outputs]` for fixed and dynamic batching (docs/models.md §6–§7), `E[T^el_K]` for elastic (§8).
+//!
+//! With N data-parallel engines the comparison is per engine: the paper's policies at λ/N, the
+//! continuous row the group's completion rate / N; the report also draws each engine's running,
+//! waiting and KV use over time ([`engine_states`]).
 
 use anyhow::Result;
 use queueing::batch::{BatchTime, LlmBatch};
 use queueing::dist::{Empirical, TokenDist};
 use reports::Method;
-use reports::continuous::{CapacityRow, ContinuousReport, LatencyData, StatePoint};
+use reports::continuous::{CapacityRow, ContinuousReport, EngineStates, LatencyData, StatePoint};
 use sim::continuous::{
     ContinuousResult, EngineConfig, LatencySummary, Request, StepBatch, StepModel,
 };
@@ -252,7 +256,42 @@ fn latency(name: &str, def: &str, values: Vec<f64>, s: &LatencySummary) -> Laten
     }
 }
 
-/// Build the report data for one replay.
+/// Each engine's state over time (data parallelism; empty for one engine), times from the
+/// first arrival.
+pub fn engine_states(
+    reqs: &[Request],
+    cfg: &EngineConfig,
+    engines: &[&ContinuousResult],
+) -> Vec<EngineStates> {
+    if engines.len() < 2 {
+        return Vec::new();
+    }
+    let first = reqs
+        .iter()
+        .map(|r| r.arrival_s)
+        .fold(f64::INFINITY, f64::min);
+    engines
+        .iter()
+        .enumerate()
+        .map(|(i, r)| EngineStates {
+            name: format!("engine {i}"),
+            kv_blocks: cfg.kv_blocks,
+            preemptions: r.preemptions,
+            states: r
+                .series
+                .iter()
+                .map(|s| StatePoint {
+                    t_s: s.t_s - first,
+                    running: s.running,
+                    waiting: s.waiting,
+                    kv_blocks_used: s.kv_blocks_used,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// Build the report data for one replay on `engines` data-parallel engines (1: one engine).
 #[allow(clippy::too_many_arguments)]
 pub fn build(
     title: String,
@@ -262,6 +301,7 @@ pub fn build(
     step: &dyn StepModel,
     result: &ContinuousResult,
     trace_name: &str,
+    engines: u32,
 ) -> Result<ContinuousReport> {
     let first = reqs
         .iter()
@@ -277,7 +317,21 @@ pub fn build(
         f64::NAN
     };
     let pm = paper_model(reqs, cfg, step, trace_name)?;
-    let rows = capacity_rows(&pm, lambda, result, reqs.len(), last, first);
+    let n = f64::from(engines.max(1));
+    let mut rows = capacity_rows(&pm, lambda / n, result, reqs.len(), last, first);
+    let mut basis = pm.basis;
+    if engines > 1 {
+        if let Some(c) = rows.last_mut() {
+            c.max_rate_req_s /= n;
+            c.note.push_str(&format!(
+                "; per engine: the {engines} engines' completion rate / {engines}"
+            ));
+        }
+        basis.push(format!(
+            "{engines} data-parallel engines, each with these limits and KV cache: the paper's policies are evaluated for one engine at λ/{engines} = {} req/s, and the continuous row gives the group's rate per engine.",
+            lambda / n
+        ));
+    }
     let r = &result.records;
     Ok(ContinuousReport {
         title,
@@ -312,13 +366,13 @@ pub fn build(
                 kv_blocks_used: s.kv_blocks_used,
             })
             .collect(),
-        kv_blocks: cfg.kv_blocks,
+        kv_blocks: cfg.kv_blocks * engines.max(1),
         preemptions: result.preemptions,
         requests: reqs.len(),
         completed: result.completed,
         arrival_rate_req_s: lambda,
         capacity: rows,
-        capacity_basis: pm.basis,
+        capacity_basis: basis,
         notes: vec![
             "Continuous-batching numbers are one deterministic replay of the trace (method: simulation, no confidence interval); the paper-level capacities are exact for the stated coefficients (method: exact), which are themselves an approximation of the step model.".into(),
         ],

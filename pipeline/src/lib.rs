@@ -12,6 +12,8 @@
 //! * [`mg1`] — `tokenq queue mg1`: the single-server model, solved and optionally simulated;
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
+//! * [`outdir`] — the pipeline's output directory: what an earlier run left there is removed;
+//! * [`plan`] — `tokenq plan`: policies × limits × GPU counts against percentile SLOs;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
 //! * [`token_limit`] — `tokenq optimize token-limit`: the objective's curve and argmax;
@@ -24,6 +26,8 @@ pub mod batch;
 pub mod check;
 pub mod continuous_report;
 pub mod mg1;
+pub mod outdir;
+pub mod plan;
 #[cfg(feature = "profiler")]
 pub mod progress;
 pub mod replay;

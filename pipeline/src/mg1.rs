@@ -9,7 +9,9 @@ use queueing::Method;
 use queueing::dist::TokenDist;
 use queueing::impatience::{self, Abandonment, ImpatienceResult, ServiceLaw};
 use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
+use queueing::waiting::{WaitOptions, waiting_distribution};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 use crate::check::{Comparison, SimSettings, Validation};
 use crate::text::{Table, num};
@@ -78,6 +80,57 @@ pub struct Mg1Answer {
     dekok_tijms_parts: Option<DktParts>,
     /// With --validate: the simulation beside the analytic values; null otherwise.
     validation: Option<Validation>,
+    /// With --percentiles: quantiles of the wait and of the latency (sojourn), seconds.
+    percentiles: Option<Percentiles>,
+}
+
+/// Quantiles of the patient queue's wait and latency (docs/models.md §1; `queueing::waiting`).
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    /// `p50`, `p90`, … → seconds from arrival to the start of service.
+    pub wait: BTreeMap<String, f64>,
+    /// The same for arrival to completion (wait + service).
+    pub latency: BTreeMap<String, f64>,
+    /// How they were obtained.
+    pub method: Method,
+    /// Absolute accuracy of the CDF values they invert.
+    pub tolerance: f64,
+}
+
+/// `p50`, `p99.9` for 0.5, 0.999.
+fn pkey(p: f64) -> String {
+    let s = format!("{:.4}", p * 100.0);
+    format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
+fn percentiles(w: &Workload, l: f64, ps: &[f64]) -> Result<Option<Percentiles>> {
+    if ps.is_empty() {
+        return Ok(None);
+    }
+    if w.patience.is_some() {
+        bail!(
+            "--percentiles is for patient users: drop --patience (the impatient distribution is not computed yet)"
+        );
+    }
+    let d = waiting_distribution(
+        &w.tokens,
+        l,
+        w.arrival_rate,
+        w.service,
+        &WaitOptions::default(),
+    )?;
+    let mut wait = BTreeMap::new();
+    let mut latency = BTreeMap::new();
+    for &p in ps {
+        wait.insert(pkey(p), d.quantile_wait(p)?);
+        latency.insert(pkey(p), d.quantile_sojourn(p)?);
+    }
+    Ok(Some(Percentiles {
+        wait,
+        latency,
+        method: d.method,
+        tolerance: d.tolerance,
+    }))
 }
 
 /// Solve the model for `w` at limit `l` (`max_tokens` as given: `None` = no limit), and
@@ -87,7 +140,9 @@ pub fn answer(
     max_tokens: Option<f64>,
     l: f64,
     sim: Option<&SimSettings>,
+    quantiles: &[f64],
 ) -> Result<Mg1Answer> {
+    let pct = percentiles(w, l, quantiles)?;
     let (mg1, unstable) = match mg1::solve(&w.tokens, l, w.arrival_rate, w.service) {
         Ok(r) => (Some(r), None),
         Err(e @ QueueError::Unstable { .. }) if w.patience.is_some() => (None, Some(e.to_string())),
@@ -124,7 +179,7 @@ pub fn answer(
         }
     }
     let validation = match sim {
-        Some(v) => Some(validate(v, w, l, mg1.as_ref(), imp.as_ref())?),
+        Some(v) => Some(validate(v, w, l, mg1.as_ref(), imp.as_ref(), pct.as_ref())?),
         None => None,
     };
     Ok(Mg1Answer {
@@ -145,6 +200,7 @@ pub fn answer(
         impatience: imp,
         dekok_tijms_parts: parts,
         validation,
+        percentiles: pct,
     })
 }
 
@@ -155,6 +211,7 @@ fn validate(
     l: f64,
     mg1: Option<&Mg1Result>,
     imp: Option<&ImpatienceResult>,
+    pct: Option<&Percentiles>,
 ) -> Result<Validation> {
     let token_mode = sim::TokenMode::Continuous;
     let scenario = sim::Scenario {
@@ -239,6 +296,25 @@ fn validate(
             ));
         }
         (None, None) => {}
+    }
+    // The simulator estimates p50, p90 and p99 (batch means of per-section quantiles).
+    if let Some(p) = pct {
+        for (what, map, sim) in [
+            ("wait", &p.wait, &r.wait_s),
+            ("latency", &p.latency, &r.latency_s),
+        ] {
+            for (key, est) in [("p50", sim.p50), ("p90", sim.p90), ("p99", sim.p99)] {
+                if let Some(&exact) = map.get(key) {
+                    c.push(Comparison::new(
+                        format!("{what} {key}"),
+                        "s",
+                        exact,
+                        p.method,
+                        est,
+                    ));
+                }
+            }
+        }
     }
     Ok(v.validation(&r, token_mode, c))
 }
@@ -328,6 +404,13 @@ pub fn render(o: &Mg1Answer) -> String {
         .row("sojourn of served", num(r.mean_sojourn_served_s, 7), "s", m);
         if let Some(p0) = r.prob_idle {
             t.row("P(server idle)", num(p0, 7), "1", m);
+        }
+    }
+    if let Some(p) = &o.percentiles {
+        for (what, map) in [("wait", &p.wait), ("latency", &p.latency)] {
+            for (k, v) in map {
+                t.row(&format!("{what} {k}"), num(*v, 7), "s", p.method);
+            }
         }
     }
     out.push_str(&t.render());

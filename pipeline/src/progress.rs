@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
+use profiler::roofline::Roofline;
 use profiler::{Flow, GridPoint, Observer, PlanSummary, PointRecord, PointStats, ProfileSummary};
 
 /// A [`profiler::Observer`] that shows progress.
@@ -154,8 +155,18 @@ pub fn render_plan(plan: &PlanSummary) -> String {
     o
 }
 
-/// What a finished profile wrote and measured, per point (host clock; no queueing).
-pub fn render_summary(summary: &ProfileSummary, stats: &[PointStats]) -> String {
+/// The fraction of the roofline a measured time reaches, as a percentage.
+fn pct_of(roofline_s: f64, measured_s: f64) -> String {
+    format!("{:.0}%", 100.0 * roofline_s / measured_s)
+}
+
+/// What a finished profile wrote and measured, per point (host clock; no queueing), with the
+/// achieved fraction of the roofline where the device's peaks are known.
+pub fn render_summary(
+    summary: &ProfileSummary,
+    stats: &[PointStats],
+    roofline: Option<&Roofline>,
+) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
@@ -194,21 +205,45 @@ pub fn render_summary(summary: &ProfileSummary, stats: &[PointStats]) -> String 
         o,
         "measured means per point (host clock; no queueing, so TTFT = prefill):"
     );
+    let head = roofline.map_or(String::new(), |r| {
+        format!("  {:>10} {:>10}", "TTFT/roof", "TPOT/roof")
+            + &format!(
+                "   (roofline: {}, {} TFLOP/s, {} GB/s)",
+                r.peaks.device, r.peaks.tflops, r.peaks.bandwidth_gbs
+            )
+    });
     let _ = writeln!(
         o,
-        "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+        "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}{head}",
         "batch", "input", "reps", "TTFT", "TPOT", "e2e"
     );
     for s in stats {
+        let roof = roofline.map_or(String::new(), |r| {
+            let (b, p) = (u64::from(s.batch_size), u64::from(s.input_tokens));
+            // TPOT is the mean decode step: take the roofline at the mean context.
+            let mid = p + u64::from(s.output_tokens) / 2;
+            format!(
+                "  {:>10} {:>10}",
+                pct_of(r.prefill_s(b, p), s.ttft_s),
+                s.tpot_s
+                    .map_or("-".into(), |t| pct_of(r.decode_s(b, mid), t))
+            )
+        });
         let _ = writeln!(
             o,
-            "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}",
+            "  {:>5} {:>6} {:>5} {:>12} {:>12} {:>14}{roof}",
             s.batch_size,
             s.input_tokens,
             s.reps,
             fmt_s(s.ttft_s),
             s.tpot_s.map(fmt_s).unwrap_or_else(|| "-".into()),
             format!("{} @{} tok", fmt_s(s.e2e_s), s.output_tokens)
+        );
+    }
+    if roofline.is_some() {
+        let _ = writeln!(
+            o,
+            "X/roof = the roofline time (max of FLOPs / peak and bytes / bandwidth) over the measured time: 100% is the device's limit"
         );
     }
     o

@@ -5,6 +5,12 @@
 //! it replays with both models and reports the fitted model's error on the steps the replay
 //! actually ran (MAPE and bias of the summed time). The result is a deterministic replay of one
 //! trace (a simulation without a confidence interval: there is no randomness).
+//!
+//! Several GPUs (docs/serving.md "Several GPUs"): the tables are read for the engine's
+//! tensor-parallel degree and expert parallelism (`sim::continuous::Parallelism`: one rank's
+//! shard plus its collectives), and `data_parallel` engines are replayed together
+//! (`sim::continuous::simulate_data_parallel`: vLLM's DP routing, and for an MoE model the
+//! lockstep of the engines). Results are reported merged and per engine.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,8 +18,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Serialize;
 use sim::continuous::{
-    ContinuousResult, EngineConfig, LatencySummary, Request, SimOptions, StepModel,
-    StepTimeCoefficients, TableStepModel, simulate, workload,
+    ContinuousResult, DataParallel, EngineConfig, LatencySummary, Link, Parallelism, Request,
+    SimOptions, StepModel, StepTimeCoefficients, TableOptions, TableStepModel, simulate,
+    simulate_data_parallel, workload,
 };
 use tokenq_core::CoefficientsFile;
 
@@ -30,10 +37,17 @@ pub struct ReplayConfig {
     pub engine: EngineConfig,
     /// Per-layer tables directory.
     pub step_table: Option<PathBuf>,
-    /// Apply the skew correction of the tables' attention.
-    pub skew: bool,
-    /// Decoder layers of the model.
-    pub layers: u32,
+    /// Apply the skew correction of the tables' attention (`None`: when the table directory
+    /// holds skew_fit.csv).
+    pub skew: Option<bool>,
+    /// Decoder layers of the model (`None`: the tables' model_config.json, else 32).
+    pub layers: Option<u32>,
+    /// Tensor-parallel degree, expert-parallel ranks and the link of each engine.
+    pub parallel: Parallelism,
+    /// Data-parallel engines and their routing (`lockstep` is set from `dp_lockstep`).
+    pub data_parallel: DataParallel,
+    /// Step the DP engines together (`None`: for an MoE model).
+    pub dp_lockstep: Option<bool>,
     /// Also fit the step-time forms to the tables and replay with both.
     pub fit_step_model: bool,
     /// Write the fitted model into this coefficients file.
@@ -48,6 +62,52 @@ pub struct ReplayConfig {
     pub json: bool,
     /// Seed of the step-configuration sampling when fitting.
     pub seed: u64,
+    /// Replay this many requests: the first ones of the trace, or the trace looped end to end
+    /// ([`loop_requests`]); `None` = the trace once.
+    pub requests: Option<u64>,
+}
+
+/// Most requests a replay holds (one record each).
+pub const MAX_REPLAY_REQUESTS: u64 = 10_000_000;
+
+/// `n` requests from a trace: its first `n`, or the trace looped end to end as the
+/// simulator loops a trace for `simulate --requests` — each lap's arrivals shifted by the
+/// trace's span plus its mean gap (so laps do not overlap), its prefix links kept within the
+/// lap.
+pub fn loop_requests(reqs: &[Request], n: u64) -> Result<Vec<Request>> {
+    if n == 0 {
+        bail!("--requests 0: give at least 1 request");
+    }
+    if n > MAX_REPLAY_REQUESTS {
+        bail!(
+            "--requests {n}: at most {MAX_REPLAY_REQUESTS} (the replay keeps a record per request)"
+        );
+    }
+    let len = reqs.len();
+    if len == 0 {
+        bail!("--requests {n}: the trace has no requests to loop");
+    }
+    let first = reqs[0].arrival_s;
+    let span = reqs[len - 1].arrival_s - first;
+    let gap = if len > 1 && span > 0.0 {
+        span / (len - 1) as f64
+    } else {
+        1.0
+    };
+    let period = span + gap;
+    let mut out = Vec::with_capacity(n as usize);
+    for k in 0..n as usize {
+        let (lap, i) = (k / len, k % len);
+        let mut r = reqs[i];
+        r.arrival_s += lap as f64 * period;
+        if let Some(p) = r.prefix_parent {
+            let shifted = u32::try_from(p as usize + lap * len)
+                .map_err(|_| anyhow!("--requests {n}: too many requests to index"))?;
+            r.prefix_parent = Some(shifted);
+        }
+        out.push(r);
+    }
+    Ok(out)
 }
 
 /// Read a trace: LLMServingSim's workload (`input_toks,output_toks,arrival_time_ns`, with
@@ -102,10 +162,47 @@ struct Replay {
     step_model: String,
     #[serde(flatten)]
     result: ContinuousResult,
+    /// Each data-parallel engine's own result (empty with one engine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    engines: Vec<EngineReplay>,
+    /// Time in collectives (TP all-reduces, EP all-gather/reduce-scatter), table model only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    collectives: Option<Collectives>,
     /// Wall-clock time of the replay on this machine, seconds.
     replay_wall_s: f64,
     /// Engine iterations simulated per wall-clock second.
     iterations_per_s: f64,
+}
+
+/// One data-parallel engine's result.
+#[derive(Debug, Serialize)]
+struct EngineReplay {
+    engine: usize,
+    requests: usize,
+    #[serde(flatten)]
+    result: ContinuousResult,
+}
+
+/// The collectives' share of the step time over a replay.
+#[derive(Debug, Serialize)]
+struct Collectives {
+    /// Seconds of the steps spent in collectives (one rank; a lockstep group step counted once).
+    seconds: f64,
+    /// Seconds of step time (the same steps).
+    step_seconds: f64,
+    /// seconds / step_seconds.
+    share: f64,
+}
+
+/// The multi-GPU layout, in the JSON output when there is one.
+#[derive(Debug, Serialize)]
+struct ParallelOut {
+    tensor_parallel: u32,
+    data_parallel: u32,
+    expert_parallel: u32,
+    dp_lockstep: bool,
+    dp_stats_interval_s: f64,
+    link: Link,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +214,8 @@ struct Output {
     requests: usize,
     arrival_span_s: f64,
     engine: EngineConfig,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parallel: Option<ParallelOut>,
     replays: Vec<Replay>,
     #[serde(skip_serializing_if = "Option::is_none")]
     fitted_check: Option<tokenq_core::step::ReplayCheck>,
@@ -125,25 +224,82 @@ struct Output {
 fn replay(
     reqs: &[Request],
     cfg: &EngineConfig,
+    dp: &DataParallel,
     model: &dyn StepModel,
     record_steps: bool,
 ) -> Result<Replay> {
     let t0 = Instant::now();
-    let result = simulate(
-        reqs,
-        cfg,
-        model,
-        SimOptions {
-            record_steps,
-            check_invariants: false,
-        },
-    )?;
+    let opts = SimOptions {
+        record_steps,
+        check_invariants: false,
+    };
+    let (result, engines) = if dp.engines > 1 {
+        let r = simulate_data_parallel(reqs, cfg, dp, model, opts)?;
+        let engines = r
+            .engines
+            .into_iter()
+            .enumerate()
+            .map(|(engine, result)| EngineReplay {
+                engine,
+                requests: result.records.len(),
+                result,
+            })
+            .collect();
+        (r.merged, engines)
+    } else {
+        (simulate(reqs, cfg, model, opts)?, Vec::new())
+    };
     let wall = t0.elapsed().as_secs_f64();
     Ok(Replay {
         step_model: model.describe(),
         iterations_per_s: result.iterations as f64 / wall.max(1e-9),
         replay_wall_s: wall,
         result,
+        engines,
+        collectives: None,
+    })
+}
+
+/// Time in collectives over the steps of a table-model replay: Σ of the step's collectives at
+/// its tokens (a lockstep group step at the group's padded tokens, counted once) over Σ step
+/// time. `None` when the layout has no collectives.
+fn collectives(table: &TableStepModel, r: &Replay, lockstep: bool) -> Option<Collectives> {
+    let p = table.parallelism();
+    if p.tensor_parallel <= 1 && p.expert_parallel <= 1 {
+        return None;
+    }
+    let (mut comm, mut total) = (0.0, 0.0);
+    if lockstep && r.engines.len() > 1 {
+        // Every engine records one point per group step (real or dummy): aligned by index.
+        let first = &r.engines[0].result.series;
+        for (i, pt) in first.iter().enumerate() {
+            let t_max = r
+                .engines
+                .iter()
+                .filter_map(|e| e.result.series.get(i))
+                .map(|q| q.tokens.max(1))
+                .max()
+                .unwrap_or(1);
+            comm += table.step_collectives_s(t_max);
+            total += pt.step_s;
+        }
+    } else {
+        let all: Vec<&ContinuousResult> = if r.engines.is_empty() {
+            vec![&r.result]
+        } else {
+            r.engines.iter().map(|e| &e.result).collect()
+        };
+        for res in all {
+            for pt in &res.series {
+                comm += table.step_collectives_s(pt.tokens);
+                total += pt.step_s;
+            }
+        }
+    }
+    Some(Collectives {
+        seconds: comm,
+        step_seconds: total,
+        share: comm / total,
     })
 }
 
@@ -163,13 +319,42 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
         check_csv_name("--series", p)?;
     }
     let reqs = read_trace(trace)?;
+    let reqs = match rc.requests {
+        Some(n) => loop_requests(&reqs, n)?,
+        None => reqs,
+    };
+    if rc.engine.iteration_overhead_s > 3600.0 {
+        bail!(
+            "--iteration-overhead-s {}: at most 3600 s of host time per iteration",
+            rc.engine.iteration_overhead_s
+        );
+    }
     let cfg = rc.engine;
     let table = match &rc.step_table {
         Some(dir) => Some(
-            TableStepModel::load(dir, rc.layers, rc.skew)
-                .with_context(|| format!("--step-table {}", dir.display()))?,
+            TableStepModel::open(
+                dir,
+                &TableOptions {
+                    layers: rc.layers,
+                    skew: rc.skew,
+                    parallel: rc.parallel,
+                },
+            )
+            .with_context(|| format!("--step-table {}", dir.display()))?,
         ),
         None => None,
+    };
+    let par = rc.parallel;
+    if table.is_none() && (par.tensor_parallel > 1 || par.expert_parallel > 1) {
+        eprintln!(
+            "note: --tensor-parallel/--expert-parallel shape the per-layer tables' step time; the fitted [step_time] forms are used as fitted"
+        );
+    }
+    let dp = DataParallel {
+        lockstep: rc
+            .dp_lockstep
+            .unwrap_or_else(|| table.as_ref().is_some_and(TableStepModel::is_moe)),
+        ..rc.data_parallel
     };
     let from_file = coef_file.and_then(|f| f.step_time);
     if let (None, None, Some(p)) = (&table, &from_file, coefficients) {
@@ -188,7 +373,7 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
         (Some(t), true) => Some(fit_tables(
             t,
             rc.step_table.as_deref().unwrap_or(Path::new("")),
-            rc.layers,
+            t.layers(),
             &cfg,
             seed,
         )?),
@@ -203,16 +388,17 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
             "no step-time model: give --step-table DIR (per-layer tables, e.g. datasets/llmservingsim/RTX4090) or --coefficients FILE with a [step_time] section"
         ),
         (Some(t), f) => {
-            let r = replay(&reqs, &cfg, t, f.is_some())?;
+            let mut r = replay(&reqs, &cfg, &dp, t, f.is_some())?;
+            r.collectives = collectives(t, &r, dp.lockstep);
             if let Some(f) = f {
                 check = Some(check_on_steps(f, &r.result, trace, t));
             }
             replays.push(r);
             if let Some(f) = f {
-                replays.push(replay(&reqs, &cfg, f, false)?);
+                replays.push(replay(&reqs, &cfg, &dp, f, false)?);
             }
         }
-        (None, Some(f)) => replays.push(replay(&reqs, &cfg, f, false)?),
+        (None, Some(f)) => replays.push(replay(&reqs, &cfg, &dp, f, false)?),
     }
 
     if let (Some(path), Some(f)) = (&rc.save_step_model, &fitted) {
@@ -227,10 +413,10 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
         )?;
     }
     if let Some(p) = &rc.records {
-        write_records(p, &replays[0].result)?;
+        write_records(p, &replays[0].result, dp.engines > 1)?;
     }
     if let Some(p) = &rc.series {
-        write_series(p, &replays[0].result)?;
+        write_series(p, &replays[0])?;
     }
 
     if let Some(dir) = &rc.report {
@@ -240,7 +426,7 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
             (None, None) => unreachable!("a replay ran, so a step model exists"),
         };
         let e = &cfg;
-        let data = crate::continuous_report::build(
+        let mut data = crate::continuous_report::build(
             format!("Continuous batching — {}", trace.display()),
             vec![
                 ("tool".into(), format!("tokenq {}", env!("CARGO_PKG_VERSION"))),
@@ -265,9 +451,17 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
             model,
             &replays[0].result,
             &trace.display().to_string(),
+            dp.engines,
         )
         .context("--report: capacity comparison")?;
-        let w = reports::continuous::write_continuous_report(&data, dir)
+        if let Some(p) = parallel_out(rc, &dp) {
+            data.metadata
+                .push(("parallelism".into(), describe_parallel(&p)));
+        }
+        let engine_results: Vec<&ContinuousResult> =
+            replays[0].engines.iter().map(|e| &e.result).collect();
+        let states = crate::continuous_report::engine_states(&reqs, &cfg, &engine_results);
+        let w = reports::continuous::write_continuous_report_with_engines(&data, &states, dir)
             .with_context(|| format!("--report {}", dir.display()))?;
         eprintln!("wrote {}", w.html.display());
     }
@@ -284,6 +478,7 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
         requests: reqs.len(),
         arrival_span_s: span,
         engine: cfg,
+        parallel: parallel_out(rc, &dp),
         replays,
         fitted_check: check,
     };
@@ -293,6 +488,53 @@ pub fn run(rc: &ReplayConfig) -> Result<()> {
         print_text(&out);
     }
     Ok(())
+}
+
+/// The layout for the output, when it is not one engine on one GPU.
+fn parallel_out(rc: &ReplayConfig, dp: &DataParallel) -> Option<ParallelOut> {
+    let p = rc.parallel;
+    if p.tensor_parallel == 1 && p.expert_parallel == 1 && dp.engines == 1 {
+        return None;
+    }
+    Some(ParallelOut {
+        tensor_parallel: p.tensor_parallel,
+        data_parallel: dp.engines,
+        expert_parallel: p.expert_parallel,
+        dp_lockstep: dp.lockstep && dp.engines > 1,
+        dp_stats_interval_s: dp.stats_interval_s,
+        link: p.link,
+    })
+}
+
+fn describe_parallel(p: &ParallelOut) -> String {
+    let mut s = format!(
+        "TP {} × DP {} engines (GPUs: {})",
+        p.tensor_parallel,
+        p.data_parallel,
+        p.tensor_parallel * p.data_parallel
+    );
+    if p.expert_parallel > 1 {
+        s += &format!(", experts over {} EP ranks", p.expert_parallel);
+    }
+    if p.data_parallel > 1 {
+        s += &format!(
+            ", requests routed by vLLM's DP balancer (least 4·waiting + running, counts published every {} s){}",
+            p.dp_stats_interval_s,
+            if p.dp_lockstep {
+                ", engines in lockstep (dummy steps, padded to the group's largest step)"
+            } else {
+                ", engines independent"
+            }
+        );
+    }
+    if p.tensor_parallel > 1 || p.expert_parallel > 1 {
+        s += &format!(
+            ", collectives on a ring of {} GB/s links, {} µs per message",
+            p.link.bandwidth_gb_s,
+            p.link.latency_ns / 1e3
+        );
+    }
+    s
 }
 
 /// Fit the step-time forms to per-layer tables on the KV-feasible region of `cfg` (shared by
@@ -344,7 +586,7 @@ pub fn replay_check_on_trace(
     table: &TableStepModel,
 ) -> Result<tokenq_core::step::ReplayCheck> {
     let reqs = read_trace(trace)?;
-    let r = replay(&reqs, cfg, table, true)?;
+    let r = replay(&reqs, cfg, &DataParallel::default(), table, true)?;
     Ok(check_on_steps(coef, &r.result, trace, table))
 }
 
@@ -396,13 +638,15 @@ fn check_csv_name(flag: &str, path: &Path) -> Result<()> {
     }
 }
 
-fn write_records(path: &Path, r: &ContinuousResult) -> Result<()> {
+/// One row per request; with several engines a last column `engine` says which served it.
+fn write_records(path: &Path, r: &ContinuousResult, with_engine: bool) -> Result<()> {
     use std::fmt::Write as _;
     let mut s = String::from(
-        "index,arrival_s,input_tokens,output_tokens,first_token_s,finish_s,ttft_s,tpot_s,e2e_s,preemptions,cached_tokens\n",
+        "index,arrival_s,input_tokens,output_tokens,first_token_s,finish_s,ttft_s,tpot_s,e2e_s,preemptions,cached_tokens",
     );
+    s.push_str(if with_engine { ",engine\n" } else { "\n" });
     for x in &r.records {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{},{},{},{},{},{},{},{},{},{},{}",
             x.index,
@@ -417,19 +661,39 @@ fn write_records(path: &Path, r: &ContinuousResult) -> Result<()> {
             x.preemptions,
             x.cached_tokens
         );
+        if with_engine {
+            let _ = write!(s, ",{}", x.engine);
+        }
+        s.push('\n');
     }
     std::fs::write(path, s).with_context(|| format!("--records {}: cannot write", path.display()))
 }
 
-fn write_series(path: &Path, r: &ContinuousResult) -> Result<()> {
+/// One row per iteration; with several engines, one row per engine iteration (dummy steps
+/// included, with 0 tokens) and a last column `engine`.
+fn write_series(path: &Path, r: &Replay) -> Result<()> {
     use std::fmt::Write as _;
-    let mut s = String::from("t_s,running,waiting,kv_blocks_used,step_s,tokens\n");
-    for p in &r.series {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{}",
-            p.t_s, p.running, p.waiting, p.kv_blocks_used, p.step_s, p.tokens
-        );
+    let mut s = String::from("t_s,running,waiting,kv_blocks_used,step_s,tokens");
+    if r.engines.is_empty() {
+        s.push('\n');
+        for p in &r.result.series {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                p.t_s, p.running, p.waiting, p.kv_blocks_used, p.step_s, p.tokens
+            );
+        }
+    } else {
+        s.push_str(",engine\n");
+        for e in &r.engines {
+            for p in &e.result.series {
+                let _ = writeln!(
+                    s,
+                    "{},{},{},{},{},{},{}",
+                    p.t_s, p.running, p.waiting, p.kv_blocks_used, p.step_s, p.tokens, e.engine
+                );
+            }
+        }
     }
     std::fs::write(path, s).with_context(|| format!("--series {}: cannot write", path.display()))
 }
@@ -459,7 +723,12 @@ fn print_text(o: &Output) {
         }
     );
     println!(
-        "engine: max_num_seqs {}, token budget {} tokens/step, KV cache {} blocks × {} tokens = {} tokens, prefix caching {}, async scheduling {}, overhead {} s/step",
+        "engine{}: max_num_seqs {}, token budget {} tokens/step, KV cache {} blocks × {} tokens = {} tokens, prefix caching {}, async scheduling {}, overhead {} s/step",
+        if o.parallel.as_ref().is_some_and(|p| p.data_parallel > 1) {
+            " (each)"
+        } else {
+            ""
+        },
         e.max_num_seqs,
         e.max_batched_tokens,
         e.kv_blocks,
@@ -469,6 +738,9 @@ fn print_text(o: &Output) {
         if e.async_scheduling { "on" } else { "off" },
         e.iteration_overhead_s
     );
+    if let Some(p) = &o.parallel {
+        println!("parallelism: {}", describe_parallel(p));
+    }
     for r in &o.replays {
         let x = &r.result;
         println!();
@@ -484,13 +756,52 @@ fn print_text(o: &Output) {
             "  completed {} requests, {} preemptions, {} iterations, makespan {:.2} s, {:.0} output tokens/s",
             x.completed, x.preemptions, x.iterations, x.makespan_s, x.output_tokens_per_s
         );
+        let engines = r.engines.len().max(1) as f64;
         println!(
-            "  peak running {} requests, peak KV {} blocks ({:.1}% of the cache), {} prompt tokens from cached blocks",
+            "  peak running {} requests, peak KV {} blocks ({:.1}% of the cache{}), {} prompt tokens from cached blocks",
             x.peak_running,
             x.peak_kv_blocks,
-            100.0 * f64::from(x.peak_kv_blocks) / f64::from(e.kv_blocks),
+            100.0 * f64::from(x.peak_kv_blocks) / (f64::from(e.kv_blocks) * engines),
+            if r.engines.is_empty() {
+                ""
+            } else {
+                "s, all engines together"
+            },
             x.cached_tokens
         );
+        if let Some(c) = &r.collectives {
+            println!(
+                "  collectives: {:.2} s of {:.2} s of step time ({:.1}%)",
+                c.seconds,
+                c.step_seconds,
+                100.0 * c.share
+            );
+        }
+        for en in &r.engines {
+            let y = &en.result;
+            println!(
+                "  engine {}: {} requests; TTFT mean {:.3} p50 {:.3} p90 {:.3} p99 {:.3}; TPOT mean {:.4}; E2E mean {:.3} p99 {:.3} s; {} preemptions, {} iterations{}, peak running {}, peak KV {} blocks, last completion {:.2} s",
+                en.engine,
+                en.requests,
+                y.ttft.mean_s,
+                y.ttft.p50_s,
+                y.ttft.p90_s,
+                y.ttft.p99_s,
+                y.tpot.mean_s,
+                y.e2e.mean_s,
+                y.e2e.p99_s,
+                y.preemptions,
+                y.iterations,
+                if y.dummy_steps > 0 {
+                    format!(" (+{} dummy)", y.dummy_steps)
+                } else {
+                    String::new()
+                },
+                y.peak_running,
+                y.peak_kv_blocks,
+                y.makespan_s
+            );
+        }
         println!(
             "  replay took {:.1} ms wall ({:.2} M iterations/s)",
             r.replay_wall_s * 1e3,

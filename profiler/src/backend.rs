@@ -84,4 +84,9 @@ pub trait Backend {
     fn synchronize(&mut self) -> Result<(), BackendError>;
     /// Model forward passes since construction.
     fn forward_calls(&self) -> u64;
+    /// Whether the device is an accelerator whose clocks ramp up under load (a GPU): the
+    /// runner then warms up until step times are steady and sizes repetitions from the spread.
+    fn is_accelerator(&self) -> bool {
+        false
+    }
 }

@@ -721,6 +721,9 @@ impl SimpleBackend for ArcWeights {
 }
 
 impl Backend for CandleBackend {
+    fn is_accelerator(&self) -> bool {
+        self.device.is_cuda()
+    }
     fn info(&self) -> BackendInfo {
         BackendInfo {
             backend: "candle".into(),

@@ -30,10 +30,32 @@ pub fn merge(
     inputs: &[PathBuf],
     out: &Path,
     overwrite: bool,
+    allow_partial: bool,
 ) -> Result<MergeSummary, ProfileError> {
     if inputs.is_empty() {
         return Err(ProfileError::Config(
             "merge needs at least one input table, e.g. tokenq merge shard-*.parquet --out all.parquet".into(),
+        ));
+    }
+    if out.is_dir() {
+        return Err(ProfileError::output(
+            out,
+            "is a directory: --out names the merged table file, e.g. --out all.parquet",
+        ));
+    }
+    let same = |p: &Path| {
+        std::fs::canonicalize(p)
+            .ok()
+            .zip(std::fs::canonicalize(out).ok())
+            .is_some_and(|(a, b)| a == b)
+    };
+    if let Some(p) = inputs.iter().find(|p| same(p)) {
+        return Err(ProfileError::output(
+            out,
+            format!(
+                "is also an input ({}): merging into it would replace that shard; choose another --out",
+                p.display()
+            ),
         ));
     }
     if out.exists() && !overwrite {
@@ -42,6 +64,8 @@ pub fn merge(
             "already exists: choose another --out, or pass --force to overwrite",
         ));
     }
+    let _lock = crate::lock::OutputLock::acquire(out)?;
+    crate::lock::check_sidecar(out)?;
     let mut metas: Vec<ProfileMeta> = Vec::new();
     for p in inputs {
         let mp = meta_path(p);
@@ -90,8 +114,6 @@ pub fn merge(
         }
         frames.push(table::read_frame(p)?);
     }
-    let mut df = table::concat_sorted(frames).map_err(|e| ProfileError::table(out, e))?;
-    table::write_frame(&mut df, out, Format::from_path(out))?;
     let first = metas[0].clone();
     let grid_points = first.grid.points();
     let missing: Vec<u32> = grid_points
@@ -99,6 +121,15 @@ pub fn merge(
         .map(|p| p.point_id)
         .filter(|id| !seen.contains(id))
         .collect();
+    if !missing.is_empty() && !allow_partial {
+        return Err(ProfileError::Config(format!(
+            "the inputs cover {} of {} grid points; missing point_id {missing:?}: rerun the shard(s) that own them (tokenq profile --shard I/N --resume), or pass --allow-partial to merge what is there",
+            seen.len(),
+            grid_points.len()
+        )));
+    }
+    let mut df = table::concat_sorted(frames).map_err(|e| ProfileError::table(out, e))?;
+    table::write_frame(&mut df, out, Format::from_path(out))?;
     let mut merged = ProfileMeta {
         shards: vec![],
         runs: vec![],

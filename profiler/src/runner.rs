@@ -3,8 +3,12 @@
 //!
 //! For each grid point, in seeded random order:
 //! 1. `warmup_passes` untimed passes, each a full prefill + every decode step, so every shape
-//!    that will be timed has run once (allocations, kernel selection, caches);
-//! 2. one timed pass `t`; then `clamp(⌈min_time/t⌉, min_reps, max_reps) − 1` more;
+//!    that will be timed has run once (allocations, kernel selection, caches); on a GPU, more
+//!    untimed passes until the median decode step moves by less than [`STEADY_REL_CHANGE`]
+//!    from one pass to the next (clocks ramp up under load), at most [`MAX_STEADY_WARMUP`];
+//! 2. one timed pass `t`; then `clamp(⌈min_time/t⌉, min_reps, max_reps) − 1` more; on a GPU,
+//!    further passes (up to `max_reps`) while the 95% interval of the mean pass time is wider
+//!    than [`TARGET_REL_HALF_WIDTH`] of it: the repetitions follow the observed spread;
 //! 3. outliers labelled (Tukey fences, `stats`), warned about, kept;
 //! 4. the point's rows written at once to `OUT.parts/point-NNNNNN.parquet` and its record to
 //!    `point-NNNNNN.json` (temporary file + rename), so a killed run loses at most the point in
@@ -29,6 +33,15 @@ use rand::{RngExt, SeedableRng, rngs::StdRng};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// A GPU is warm when the median decode step changes by at most this fraction between passes.
+pub const STEADY_REL_CHANGE: f64 = 0.02;
+/// Most extra warm-up passes spent waiting for steady step times.
+pub const MAX_STEADY_WARMUP: u32 = 8;
+/// On a GPU, repeat until the 95% half-width of the mean pass time is this fraction of it.
+pub const TARGET_REL_HALF_WIDTH: f64 = 0.02;
+/// Warn when a point's median decode step varies by more than this fraction between passes.
+pub const PASS_VARIATION_WARN: f64 = 0.10;
 
 /// Schema tag of the metadata sidecar.
 pub const META_SCHEMA: &str = "tokenq.profile.v1";
@@ -316,7 +329,7 @@ fn backend_label(cfg: &BackendConfig) -> (String, String, String, String) {
 }
 
 /// Plan fingerprint: what must agree for parts to be resumed or shards merged.
-fn fingerprint(config: &ProfileConfig) -> String {
+pub(crate) fn fingerprint(config: &ProfileConfig) -> String {
     let backend = match &config.backend {
         BackendConfig::Candle(c) => format!(
             "candle|{}|{}|{}|{}",
@@ -540,6 +553,7 @@ pub fn run(
     config: &ProfileConfig,
     observer: &mut dyn Observer,
 ) -> Result<ProfileSummary, ProfileError> {
+    let _lock = crate::lock::prepare(config)?;
     let plan = plan(config)?;
     match &config.backend {
         BackendConfig::Candle(spec) => {
@@ -574,6 +588,7 @@ pub fn run_with_backend(
     backend: &mut dyn Backend,
     observer: &mut dyn Observer,
 ) -> Result<ProfileSummary, ProfileError> {
+    let _lock = crate::lock::prepare(config)?;
     let plan = plan(config)?;
     let kv = plan.kv_capacity.clone();
     run_planned(config, plan, kv, backend, observer)
@@ -627,51 +642,134 @@ fn pass_seed(seed: u64, point: u32, pass: u32) -> u64 {
     seed ^ (u64::from(point) << 32 | u64::from(pass)).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
-/// Measure one point: warm-up, first pass, planned reps.
+/// Median decode-step time (steps ≥ 1) of each timed pass, in pass order.
+pub fn pass_decode_medians(rows: &[StepRow]) -> Vec<f64> {
+    let mut by_rep: std::collections::BTreeMap<u32, Vec<f64>> = Default::default();
+    for r in rows.iter().filter(|r| r.step > 0) {
+        by_rep
+            .entry(r.rep)
+            .or_default()
+            .push(r.device_s.unwrap_or(r.wall_s));
+    }
+    by_rep.into_values().map(median).collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+/// (max − min) / median of the passes' median decode steps; `None` with fewer than 2 passes.
+pub fn pass_variation(rows: &[StepRow]) -> Option<(f64, f64, f64)> {
+    let m = pass_decode_medians(rows);
+    if m.len() < 2 {
+        return None;
+    }
+    let (lo, hi) = m
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &x| {
+            (a.min(x), b.max(x))
+        });
+    Some(((hi - lo) / median(m), lo, hi))
+}
+
+/// Half-width of the 95% interval of the mean of `x`, relative to the mean (Student t).
+fn rel_half_width(x: &[f64]) -> f64 {
+    let n = x.len();
+    if n < 2 {
+        return f64::INFINITY;
+    }
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0);
+    // t_{0.975, n−1} for n − 1 = 1..9, then 2.0 (≤ 2.26 down to 1.96).
+    const T975: [f64; 9] = [12.71, 4.30, 3.18, 2.78, 2.57, 2.45, 2.36, 2.31, 2.26];
+    let t = T975.get(n - 2).copied().unwrap_or(2.0);
+    t * (var / n as f64).sqrt() / mean
+}
+
+/// What one point's measurement did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// Every timed step.
+    pub rows: Vec<StepRow>,
+    /// Timed passes.
+    pub reps: u32,
+    /// Untimed passes, the configured ones plus those spent waiting for steady step times.
+    pub warmup_passes: u32,
+}
+
+/// Measure one point: warm-up (until steady on a GPU), first pass, planned reps (more on a GPU
+/// while the spread asks for them).
 fn measure_point(
     config: &ProfileConfig,
     backend: &mut dyn Backend,
     p: &GridPoint,
-) -> Result<(Vec<StepRow>, u32), BackendError> {
+) -> Result<Measured, BackendError> {
     let shape = PointShape {
         batch_size: p.batch_size,
         input_tokens: p.input_tokens,
         max_output: config.grid.max_output,
     };
     let vocab = backend.vocab_size();
+    let adaptive = backend.is_accelerator();
     let mut pass = 0u32;
+    let next_prompts = |pass: &mut u32| {
+        let prompts = random_prompts(
+            vocab,
+            p.batch_size,
+            p.input_tokens,
+            pass_seed(config.seed, p.point_id, *pass),
+        );
+        *pass += 1;
+        prompts
+    };
+    let mut last_median = f64::NAN;
     for _ in 0..config.reps.warmup_passes {
-        let prompts = random_prompts(
-            vocab,
-            p.batch_size,
-            p.input_tokens,
-            pass_seed(config.seed, p.point_id, pass),
-        );
-        measure_pass(backend, shape, &prompts, 0)?;
-        pass += 1;
+        let prompts = next_prompts(&mut pass);
+        let rows = measure_pass(backend, shape, &prompts, 0)?;
+        last_median = median(pass_decode_medians(&rows));
     }
-    let prompts = random_prompts(
-        vocab,
-        p.batch_size,
-        p.input_tokens,
-        pass_seed(config.seed, p.point_id, pass),
-    );
-    pass += 1;
+    if adaptive && shape.max_output > 1 {
+        for _ in 0..MAX_STEADY_WARMUP {
+            let prompts = next_prompts(&mut pass);
+            let rows = measure_pass(backend, shape, &prompts, 0)?;
+            let m = median(pass_decode_medians(&rows));
+            let steady = (m - last_median).abs() <= STEADY_REL_CHANGE * last_median;
+            last_median = m;
+            if steady {
+                break;
+            }
+        }
+    }
+    let warmup_passes = pass;
+    let prompts = next_prompts(&mut pass);
     let mut rows = measure_pass(backend, shape, &prompts, 0)?;
-    let first: f64 = rows.iter().map(|r| r.wall_s).sum();
-    let reps = config.reps.planned_reps(first);
-    for rep in 1..reps {
-        let prompts = random_prompts(
-            vocab,
-            p.batch_size,
-            p.input_tokens,
-            pass_seed(config.seed, p.point_id, pass),
-        );
-        pass += 1;
-        rows.extend(measure_pass(backend, shape, &prompts, rep)?);
+    let mut pass_s = vec![rows.iter().map(|r| r.wall_s).sum::<f64>()];
+    let planned = config.reps.planned_reps(pass_s[0]);
+    let mut reps = 1;
+    while reps < config.reps.max_reps
+        && (reps < planned || (adaptive && rel_half_width(&pass_s) > TARGET_REL_HALF_WIDTH))
+    {
+        let prompts = next_prompts(&mut pass);
+        let more = measure_pass(backend, shape, &prompts, reps)?;
+        pass_s.push(more.iter().map(|r| r.wall_s).sum());
+        rows.extend(more);
+        reps += 1;
     }
     backend.synchronize()?;
-    Ok((rows, reps))
+    Ok(Measured {
+        rows,
+        reps,
+        warmup_passes,
+    })
 }
 
 fn new_run_id(started_unix_s: u64, config: &ProfileConfig) -> String {
@@ -761,7 +859,25 @@ fn run_planned(
             outliers: vec![],
         };
         match measure_point(config, backend, p) {
-            Ok((rows, reps)) => {
+            Ok(Measured {
+                rows,
+                reps,
+                warmup_passes,
+            }) => {
+                record.warmup_passes = warmup_passes;
+                if let Some((v, lo, hi)) = pass_variation(&rows)
+                    && v > PASS_VARIATION_WARN
+                {
+                    observer.warning(&format!(
+                        "point {} (batch {}, input {} tokens): the median decode step varies {:.0}% between passes ({:.2}–{:.2} ms); the device was not steady: raise --warmup, or --reps for more passes",
+                        p.point_id,
+                        p.batch_size,
+                        p.input_tokens,
+                        100.0 * v,
+                        lo * 1e3,
+                        hi * 1e3
+                    ));
+                }
                 let outliers = label_point(p.point_id, &rows);
                 let n_far = outliers
                     .iter()
@@ -881,6 +997,46 @@ fn finalize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decode_rows(passes: &[&[f64]]) -> Vec<StepRow> {
+        let mut rows = Vec::new();
+        for (rep, steps) in passes.iter().enumerate() {
+            for (k, &t) in steps.iter().enumerate() {
+                rows.push(StepRow {
+                    rep: rep as u32,
+                    step: k as u32 + 1,
+                    context_tokens: 0,
+                    wall_s: t,
+                    device_s: None,
+                });
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn pass_variation_is_the_spread_of_pass_medians() {
+        // Pass medians 10, 12 and 8 ms: (12 − 8) / 10 = 40 %.
+        let rows = decode_rows(&[
+            &[0.009, 0.010, 0.011],
+            &[0.012, 0.012, 0.013],
+            &[0.008, 0.008, 0.009],
+        ]);
+        let (v, lo, hi) = pass_variation(&rows).unwrap();
+        assert!((v - 0.4).abs() < 1e-12 && lo == 0.008 && hi == 0.012);
+        assert!(pass_variation(&decode_rows(&[&[0.01, 0.02]])).is_none());
+    }
+
+    #[test]
+    fn relative_half_width_of_known_samples() {
+        // mean 10, sd 1 (n = 4): t(3) = 3.18, half-width 3.18 · 1/2 = 1.59 → 15.9 %.
+        let x = [9.0, 9.0, 11.0, 11.0];
+        let sd = (4.0f64 / 3.0).sqrt();
+        let want = 3.18 * sd / 2.0 / 10.0;
+        assert!((rel_half_width(&x) - want).abs() < 1e-12);
+        assert!(rel_half_width(&[1.0]).is_infinite());
+        assert_eq!(rel_half_width(&[2.0, 2.0, 2.0]), 0.0);
+    }
 
     #[test]
     fn rfc3339_of_known_instants() {

@@ -105,11 +105,20 @@ pub fn read_frame(path: &Path) -> Result<DataFrame, ProfileError> {
     let df = match Format::from_path(path) {
         Format::Parquet => {
             let file = std::fs::File::open(path).map_err(|e| ProfileError::io(path, e))?;
+            if let Some(why) = tokenq_core::timings::sniff_not_parquet(path) {
+                return Err(ProfileError::table(path, why));
+            }
             ParquetReader::new(file)
                 .finish()
                 .map_err(|e| ProfileError::table(path, e))?
         }
         Format::Csv => {
+            if tokenq_core::timings::sniff_not_parquet(path).is_none() {
+                return Err(ProfileError::table(
+                    path,
+                    "is a Parquet file, not CSV: rename it to .parquet",
+                ));
+            }
             // The schema below is applied by position: check the header names first.
             let text = std::fs::read_to_string(path).map_err(|e| ProfileError::io(path, e))?;
             let header: Vec<&str> = text

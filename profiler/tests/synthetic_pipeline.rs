@@ -248,15 +248,23 @@ fn shards_cover_the_grid_exactly_once_and_merge_to_the_whole() {
     }
     assert_eq!(seen, (0..6).collect());
     let merged = dir.path().join("merged.parquet");
-    let m = profiler::merge(&outs, &merged, false).unwrap();
+    let m = profiler::merge(&outs, &merged, false, false).unwrap();
     assert_eq!((m.points, m.grid_points, m.missing_points.len()), (6, 6, 0));
     assert_eq!(rows(&merged), rows(&full));
     // a shard twice is refused
     let twice = vec![outs[0].clone(), outs[0].clone()];
-    let e = profiler::merge(&twice, &dir.path().join("x.parquet"), false).unwrap_err();
+    let e = profiler::merge(&twice, &dir.path().join("x.parquet"), false, false).unwrap_err();
     assert!(e.to_string().contains("also in an earlier input"), "{e}");
-    // missing shards are reported, not invented
-    let m = profiler::merge(&outs[..2], &dir.path().join("half.parquet"), false).unwrap();
+    // missing shards: refused with the list, or merged with --allow-partial (not invented)
+    let e = profiler::merge(&outs[..2], &dir.path().join("half.parquet"), false, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("missing point_id [2, 3]") && e.contains("--allow-partial"),
+        "{e}"
+    );
+    assert!(!dir.path().join("half.parquet").exists());
+    let m = profiler::merge(&outs[..2], &dir.path().join("half.parquet"), false, true).unwrap();
     assert_eq!(m.missing_points, vec![2, 3]); // shards 1, 2 own ids ≡ 0, 1 (mod 4)
     // a profile of another grid is refused
     let other = dir.path().join("other.parquet");
@@ -266,6 +274,7 @@ fn shards_cover_the_grid_exactly_once_and_merge_to_the_whole() {
     let e = profiler::merge(
         &[outs[0].clone(), other],
         &dir.path().join("y.parquet"),
+        false,
         false,
     )
     .unwrap_err();

@@ -31,6 +31,14 @@ pub mod builtin;
 mod empirical;
 mod parse;
 
+/// Largest token count a law may reach with positive probability in its parameters (bounds,
+/// mean, point masses, histogram values; a lognormal's median).
+pub const MAX_TOKENS: f64 = 1e9;
+/// Most values of a discrete uniform law (its atoms are materialised).
+pub const MAX_DISCRETE_VALUES: u64 = 10_000_000;
+/// Largest σ of a lognormal law (`E[N²] = e^{2μ + 2σ²}` stays finite).
+pub const MAX_LOGNORMAL_SIGMA: f64 = 10.0;
+
 /// Errors from parsing or building a distribution.
 #[derive(Debug, thiserror::Error)]
 pub enum DistError {
@@ -82,8 +90,11 @@ impl TokenDist {
         parse::parse(spec)
     }
 
-    /// Check the parameters (finite, ordered, positive spread, non-empty support). [`parse`]
-    /// always validates; call this after building a variant by hand.
+    /// Check the parameters (finite, ordered, positive spread, non-empty support, token counts
+    /// at most [`MAX_TOKENS`], at most [`MAX_DISCRETE_VALUES`] values of a discrete uniform law,
+    /// a lognormal median at most `MAX_TOKENS` with σ ≤ [`MAX_LOGNORMAL_SIGMA`], so that every
+    /// moment is a finite number). [`parse`] always validates; call this after building a
+    /// variant by hand.
     ///
     /// [`parse`]: TokenDist::parse
     pub fn validate(&self) -> Result<(), String> {
@@ -94,10 +105,20 @@ impl TokenDist {
                 Err(format!("{name} must be a finite number, got {v}"))
             }
         };
+        let at_most = |name: &str, v: f64| {
+            if v <= MAX_TOKENS {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{name} = {v:e} tokens: at most {MAX_TOKENS:e} (token counts beyond that are not requests)"
+                ))
+            }
+        };
         match *self {
             TokenDist::Uniform { lo, hi } => {
                 finite("LO", lo)?;
                 finite("HI", hi)?;
+                at_most("HI", hi)?;
                 if lo < 0.0 {
                     return Err(format!("LO must be >= 0 (token counts), got {lo}"));
                 }
@@ -111,12 +132,24 @@ impl TokenDist {
                 if lo > hi {
                     return Err(format!("need LO <= HI, got LO = {lo}, HI = {hi}"));
                 }
+                at_most("HI", hi as f64)?;
+                if hi - lo >= MAX_DISCRETE_VALUES {
+                    return Err(format!(
+                        "HI − LO + 1 = {} values: at most {MAX_DISCRETE_VALUES} (use uniform:LO,HI for a wide range)",
+                        u128::from(hi - lo) + 1
+                    ));
+                }
             }
             TokenDist::TruncNormal { mean, sd, lo, hi } => {
                 finite("MEAN", mean)?;
                 finite("SD", sd)?;
                 if sd <= 0.0 {
                     return Err(format!("SD must be > 0, got {sd}"));
+                }
+                at_most("|MEAN|", mean.abs())?;
+                at_most("SD", sd)?;
+                if lo > MAX_TOKENS {
+                    at_most("LO", lo)?;
                 }
                 if lo.is_nan() || hi.is_nan() || lo < 0.0 || lo >= hi || lo == f64::INFINITY {
                     return Err(format!("need 0 <= LO < HI, got LO = {lo}, HI = {hi}"));
@@ -134,14 +167,30 @@ impl TokenDist {
                 if sigma <= 0.0 {
                     return Err(format!("SIGMA must be > 0, got {sigma}"));
                 }
+                if mu.abs() > MAX_TOKENS.ln() {
+                    return Err(format!(
+                        "|MU| = {:e} makes the median e^MU tokens: at most ln({MAX_TOKENS:e}) = {:.2}",
+                        mu.abs(),
+                        MAX_TOKENS.ln()
+                    ));
+                }
+                if sigma > MAX_LOGNORMAL_SIGMA {
+                    return Err(format!(
+                        "SIGMA must be at most {MAX_LOGNORMAL_SIGMA}, got {sigma} (the moments overflow)"
+                    ));
+                }
             }
             TokenDist::Constant { value } => {
                 finite("N", value)?;
+                at_most("N", value)?;
                 if value < 0.0 {
                     return Err(format!("N must be >= 0, got {value}"));
                 }
             }
-            TokenDist::Empirical(ref e) => e.check()?,
+            TokenDist::Empirical(ref e) => {
+                e.check()?;
+                at_most("the largest value", e.values[e.values.len() - 1])?;
+            }
         }
         Ok(())
     }

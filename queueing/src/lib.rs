@@ -9,5 +9,6 @@ pub mod impatience;
 pub mod mg1;
 pub mod numeric;
 pub mod token_limit;
+pub mod waiting;
 
 pub use tokenq_core::Method;

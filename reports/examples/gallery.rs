@@ -322,6 +322,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "source".into(),
             "reports/examples/gallery.rs (reference numbers)".into(),
         )],
+        roofline: None,
         fit_table: Table {
             caption: "Least squares on the paper's Table I".into(),
             columns: vec!["term".into(), "value".into(), "R²".into()],

@@ -4,7 +4,8 @@
 //! as the pipeline report in [`crate::html`]):
 //!
 //! * the empirical CDFs of TTFT, TPOT and E2E (vLLM's definitions), mean/p50/p90/p99 marked;
-//! * running and waiting requests and KV blocks in use over time, and the preemption count;
+//! * running and waiting requests and KV blocks in use over time, and the preemption count
+//!   (with several data-parallel engines, also each engine's, [`engines_figure`]);
 //! * the capacity comparison with the paper's batching policies on the same trace (Yang, Xu,
 //!   Jiao 2024 §IV; docs/models.md §6–§8): each policy's load ρ at the trace's mean arrival rate
 //!   and its largest stable arrival rate, next to what the continuous simulation served.
@@ -47,6 +48,17 @@ pub struct StatePoint {
     pub running: u32,
     pub waiting: u32,
     pub kv_blocks_used: u32,
+}
+
+/// One data-parallel engine's state over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStates {
+    /// e.g. `engine 0`.
+    pub name: String,
+    /// The engine's KV cache, blocks.
+    pub kv_blocks: u32,
+    pub preemptions: u64,
+    pub states: Vec<StatePoint>,
 }
 
 /// One row of the capacity comparison.
@@ -203,12 +215,78 @@ pub fn state_figure(states: &[StatePoint], kv_blocks: u32, preemptions: u64) -> 
     }
 }
 
+/// Each engine's running and waiting requests and KV use over time (three panels, one series
+/// per engine).
+pub fn engines_figure(engines: &[EngineStates]) -> Figure {
+    let axis_t = || Axis::new("time since first arrival", "s").from_zero();
+    let mut running = Panel::new(
+        "Running requests per engine",
+        axis_t(),
+        Axis::new("requests", "").scale(Scale::Linear).from_zero(),
+    );
+    let mut waiting = Panel::new(
+        "Waiting requests per engine",
+        axis_t(),
+        Axis::new("requests", "").scale(Scale::Linear).from_zero(),
+    );
+    let mut kv = Panel::new(
+        "KV cache use per engine",
+        axis_t(),
+        Axis::new("KV blocks in use", "% of the engine's cache")
+            .scale(Scale::Linear)
+            .from_zero(),
+    );
+    for e in engines {
+        let s = thin(&e.states, MAX_SERIES_POINTS);
+        running = running.with(Series::from_xy(
+            format!("{} running", e.name),
+            Method::Simulation,
+            s.iter().map(|p| (p.t_s, f64::from(p.running))),
+        ));
+        waiting = waiting.with(Series::from_xy(
+            format!("{} waiting", e.name),
+            Method::Simulation,
+            s.iter().map(|p| (p.t_s, f64::from(p.waiting))),
+        ));
+        kv = kv.with(Series::from_xy(
+            format!("{} KV ({} preemptions)", e.name, e.preemptions),
+            Method::Simulation,
+            s.iter().map(|p| {
+                (
+                    p.t_s,
+                    100.0 * f64::from(p.kv_blocks_used) / f64::from(e.kv_blocks.max(1)),
+                )
+            }),
+        ));
+    }
+    Figure {
+        id: "continuous-engines-state".into(),
+        title:
+            "Running, waiting and KV use per data-parallel engine (continuous batching, simulation)"
+                .into(),
+        caption: format!(
+            "Each engine's state after scheduling at the start of each of its iterations (dummy steps of an engine in lockstep included; at most {MAX_SERIES_POINTS} evenly spaced iterations drawn per engine; `--series` writes all). The figure above sums the engines."
+        ),
+        panels: vec![running, waiting, kv],
+    }
+}
+
 /// The report's figures, in order.
 pub fn figures(r: &ContinuousReport) -> Vec<Figure> {
     vec![
         latency_figure(&r.latencies),
         state_figure(&r.states, r.kv_blocks, r.preemptions),
     ]
+}
+
+/// The report's figures with the per-engine state figure last (when there are two engines or
+/// more).
+pub fn figures_with_engines(r: &ContinuousReport, engines: &[EngineStates]) -> Vec<Figure> {
+    let mut f = figures(r);
+    if engines.len() > 1 {
+        f.push(engines_figure(engines));
+    }
+    f
 }
 
 /// Method label of every latency summary (one deterministic replay: no interval).
@@ -280,6 +358,7 @@ fn page<'a>(r: &'a ContinuousReport, figs: &'a [Figure], svgs: &'a [String]) -> 
     figure(latency, 0);
 
     figure(state, 1);
+    figure(state, 2);
 
     for b in &r.capacity_basis {
         capacity.push(Block::text(b.as_str()));
@@ -324,6 +403,26 @@ fn page<'a>(r: &'a ContinuousReport, figs: &'a [Figure], svgs: &'a [String]) -> 
 pub fn render_html(r: &ContinuousReport, svgs: &[String]) -> String {
     let figs = figures(r);
     page(r, &figs, svgs).render()
+}
+
+/// [`render_html`] with the per-engine figure ([`figures_with_engines`] order).
+pub fn render_html_with_engines(
+    r: &ContinuousReport,
+    engines: &[EngineStates],
+    svgs: &[String],
+) -> String {
+    let figs = figures_with_engines(r, engines);
+    page(r, &figs, svgs).render()
+}
+
+/// [`write_continuous_report`] with each data-parallel engine's state over time.
+pub fn write_continuous_report_with_engines(
+    r: &ContinuousReport,
+    engines: &[EngineStates],
+    dir: &Path,
+) -> Result<WrittenContinuous, ReportError> {
+    let figs = figures_with_engines(r, engines);
+    write_document(dir, &figs, |svgs| page(r, &figs, svgs).render())
 }
 
 /// Files written by [`write_continuous_report`] (the same as the pipeline report's).

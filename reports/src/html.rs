@@ -165,6 +165,10 @@ pub struct Report {
     pub metadata: Vec<(String, String)>,
     /// The fit table (one row per fitted term: coefficient, R², MAPE, n, range).
     pub fit_table: Table,
+    /// Measured step times beside the device's roofline, one row per grid point (when the
+    /// device's peaks are known).
+    #[serde(default)]
+    pub roofline: Option<Table>,
     /// The fitted coefficients with units.
     pub coefficients: Vec<Quantity>,
     pub recommendations: Vec<Recommendation>,
@@ -272,6 +276,21 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
             columns: report.fit_table.columns.clone(),
             rows: report
                 .fit_table
+                .rows
+                .iter()
+                .map(|r| r.iter().map(|c| Cell::text(c.as_str())).collect())
+                .collect(),
+        });
+    }
+
+    if let Some(t) = &report.roofline {
+        fit.push(Block::Heading("Measured against the roofline".into()));
+        if !t.caption.is_empty() {
+            fit.push(Block::text(t.caption.as_str()));
+        }
+        fit.push(Block::Table {
+            columns: t.columns.clone(),
+            rows: t
                 .rows
                 .iter()
                 .map(|r| r.iter().map(|c| Cell::text(c.as_str())).collect())

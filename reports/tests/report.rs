@@ -53,6 +53,7 @@ fn sample() -> Report {
                 "lognormal(7, 0.7), λ = 1/40 req/s".into(),
             ),
         ],
+        roofline: None,
         fit_table: Table {
             caption: "Single-request line T(n) = a·n + c".into(),
             columns: vec![

@@ -44,10 +44,13 @@ impl TokenLaw {
                 spec: spec.to_string(),
                 why: "expected `exponential:MEAN` with a number".into(),
             })?;
-            if !(mean.is_finite() && mean > 0.0) {
+            if !(mean.is_finite() && mean > 0.0 && mean <= queueing::dist::MAX_TOKENS) {
                 return Err(SimError::Tokens {
                     spec: spec.to_string(),
-                    why: "the mean must be positive and finite".into(),
+                    why: format!(
+                        "the mean must be positive and at most {:e} tokens",
+                        queueing::dist::MAX_TOKENS
+                    ),
                 });
             }
             return Ok(TokenLaw::Exponential { mean });
@@ -56,7 +59,11 @@ impl TokenLaw {
             .map(TokenLaw::Dist)
             .map_err(|e| SimError::Tokens {
                 spec: spec.to_string(),
-                why: e.to_string(),
+                // The spec is named once, by this error.
+                why: match e {
+                    queueing::dist::DistError::Spec { why, .. } => why,
+                    other => other.to_string(),
+                },
             })
     }
 }

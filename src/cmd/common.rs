@@ -39,11 +39,40 @@ pub fn non_negative(flag: &str, v: f64, unit: &str) -> Result<f64> {
     }
 }
 
+/// Largest arrival rate of a flag, req/s (beyond it the models' moments overflow).
+pub const MAX_RATE: f64 = 1e6;
+/// Smallest arrival rate of a flag, req/s (below it the mean gap overflows).
+pub const MIN_RATE: f64 = 1e-9;
+/// Largest time coefficient or patience of a flag, seconds.
+pub const MAX_SECONDS: f64 = 1e9;
+
+/// An arrival rate in `[MIN_RATE, MAX_RATE]` req/s, else a one-line error naming the flag.
+pub fn rate(flag: &str, v: f64) -> Result<f64> {
+    positive(flag, v, "req/s")?;
+    if !(MIN_RATE..=MAX_RATE).contains(&v) {
+        bail!("{flag} {v}: give a rate between {MIN_RATE:e} and {MAX_RATE:e} requests per second");
+    }
+    Ok(v)
+}
+
+/// A value at most `max`, else a one-line error naming the flag.
+pub fn at_most(flag: &str, v: f64, max: f64, unit: &str) -> Result<f64> {
+    if v > max {
+        bail!("{flag} {v}: at most {max:e} {unit}");
+    }
+    Ok(v)
+}
+
 /// A max-token limit: `≥ 1`, or `None` (no limit → `+∞`).
 pub fn max_tokens(flag: &str, v: Option<f64>) -> Result<f64> {
     match v {
         None => Ok(f64::INFINITY),
-        Some(l) if l.is_finite() && l >= 1.0 => Ok(l),
+        Some(l) if l.is_finite() && l >= 1.0 => at_most(
+            flag,
+            l,
+            queueing::dist::MAX_TOKENS,
+            "tokens (omit it for no limit)",
+        ),
         Some(l) => bail!("{flag} must be a number of tokens >= 1 (omit it for no limit), got {l}"),
     }
 }
@@ -74,6 +103,12 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
+/// Largest `--grid-cells` of the level-crossing solve.
+pub const MAX_GRID_CELLS: usize = 10_000_000;
+
+/// Most simulated arrivals per replication of a `--validate` run (about a minute).
+pub const MAX_VALIDATE_REQUESTS: u64 = 1_000_000_000;
+
 /// Default arrivals per replication of a `--validate` run.
 pub const DEFAULT_VALIDATE_REQUESTS: &str = "2e5";
 
@@ -85,7 +120,7 @@ pub struct ValidateArgs {
     #[arg(long)]
     pub validate: bool,
     /// With --validate: arrivals per replication (accepts 2e5).
-    #[arg(long, value_name = "N", default_value = DEFAULT_VALIDATE_REQUESTS, requires = "validate")]
+    #[arg(long, value_name = "N", default_value = DEFAULT_VALIDATE_REQUESTS, requires = "validate", allow_hyphen_values = true)]
     pub requests: String,
     /// With --validate: master seed of the simulation.
     #[arg(long, default_value_t = 1, requires = "validate")]
@@ -101,8 +136,17 @@ impl ValidateArgs {
         if !self.validate {
             return Ok(None);
         }
+        let requests = parse_count(&self.requests)?;
+        if requests > MAX_VALIDATE_REQUESTS {
+            bail!(
+                "--requests {requests}: at most {MAX_VALIDATE_REQUESTS} per replication (about a minute of simulation); use --replications for more"
+            );
+        }
+        if self.replications == 0 {
+            bail!("--replications 0: give at least 1 (1 = one run with 30 batch means)");
+        }
         Ok(Some(SimSettings {
-            requests: parse_count(&self.requests)?,
+            requests,
             seed: self.seed,
             replications: self.replications,
         }))
@@ -171,7 +215,7 @@ impl Mg1WorkloadArgs {
     /// Validate into the library's workload.
     pub fn validate(&self) -> Result<Workload> {
         let tokens = parse_tokens("--tokens", &self.tokens)?;
-        let arrival_rate = positive("--arrival-rate", self.arrival_rate, "req/s")?;
+        let arrival_rate = rate("--arrival-rate", self.arrival_rate)?;
         let (per_token_s, intercept_s) =
             match (&self.coefficients, self.per_token_s, self.intercept_s) {
                 // Raw flags: a = 0 (token-independent service) stays allowed, as before.
@@ -188,21 +232,44 @@ impl Mg1WorkloadArgs {
                 }
             };
         let service = LinearService {
-            per_token_s: non_negative("--per-token-s", per_token_s, "s/token")?,
-            intercept_s: non_negative("--intercept-s", intercept_s, "s")?,
+            per_token_s: at_most(
+                "--per-token-s",
+                non_negative("--per-token-s", per_token_s, "s/token")?,
+                MAX_SECONDS,
+                "s/token",
+            )?,
+            intercept_s: at_most(
+                "--intercept-s",
+                non_negative("--intercept-s", intercept_s, "s")?,
+                MAX_SECONDS,
+                "s",
+            )?,
         };
         if service.per_token_s == 0.0 && service.intercept_s == 0.0 {
             bail!("--per-token-s and --intercept-s are both 0: the service time would be 0 s");
         }
         let patience = self
             .patience
-            .map(|t| positive("--patience", t, "s"))
+            .map(|t| {
+                at_most(
+                    "--patience",
+                    positive("--patience", t, "s")?,
+                    MAX_SECONDS,
+                    "s",
+                )
+            })
             .transpose()?;
         if patience.is_none() && (self.balking || self.approx != ApproxArg::Exact) {
             bail!("--balking and --approx need --patience (they describe impatient users)");
         }
         if self.grid_cells < 10 {
             bail!("--grid-cells must be >= 10, got {}", self.grid_cells);
+        }
+        if self.grid_cells > MAX_GRID_CELLS {
+            bail!(
+                "--grid-cells {}: at most {MAX_GRID_CELLS} (the default {DEFAULT_GRID} is about 1e-8 relative; the solve's memory and time grow with the cells)",
+                self.grid_cells
+            );
         }
         Ok(Workload {
             tokens,
@@ -313,6 +380,45 @@ impl BatchModelArgs {
         }
         LlmBatch::new(coeffs, dist).map_err(|e| anyhow::anyhow!("--tokens: {e}"))
     }
+}
+
+/// A batching model that "did not converge" gets what to change: bound the decode lengths with
+/// `--max-tokens` (the usual cause is a heavy tail, e.g. `lognormal:5,3`), or cap the batch.
+pub fn convergence_hint(
+    e: anyhow::Error,
+    model: &BatchModelArgs,
+    policy: PolicyArg,
+    max_batch: Option<usize>,
+) -> anyhow::Error {
+    let msg = format!("{e:#}");
+    if !msg.contains("did not converge") {
+        return e;
+    }
+    let limit = match (model.max_tokens, TokenDist::parse(&model.tokens)) {
+        (Some(l), _) => format!("lower --max-tokens (now {l})"),
+        (None, Ok(d)) => {
+            let q = d.quantile(0.99).ceil();
+            if q.is_finite() && (1.0..=100_000.0).contains(&q) {
+                format!(
+                    "bound the decode lengths with --max-tokens L (e.g. --max-tokens {q}, the 99th percentile of --tokens {})",
+                    model.tokens
+                )
+            } else {
+                format!(
+                    "bound the decode lengths with --max-tokens L (e.g. --max-tokens 100000; the 99th percentile of --tokens {} is {q})",
+                    model.tokens
+                )
+            }
+        }
+        (None, Err(_)) => "bound the decode lengths with --max-tokens L".into(),
+    };
+    let cap = match (policy, max_batch) {
+        (PolicyArg::Fixed, _) | (_, Some(_)) => "or use a smaller --max-batch",
+        (_, None) => "or cap the batch with --max-batch K",
+    };
+    anyhow::anyhow!(
+        "{msg}. To fix it, {limit}, {cap} (a heavy-tailed --tokens law makes the batch times too variable for the exact chains)"
+    )
 }
 
 /// `--policy`.

@@ -57,9 +57,13 @@ pub struct FitArgs {
     /// data to import.
     #[arg(required_unless_present = "step_model_from", value_name = "PROFILE")]
     pub profiles: Vec<PathBuf>,
-    /// Coefficients file to write (TOML).
+    /// Coefficients file to write (TOML). An existing file is refused without --force (with
+    /// --step-model-from it is added to instead), and so is one of the inputs.
     #[arg(short, long, value_name = "FILE")]
     pub output: PathBuf,
+    /// Overwrite an existing -o FILE.
+    #[arg(long)]
+    pub force: bool,
     /// Fraction of the grid points held out to validate the fit and choose richer terms.
     #[arg(long, default_value_t = 0.2, value_name = "FRACTION")]
     pub holdout: f64,
@@ -175,6 +179,62 @@ fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `-o FILE` before any work: not a directory, not a table name, not one of the inputs, and
+/// not an existing file without `--force` (`--step-model-from` adds its section to an existing
+/// file, so it may exist there).
+fn check_output(a: &FitArgs) -> Result<()> {
+    let out = &a.output;
+    if out.is_dir() {
+        bail!(
+            "-o {}: is a directory; -o names the coefficients file, e.g. -o coefficients.toml",
+            out.display()
+        );
+    }
+    let ext = out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase);
+    if let Some(e) = ext.as_deref()
+        && matches!(e, "parquet" | "pq" | "csv" | "json")
+    {
+        bail!(
+            "-o {}: the coefficients file is TOML, not .{e}; give a name such as -o coefficients.toml",
+            out.display()
+        );
+    }
+    if out.exists() {
+        let same = |p: &Path| {
+            std::fs::canonicalize(p)
+                .ok()
+                .zip(std::fs::canonicalize(out).ok())
+                .is_some_and(|(x, y)| x == y)
+        };
+        let mut inputs: Vec<PathBuf> = a.profiles.clone();
+        for p in &a.profiles {
+            if p.is_dir()
+                && let Ok(rd) = std::fs::read_dir(p)
+            {
+                inputs.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        }
+        inputs.extend(a.step.check_trace.iter().cloned());
+        if let Some(i) = inputs.iter().find(|p| same(p)) {
+            bail!(
+                "-o {} is also an input ({}): writing it would replace that data with TOML; give another -o FILE",
+                out.display(),
+                i.display()
+            );
+        }
+        if !a.force && a.step.step_model_from.is_none() {
+            bail!(
+                "-o {}: already exists: choose another -o FILE, or pass --force to overwrite it",
+                out.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Run `tokenq fit`.
 pub fn run(a: FitArgs) -> Result<()> {
     let opts = FitOptions {
@@ -183,6 +243,7 @@ pub fn run(a: FitArgs) -> Result<()> {
         ..FitOptions::default()
     };
     opts.validate()?;
+    check_output(&a)?;
     if let Some(dir) = a.step.step_model_from.clone() {
         if a.profiles.is_empty() {
             return run_step_model_from(&a, &dir);
@@ -286,6 +347,12 @@ pub fn run(a: FitArgs) -> Result<()> {
         }
     };
     file.write(&a.output)?;
+    // Imports are virtual profiles of third-party data: more passes would not change them.
+    if a.from.is_none() {
+        for w in fit::report::quality_warnings(&file) {
+            eprintln!("warning: {w}");
+        }
+    }
     if a.json {
         println!(
             "{}",

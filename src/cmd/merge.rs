@@ -17,13 +17,18 @@ pub struct MergeArgs {
     /// Overwrite an existing --out.
     #[arg(long)]
     pub force: bool,
+    /// Merge even when grid points are missing (a shard not run, or failed points); they are
+    /// listed in a warning. Without it such a merge is refused.
+    #[arg(long)]
+    pub allow_partial: bool,
     /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
+/// Run `tokenq merge`.
 pub fn run(a: MergeArgs) -> Result<()> {
-    let s = profiler::merge(&a.inputs, &a.out, a.force)?;
+    let s = profiler::merge(&a.inputs, &a.out, a.force, a.allow_partial)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(());

@@ -4,6 +4,9 @@ pub mod coefficients_args;
 pub mod common;
 #[cfg(feature = "tables")]
 pub mod fit;
+// Ctrl-C during `profile`: a clean stop with what was kept and how to resume.
+#[cfg(feature = "profiler")]
+pub mod interrupt;
 #[cfg(feature = "profiler")]
 pub mod merge;
 pub mod optimize;
@@ -11,6 +14,7 @@ pub mod optimize_batch;
 pub mod optimize_token_limit;
 #[cfg(feature = "profiler")]
 pub mod pipeline;
+pub mod plan;
 #[cfg(feature = "profiler")]
 pub mod profile;
 pub mod queue;

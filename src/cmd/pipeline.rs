@@ -53,9 +53,17 @@ pub struct PipelineArgs {
     /// Use this coefficients file (TOML) instead of profiling and fitting.
     #[arg(long, value_name = "FILE")]
     pub coefficients: Option<PathBuf>,
-    /// Output directory (created; an old report.html in it is removed first).
+    /// Output directory (created; the report, figures, coefficients and profile an earlier run
+    /// left in it are removed first).
     #[arg(long, default_value = "tokenq-report", value_name = "DIR")]
     pub out: PathBuf,
+    /// Continue the profile of an interrupted run in DIR (its DIR/profile.parquet.parts), with
+    /// the same flags.
+    #[arg(long, conflicts_with_all = ["profile", "coefficients"])]
+    pub resume: bool,
+    /// Discard the unfinished profile of an interrupted run in DIR and start over.
+    #[arg(long, conflicts_with = "resume")]
+    pub force: bool,
     /// Arrival rate λ in req/s for both questions (default: --load × each system's capacity).
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
     pub rate: Option<f64>,
@@ -87,6 +95,13 @@ pub struct PipelineArgs {
     /// No progress output.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Device peak dense 16-bit throughput in TFLOP/s for the report's roofline table (default:
+    /// from the device's name: A100, H100, H200, L40S, RTX 4090, RTX PRO 6000).
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
+    /// Device peak memory bandwidth in GB/s for the roofline (see --peak-tflops).
+    #[arg(long, value_name = "GB_PER_S")]
+    pub peak_bandwidth_gbs: Option<f64>,
 }
 
 /// Validate the flags into the library's configuration.
@@ -98,9 +113,12 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
     {
         bail!("--rate {r}: give a positive arrival rate in req/s, e.g. 0.5");
     }
-    if !(a.load > 0.0 && a.load < 1.0) {
+    if let Some(r) = a.rate {
+        super::common::rate("--rate", r)?;
+    }
+    if !(a.load >= 1e-3 && a.load < 1.0) {
         bail!(
-            "--load {}: give a fraction of capacity strictly between 0 and 1, e.g. 0.7",
+            "--load {}: give a fraction of capacity from 0.001 to below 1, e.g. 0.7",
             a.load
         );
     }
@@ -109,6 +127,16 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
             "--beta {}: give a weight strictly between 0 and 1, e.g. 0.99",
             a.beta
         );
+    }
+    for (flag, v) in [
+        ("--peak-tflops", a.peak_tflops),
+        ("--peak-bandwidth-gbs", a.peak_bandwidth_gbs),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v > 0.0)
+        {
+            bail!("{flag} {v}: give the device's peak as a positive number");
+        }
     }
     if let Some(t) = a.patience
         && !(t.is_finite() && t > 0.0)
@@ -127,6 +155,12 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
             a.max_batch
         );
     }
+    if a.sim_requests > 1_000_000_000 {
+        bail!(
+            "--sim-requests {}: at most 1000000000 per check (about a minute each)",
+            a.sim_requests
+        );
+    }
     if a.sim_requests < 10_000 {
         bail!(
             "--sim-requests {}: give at least 10000 so the 95% intervals mean something",
@@ -139,8 +173,10 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
         Source::Table(p.clone())
     } else {
         let table = a.out.join("profile.parquet");
+        check_unfinished(a, &table)?;
         let mut cfg = ProfileConfig::default_tiny(table)?;
         cfg.seed = a.seed;
+        cfg.resume = a.resume;
         cfg.backend = match a.backend {
             PipelineBackend::Candle => BackendConfig::Candle(CandleSpec::resolve(
                 Some(&a.model),
@@ -179,7 +215,26 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
         device: a.device.clone(),
         dtype: a.dtype.clone(),
         quiet: a.quiet || a.json,
+        peaks: (a.peak_tflops, a.peak_bandwidth_gbs),
     })
+}
+
+/// An interrupted run leaves `DIR/profile.parquet.parts`: continue it with `--resume`, or
+/// discard it with `--force`; without either, say so before anything is removed or run.
+fn check_unfinished(a: &PipelineArgs, table: &std::path::Path) -> Result<()> {
+    let parts = profiler::parts_dir(table);
+    match (parts.is_dir(), a.resume, a.force) {
+        (true, false, false) => bail!(
+            "{} holds the unfinished profile of an interrupted pipeline: pass --resume (with the same flags) to continue it, or --force to discard it and start over",
+            parts.display()
+        ),
+        (false, true, _) => bail!(
+            "--resume: {} holds no unfinished profile to continue (a finished one can be reused with --profile {}); drop --resume",
+            parts.display(),
+            table.display()
+        ),
+        _ => Ok(()),
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use pipeline::progress::ProfileProgress;
+use profiler::roofline::{Peaks, Roofline};
 use profiler::{
     BackendConfig, CandleSpec, DeviceChoice, Grid, LinearLatency, Precision, ProfileConfig,
     RepPolicy, Shard, SyntheticClock, SyntheticSpec,
@@ -93,10 +94,11 @@ pub struct ProfileArgs {
     /// Run shard I of N (1-based); points with point_id mod N = I−1.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
-    /// Continue a killed run (same flags).
+    /// Continue a killed or interrupted run (same flags): the points in OUT.parts/ are kept.
     #[arg(long)]
     pub resume: bool,
-    /// Overwrite an existing --out.
+    /// Overwrite an existing --out; without --resume, also discard an unfinished OUT.parts/ and
+    /// start over.
     #[arg(long)]
     pub force: bool,
     /// CPU memory budget in GiB for the KV-cache capacity check (default: MemAvailable).
@@ -111,6 +113,14 @@ pub struct ProfileArgs {
     /// No progress bar or per-point lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Peak dense 16-bit throughput of the device in TFLOP/s, for the roofline column of the
+    /// summary (default: from the device's name for A100, H100, H200, L40S, RTX 4090, RTX PRO
+    /// 6000).
+    #[arg(long, value_name = "TFLOPS")]
+    pub peak_tflops: Option<f64>,
+    /// Peak memory bandwidth of the device in GB/s, for the roofline (see --peak-tflops).
+    #[arg(long, value_name = "GB_PER_S")]
+    pub peak_bandwidth_gbs: Option<f64>,
     /// Synthetic backend: lognormal noise σ.
     #[arg(long, default_value_t = 0.02)]
     pub synthetic_noise: f64,
@@ -124,6 +134,7 @@ pub struct ProfileArgs {
 
 /// Parse and validate into the library's typed config.
 pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
+    check_sizes(a)?;
     let grid = Grid::new(a.batch.clone(), a.input.clone(), a.output)?;
     let reps = match a.reps {
         Some(n) => RepPolicy {
@@ -186,7 +197,18 @@ pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
 /// Run `tokenq profile`.
 pub fn run(a: ProfileArgs) -> Result<()> {
     let cfg = config(&a)?;
+    for (flag, v) in [
+        ("--peak-tflops", a.peak_tflops),
+        ("--peak-bandwidth-gbs", a.peak_bandwidth_gbs),
+    ] {
+        if let Some(v) = v
+            && !(v.is_finite() && v > 0.0)
+        {
+            anyhow::bail!("{flag} {v}: give the device's peak as a positive number");
+        }
+    }
     if a.dry_run {
+        profiler::lock::check_unfinished(&cfg)?;
         let plan = profiler::plan(&cfg)?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&plan)?);
@@ -197,7 +219,18 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         return Ok(());
     }
     let mut progress = ProfileProgress::new(a.quiet || a.json, "");
-    let summary = profiler::run(&cfg, &mut progress)?;
+    super::interrupt::install();
+    let summary = match profiler::run(&cfg, &mut super::interrupt::StopOnInterrupt(&mut progress)) {
+        Err(profiler::ProfileError::Interrupted { done, total }) => {
+            progress.finish();
+            return Err(super::interrupt::Interrupted(format!(
+                "interrupted: {done} of {total} points kept in {}; rerun with the same flags plus --resume to continue",
+                profiler::parts_dir(&cfg.out).display()
+            ))
+            .into());
+        }
+        r => r?,
+    };
     progress.finish();
     let df = profiler::read_frame(&summary.out)?;
     let stats = profiler::point_stats(&df).context("summarising the timings table")?;
@@ -206,6 +239,87 @@ pub fn run(a: ProfileArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
-    print!("{}", pipeline::progress::render_summary(&summary, &stats));
+    let roofline = roofline(&a, &cfg, &summary)?;
+    print!(
+        "{}",
+        pipeline::progress::render_summary(&summary, &stats, roofline.as_ref())
+    );
     Ok(())
 }
+
+/// The roofline of the profiled model on its device: peaks from the flags, else from the
+/// device's name; none for the synthetic backend or an unknown device without flags.
+fn roofline(
+    a: &ProfileArgs,
+    cfg: &ProfileConfig,
+    summary: &profiler::ProfileSummary,
+) -> Result<Option<Roofline>> {
+    let BackendConfig::Candle(spec) = &cfg.backend else {
+        return Ok(None);
+    };
+    let device = profiler::read_meta(&summary.meta)
+        .ok()
+        .and_then(|m| m.runs.last().map(|r| r.backend.device.clone()))
+        .unwrap_or_default();
+    Ok(Peaks::resolve(&device, a.peak_tflops, a.peak_bandwidth_gbs)
+        .map(|p| Roofline::new(spec.model.clone(), spec.precision.bytes(), p)))
+}
+
+/// Sizes the profiler would otherwise accept and then fail on (or run for days): refused before
+/// any work, naming the flag.
+fn check_sizes(a: &ProfileArgs) -> Result<()> {
+    if a.reps == Some(0) {
+        anyhow::bail!("--reps 0: give at least 1 timed pass per point, e.g. --reps 3");
+    }
+    if !(a.synthetic_noise.is_finite() && (0.0..=10.0).contains(&a.synthetic_noise)) {
+        anyhow::bail!(
+            "--synthetic-noise {}: give the lognormal σ of the noise, between 0 and 10",
+            a.synthetic_noise
+        );
+    }
+    if !(0.0..=1.0).contains(&a.synthetic_spike_prob) {
+        anyhow::bail!(
+            "--synthetic-spike-prob {}: give a probability between 0 and 1",
+            a.synthetic_spike_prob
+        );
+    }
+    if a.output > MAX_OUTPUT {
+        anyhow::bail!(
+            "--output {}: at most {MAX_OUTPUT} tokens per pass (one timed step each; the row buffer of one pass is allocated up front)",
+            a.output
+        );
+    }
+    let points = a.batch.len().saturating_mul(a.input.len());
+    if points > MAX_POINTS {
+        anyhow::bail!(
+            "--batch × --input is {points} grid points: at most {MAX_POINTS}; profile fewer sizes, or split them over runs with --shard I/N"
+        );
+    }
+    let (b, n) = (
+        a.batch.iter().copied().max().unwrap_or(0),
+        a.input.iter().copied().max().unwrap_or(0),
+    );
+    if u64::from(b) * u64::from(n) > MAX_PROMPT_TOKENS {
+        anyhow::bail!(
+            "--batch {b} × --input {n} = {} prompt tokens per pass: at most {MAX_PROMPT_TOKENS} (the prompts of a pass are held in memory)",
+            u64::from(b) * u64::from(n)
+        );
+    }
+    let reps = a.reps.unwrap_or(a.max_reps);
+    if reps > MAX_REPS || a.warmup > MAX_REPS {
+        anyhow::bail!(
+            "--reps/--max-reps/--warmup: at most {MAX_REPS} passes per point, got {}",
+            reps.max(a.warmup)
+        );
+    }
+    Ok(())
+}
+
+/// Largest `--output` (timed steps of one pass).
+const MAX_OUTPUT: u32 = 1_000_000;
+/// Largest grid (points of one profile).
+const MAX_POINTS: usize = 100_000;
+/// Most prompt tokens of one pass (batch × input).
+const MAX_PROMPT_TOKENS: u64 = 100_000_000;
+/// Most passes per point.
+const MAX_REPS: u32 = 10_000;

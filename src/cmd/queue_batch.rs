@@ -39,13 +39,26 @@ pub struct QueueBatchArgs {
 
 /// Validated `queue batch` question.
 fn config(a: &QueueBatchArgs) -> Result<BatchConfig> {
-    super::common::positive("--arrival-rate", a.arrival_rate, "requests per second")?;
+    super::common::rate("--arrival-rate", a.arrival_rate)?;
     match (a.policy, a.max_batch) {
         (_, Some(0)) => bail!("--max-batch 0: the batch size K must be at least 1"),
         (PolicyArg::Fixed, None) => {
             bail!("--policy fixed needs --max-batch K (the fixed batch size)")
         }
         _ => {}
+    }
+    if let Some(sim) = a.validate.settings()?
+        && a.policy == PolicyArg::Fixed
+    {
+        // The simulation of fixed batches needs them to fill (see `tokenq simulate`).
+        let k = a.max_batch.unwrap_or(1) as u64;
+        if sim.requests < k.saturating_mul(30) {
+            bail!(
+                "--max-batch {k} with --validate: fixed batches of {k} requests need --requests ≥ {} (30 batches), got {}",
+                k.saturating_mul(30),
+                sim.requests
+            );
+        }
     }
     Ok(BatchConfig {
         policy: a.policy.into(),
@@ -61,7 +74,8 @@ pub fn run(a: QueueBatchArgs) -> Result<()> {
     let cfg = config(&a)?;
     let raw = super::common::parse_tokens("--tokens", &a.model.tokens)?;
     let sim = a.validate.settings()?;
-    let out = pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref())?;
+    let out = pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref())
+        .map_err(|e| super::common::convergence_hint(e, &a.model, a.policy, a.max_batch))?;
     if a.json {
         return print_json(&out);
     }

@@ -19,6 +19,9 @@ pub struct QueueMg1Args {
     /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
+    /// Also print these percentiles of the wait and the latency (exact), e.g. 50,90,99.
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub percentiles: Vec<f64>,
 }
 
 /// Run `tokenq queue mg1`.
@@ -26,7 +29,11 @@ pub fn run(a: QueueMg1Args) -> Result<()> {
     let w = a.workload.validate()?;
     let l = max_tokens("--max-tokens", a.max_tokens)?;
     let sim = a.validate.settings()?;
-    let out = pipeline::mg1::answer(&w, a.max_tokens, l, sim.as_ref())?;
+    if let Some(p) = a.percentiles.iter().find(|&&p| !(p > 0.0 && p < 100.0)) {
+        anyhow::bail!("--percentiles {p}: give percentiles between 0 and 100, e.g. 50,90,99");
+    }
+    let ps: Vec<f64> = a.percentiles.iter().map(|p| p / 100.0).collect();
+    let out = pipeline::mg1::answer(&w, a.max_tokens, l, sim.as_ref(), &ps)?;
     if a.json {
         return print_json(&out);
     }

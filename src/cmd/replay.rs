@@ -1,7 +1,8 @@
 //! `tokenq replay` (alias `tokenq simulate --policy continuous`, rewritten in `main.rs`): flags
 //! → [`ReplayConfig`] → [`pipeline::replay::run`]. The engine settings come from flags, a
-//! TOML file (`--engine-config`) and vLLM's defaults, in that order (docs/serving.md "Engine
-//! state and limits").
+//! settings file (`--engine-config`: TOML, or a run's `engine_meta.json` with the
+//! `cluster_config.json` beside it) and vLLM's defaults, in that order (docs/serving.md "Engine
+//! state and limits", "Several GPUs").
 
 use std::path::{Path, PathBuf};
 
@@ -9,7 +10,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use pipeline::replay::ReplayConfig;
 use serde::Deserialize;
-use sim::continuous::EngineConfig;
+use sim::continuous::{DataParallel, EngineConfig, Link, Parallelism};
 use tokenq_core::CoefficientsFile;
 
 /// vLLM's defaults for the engine limits.
@@ -52,12 +53,44 @@ pub struct EngineArgs {
     #[arg(long, value_name = "DIR")]
     pub step_table: Option<PathBuf>,
     /// Apply the skew correction for uneven decode contexts (needs skew_fit.csv in the table
-    /// directory) [default: off].
-    #[arg(long)]
+    /// directory) [default: on when the table directory holds skew_fit.csv].
+    #[arg(long, conflicts_with = "no_skew")]
     pub skew: bool,
-    /// Decoder layers of the model the tables describe [default: 32, Llama-3.1-8B].
+    /// Turn the skew correction off even though the table directory holds skew_fit.csv.
+    #[arg(long)]
+    pub no_skew: bool,
+    /// Decoder layers of the model the tables describe [default: num_hidden_layers of the
+    /// model_config.json beside the tables, else 32 (Llama-3.1-8B)].
     #[arg(long, value_name = "N")]
     pub layers: Option<u32>,
+    /// Tensor-parallel degree of each engine: per-rank times from the tables' tpN/ folder (one
+    /// rank's shard) plus an all-reduce after every o_proj and down_proj [default: 1].
+    #[arg(long, value_name = "N")]
+    pub tensor_parallel: Option<u32>,
+    /// Data-parallel engines, each with the full limits and KV cache above; requests routed by
+    /// vLLM's DP load balancer (least 4·waiting + running) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub data_parallel: Option<u32>,
+    /// Expert parallelism for an MoE model: the experts are split over the data-parallel ×
+    /// tensor-parallel ranks; the MoE block adds an all-gather and a reduce-scatter.
+    #[arg(long)]
+    pub expert_parallel: bool,
+    /// Step the data-parallel engines together (dummy steps, padding to the largest step)
+    /// [default: on for an MoE model, off for a dense one].
+    #[arg(long, value_name = "on|off")]
+    pub dp_lockstep: Option<OnOff>,
+    /// Period of the DP coordinator's published request counts, seconds; 0 routes on live
+    /// counts [default: 0.1, as vLLM].
+    #[arg(long, value_name = "SECONDS")]
+    pub dp_stats_interval_s: Option<f64>,
+    /// Bandwidth of the link the collectives run on, GB/s (read as 2^30 bytes/s; the cluster
+    /// configuration's `link_bw`) [default: 16].
+    #[arg(long, value_name = "GB_PER_S")]
+    pub link_bandwidth_gb_s: Option<f64>,
+    /// Latency of one collective message, ns (the cluster configuration's `link_latency`)
+    /// [default: 20000].
+    #[arg(long, value_name = "NS")]
+    pub link_latency_ns: Option<f64>,
     /// With --step-table: fit the decode-only and mixed step-time forms to the tables on the
     /// KV-feasible region, replay with both models and report the fit's error on the replay.
     #[arg(long)]
@@ -66,8 +99,10 @@ pub struct EngineArgs {
     /// (added to the file if it exists, else a new file). Implies --fit-step-model.
     #[arg(long, value_name = "FILE.toml")]
     pub save_step_model: Option<PathBuf>,
-    /// TOML file with any of the engine settings above.
-    #[arg(long, value_name = "FILE.toml")]
+    /// Engine settings file: TOML with any of the settings above, or a run's settings JSON
+    /// (LLMServingSim's `engine_meta.json`: vLLM's engine kwargs, read with the
+    /// `cluster_config.json` beside it for the link; or a `cluster_config.json` itself).
+    #[arg(long, value_name = "FILE")]
     pub engine_config: Option<PathBuf>,
     /// Write one CSV row per request (arrival, first token, finish, TTFT, TPOT, E2E in seconds;
     /// preemptions, cached tokens) to this file, from the first step model's replay.
@@ -119,6 +154,13 @@ struct EngineFile {
     step_table: Option<PathBuf>,
     skew: Option<bool>,
     layers: Option<u32>,
+    tensor_parallel: Option<u32>,
+    data_parallel: Option<u32>,
+    expert_parallel: Option<bool>,
+    dp_lockstep: Option<bool>,
+    dp_stats_interval_s: Option<f64>,
+    link_bandwidth_gb_s: Option<f64>,
+    link_latency_ns: Option<f64>,
 }
 
 /// Settings after merging flags, file and defaults.
@@ -126,23 +168,118 @@ struct EngineFile {
 pub(crate) struct Settings {
     pub(crate) engine: EngineConfig,
     pub(crate) step_table: Option<PathBuf>,
-    pub(crate) skew: bool,
-    pub(crate) layers: u32,
+    /// `None`: on when the table directory holds skew_fit.csv.
+    pub(crate) skew: Option<bool>,
+    /// `None`: from the tables' model_config.json, else 32.
+    pub(crate) layers: Option<u32>,
+    pub(crate) parallel: Parallelism,
+    pub(crate) data_parallel: DataParallel,
+    /// `None`: on for an MoE model.
+    pub(crate) dp_lockstep: Option<bool>,
+}
+
+const TOML_KEYS: &str = "max_num_seqs, max_batched_tokens, kv_blocks, block_size, prefix_caching, async_scheduling, iteration_overhead_s, step_table, skew, layers, tensor_parallel, data_parallel, expert_parallel, dp_lockstep, dp_stats_interval_s, link_bandwidth_gb_s, link_latency_ns";
+
+/// Read `--engine-config`: TOML, or (by a `.json` name or a leading `{`) a run's settings.
+fn read_engine_file(p: &Path) -> Result<EngineFile> {
+    let text = std::fs::read_to_string(p)
+        .with_context(|| format!("--engine-config {}: cannot read", p.display()))?;
+    let is_json = p
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
+        || text.trim_start().starts_with('{');
+    if is_json {
+        return run_settings(p, &text);
+    }
+    toml::from_str(&text).map_err(|e: toml::de::Error| {
+        anyhow!(
+            "--engine-config {}: {}; keys are {TOML_KEYS}",
+            p.display(),
+            tokenq_core::describe_toml_error(&text, &e)
+        )
+    })
+}
+
+/// The settings of a real run as LLMServingSim's benchmark records them: `engine_meta.json`
+/// (vLLM's engine kwargs: `max_num_seqs`, `max_num_batched_tokens`, `tensor_parallel_size`,
+/// `data_parallel_size`, `enable_expert_parallel`; and `kv_cache` — the engine's own block
+/// count — when the run logged it) with the `cluster_config.json` beside it (`link_bw` GB/s,
+/// `link_latency` ns), or a `cluster_config.json` alone (its first instance's `tp_size`,
+/// `ep_size`, and the instances of its DP group).
+fn run_settings(p: &Path, text: &str) -> Result<EngineFile> {
+    let bad = |what: String| anyhow!("--engine-config {}: {what}", p.display());
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
+    let u32_at = |v: &serde_json::Value, key: &str| -> Result<Option<u32>> {
+        match v.get(key) {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(x) => x
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .map(Some)
+                .ok_or_else(|| bad(format!("`{key}` = {x} is not a non-negative integer"))),
+        }
+    };
+    let mut f = EngineFile::default();
+    let cluster = if let Some(kw) = v.get("engine_kwargs") {
+        f.max_num_seqs = u32_at(kw, "max_num_seqs")?;
+        f.max_batched_tokens = u32_at(kw, "max_num_batched_tokens")?;
+        f.tensor_parallel = u32_at(kw, "tensor_parallel_size")?;
+        f.data_parallel = u32_at(kw, "data_parallel_size")?;
+        f.expert_parallel = kw.get("enable_expert_parallel").and_then(|b| b.as_bool());
+        if let Some(kv) = v.get("kv_cache") {
+            f.kv_blocks = u32_at(kv, "num_gpu_blocks")?;
+            f.block_size = u32_at(kv, "block_size")?;
+            f.prefix_caching = kv.get("enable_prefix_caching").and_then(|b| b.as_bool());
+        }
+        let beside = p
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("cluster_config.json");
+        if beside.is_file() {
+            let t = std::fs::read_to_string(&beside)
+                .with_context(|| format!("{}: cannot read", beside.display()))?;
+            Some(
+                serde_json::from_str::<serde_json::Value>(&t)
+                    .map_err(|e| anyhow!("{}: not valid JSON ({e})", beside.display()))?,
+            )
+        } else {
+            None
+        }
+    } else if v.get("nodes").is_some() {
+        let inst: Vec<&serde_json::Value> = v["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|n| n["instances"].as_array().into_iter().flatten())
+            .collect();
+        if let Some(first) = inst.first() {
+            f.tensor_parallel = u32_at(first, "tp_size")?;
+            let ep = u32_at(first, "ep_size")?.unwrap_or(1);
+            f.expert_parallel = Some(ep > 1);
+            let group = first.get("dp_group").filter(|g| !g.is_null());
+            f.data_parallel = Some(match group {
+                Some(g) => inst.iter().filter(|i| i.get("dp_group") == Some(g)).count() as u32,
+                None => 1,
+            });
+        }
+        Some(v.clone())
+    } else {
+        return Err(bad(
+            "neither a run's engine_meta.json (engine_kwargs) nor a cluster_config.json (nodes)"
+                .into(),
+        ));
+    };
+    if let Some(c) = cluster {
+        f.link_bandwidth_gb_s = c.get("link_bw").and_then(|x| x.as_f64());
+        f.link_latency_ns = c.get("link_latency").and_then(|x| x.as_f64());
+    }
+    Ok(f)
 }
 
 pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Result<Settings> {
     let file: EngineFile = match &args.engine_config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("--engine-config {}: cannot read", p.display()))?;
-            toml::from_str(&text).map_err(|e| {
-                anyhow!(
-                    "--engine-config {}: {}; keys are max_num_seqs, max_batched_tokens, kv_blocks, block_size, prefix_caching, async_scheduling, iteration_overhead_s, step_table, skew, layers",
-                    p.display(),
-                    e.message()
-                )
-            })?
-        }
+        Some(p) => read_engine_file(p)?,
         None => EngineFile::default(),
     };
     let block_size = args.block_size.or(file.block_size).unwrap_or(16);
@@ -169,7 +306,7 @@ pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Re
             blocks as u32
         }
         (None, None, None) => bail!(
-            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090 (or a --coefficients file with a measured [[kv_capacity]])"
+            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090 (or a --coefficients file with a measured [[kv_capacity]]); under --data-parallel it is each engine's"
         ),
     };
     // A relative step_table in the file is relative to the file.
@@ -204,14 +341,68 @@ pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Re
             .unwrap_or(0.0),
     };
     engine.validate()?;
+    let skew = if args.no_skew {
+        Some(false)
+    } else if args.skew {
+        Some(true)
+    } else {
+        file.skew
+    };
+    let tp = args.tensor_parallel.or(file.tensor_parallel).unwrap_or(1);
+    let dp = args.data_parallel.or(file.data_parallel).unwrap_or(1);
+    if tp == 0 {
+        bail!("--tensor-parallel must be at least 1 (got 0)");
+    }
+    if dp == 0 {
+        bail!("--data-parallel must be at least 1 (got 0)");
+    }
+    let ep_on = args.expert_parallel || file.expert_parallel.unwrap_or(false);
+    let link = Link {
+        bandwidth_gb_s: args
+            .link_bandwidth_gb_s
+            .or(file.link_bandwidth_gb_s)
+            .unwrap_or(Link::default().bandwidth_gb_s),
+        latency_ns: args
+            .link_latency_ns
+            .or(file.link_latency_ns)
+            .unwrap_or(Link::default().latency_ns),
+    };
+    if !(link.bandwidth_gb_s.is_finite() && link.bandwidth_gb_s > 0.0) {
+        bail!(
+            "--link-bandwidth-gb-s must be a positive number of GB/s (got {})",
+            link.bandwidth_gb_s
+        );
+    }
+    if !(link.latency_ns.is_finite() && link.latency_ns >= 0.0) {
+        bail!(
+            "--link-latency-ns must be a number of ns ≥ 0 (got {})",
+            link.latency_ns
+        );
+    }
+    let stats = args
+        .dp_stats_interval_s
+        .or(file.dp_stats_interval_s)
+        .unwrap_or(sim::continuous::cluster::DP_STATS_INTERVAL_S);
+    if !(stats.is_finite() && stats >= 0.0) {
+        bail!("--dp-stats-interval-s must be a number of seconds ≥ 0 (got {stats})");
+    }
     Ok(Settings {
         engine,
         step_table: args.step_table.clone().or(file_table),
-        skew: args.skew || file.skew.unwrap_or(false),
-        layers: args
-            .layers
-            .or(file.layers)
-            .unwrap_or(tokenq_core::layers::LLAMA_3_1_8B_LAYERS),
+        skew,
+        layers: args.layers.or(file.layers),
+        parallel: Parallelism {
+            tensor_parallel: tp,
+            // vLLM: the expert-parallel group spans the data-parallel × tensor-parallel ranks.
+            expert_parallel: if ep_on { dp * tp } else { 1 },
+            link,
+        },
+        data_parallel: DataParallel {
+            engines: dp,
+            lockstep: false,
+            stats_interval_s: stats,
+        },
+        dp_lockstep: args.dp_lockstep.map(OnOff::on).or(file.dp_lockstep),
     })
 }
 
@@ -259,6 +450,11 @@ pub struct ReplayArgs {
     /// Seed of the step-configuration sampling when a step model is fitted.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Replay N requests (accepts 4e4): the first N of the trace, or more than the trace holds
+    /// by looping it end to end, each lap's arrivals shifted by the trace's span (as `simulate
+    /// --trace` loops it) [default: the trace once].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub requests: Option<String>,
     /// Engine settings and step model.
     #[command(flatten)]
     pub engine: EngineArgs,
@@ -287,6 +483,9 @@ pub fn config(
         step_table: s.step_table,
         skew: s.skew,
         layers: s.layers,
+        parallel: s.parallel,
+        data_parallel: s.data_parallel,
+        dp_lockstep: s.dp_lockstep,
         fit_step_model: args.fit_step_model,
         save_step_model: args.save_step_model.clone(),
         records: args.records.clone(),
@@ -294,6 +493,7 @@ pub fn config(
         report: args.report.clone(),
         json,
         seed,
+        requests: None,
     })
 }
 
@@ -306,5 +506,13 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         a.json,
         a.seed,
     )?;
+    let cfg = ReplayConfig {
+        requests: a
+            .requests
+            .as_deref()
+            .map(super::common::parse_count)
+            .transpose()?,
+        ..cfg
+    };
     pipeline::replay::run(&cfg)
 }

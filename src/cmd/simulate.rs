@@ -105,7 +105,7 @@ pub struct SimulateArgs {
     pub balk: bool,
     /// Arrivals per replication (accepts 1e6). With --trace: default the trace's length; more
     /// loops the trace.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub requests: Option<String>,
     /// Master seed; the same seed gives the same numbers whatever the thread count.
     #[arg(long, default_value_t = 1)]
@@ -335,6 +335,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
             TokenMode::Integer
         },
     };
+    check_flags(a, &scenario, requests)?;
     scenario.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = RunConfig {
         requests,
@@ -346,7 +347,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
     };
     config
         .validate()
-        .map_err(|e| anyhow::anyhow!("--requests/--replications: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("--requests {requests}: {e}"))?;
     let limit = a
         .max_tokens
         .map_or("no limit".into(), |l| format!("L = {l}"));
@@ -382,6 +383,60 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
     let desc = format!("{policy_desc}; {arrival_desc}; tokens {tok_desc}, {limit}");
     Ok((scenario, config, desc))
 }
+
+/// Checks that name the flag at fault, before the library's own validation.
+fn check_flags(a: &SimulateArgs, scenario: &Scenario, requests: u64) -> Result<()> {
+    if let Some(r) = a.arrival_rate {
+        super::common::rate("--arrival-rate", r)?;
+    }
+    if let Some(r) = a.rate {
+        super::common::rate("--rate", r)?;
+    }
+    super::common::max_tokens("--max-tokens", a.max_tokens)?;
+    for (flag, v) in [
+        ("--per-token-s", a.per_token_s),
+        ("--intercept-s", a.intercept_s),
+        ("--patience", a.patience),
+        ("--k1", a.k1),
+        ("--k2", a.k2),
+        ("--k3", a.k3),
+        ("--k4", a.k4),
+    ] {
+        if let Some(v) = v {
+            super::common::at_most(flag, v, super::common::MAX_SECONDS, "s")?;
+        }
+    }
+    if a.threads == Some(0) {
+        bail!("--threads 0: give at least 1 worker thread (omit it for all cores)");
+    }
+    if a.replications == 0 {
+        bail!("--replications 0: give at least 1 (1 = one run with 30 batch means)");
+    }
+    if a.max_batch == Some(0) {
+        bail!("--max-batch 0: the batch size K must be at least 1");
+    }
+    if requests > MAX_REQUESTS {
+        bail!(
+            "--requests {requests}: at most {MAX_REQUESTS} per replication (about a minute of simulation); use --replications for more"
+        );
+    }
+    // Fixed batches start only when K requests wait: with fewer than 30·K arrivals some of the
+    // 30 batch-means sections see no batch at all and the estimates are meaningless.
+    if let Policy::Fixed { batch_size, .. } = &scenario.policy {
+        let need = u64::from(*batch_size).saturating_mul(MIN_BATCHES_PER_RUN);
+        if requests < need {
+            bail!(
+                "--max-batch {batch_size}: fixed batches of {batch_size} requests need at least {need} requests per replication ({MIN_BATCHES_PER_RUN} batches), got --requests {requests}; lower --max-batch or raise --requests"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Most arrivals of one replication.
+const MAX_REQUESTS: u64 = 1_000_000_000;
+/// Fewest fixed batches a run must form.
+const MIN_BATCHES_PER_RUN: u64 = 30;
 
 /// The JSON document: the scenario as described plus the report.
 #[derive(Debug, Serialize)]

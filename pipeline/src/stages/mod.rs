@@ -27,6 +27,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use fit::tables::{TimeColumn, read_steps};
 use fit::{FitOptions, StepRow, fit_steps};
+use profiler::roofline::{Peaks, Roofline};
 use profiler::{BackendConfig, ProfileConfig};
 use queueing::batch::{
     BatchConfig, BatchTime, ChainOptions, LlmBatch, Objective, PaddedTreatment, Policy, analyze,
@@ -121,6 +122,9 @@ pub struct PipelineConfig {
     pub dtype: String,
     /// No progress output on stderr.
     pub quiet: bool,
+    /// Device peaks for the roofline (dense 16-bit TFLOP/s, memory GB/s); each defaults to the
+    /// table's value for the profiled device.
+    pub peaks: (Option<f64>, Option<f64>),
 }
 
 /// Where the latency coefficients come from.
@@ -168,11 +172,13 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
     let started = Instant::now();
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("--out {}: cannot create the directory", cfg.out.display()))?;
-    let report_path = cfg.out.join(reports::html::REPORT_FILE);
-    if report_path.exists() {
-        std::fs::remove_file(&report_path)
-            .with_context(|| format!("cannot remove the old report {}", report_path.display()))?;
-    }
+    // What an earlier run left here (report, figures, coefficients, profile), never an input.
+    let keep: Vec<PathBuf> = match &cfg.source {
+        Source::Table(p) => vec![p.clone(), profiler::meta_path(p)],
+        Source::Coefficients(p) => vec![p.clone()],
+        Source::Profile(_) => vec![],
+    };
+    crate::outdir::remove_previous_outputs(&cfg.out, &keep)?;
     let quiet = cfg.quiet;
     let mut steps = Steps {
         quiet,
@@ -199,6 +205,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
 
     // 1. profile
     let mut table: Option<PathBuf> = None;
+    let mut roofline: Option<Roofline> = None;
     if let Source::Profile(pc) = &cfg.source {
         let what = match &pc.backend {
             BackendConfig::Candle(s) => format!(
@@ -228,6 +235,14 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             ));
         }
         metadata.push(("profile".into(), summary.out.display().to_string()));
+        if let BackendConfig::Candle(spec) = &pc.backend {
+            let device = profiler::read_meta(&summary.meta)
+                .ok()
+                .and_then(|m| m.runs.last().map(|r| r.backend.device.clone()))
+                .unwrap_or_default();
+            roofline = Peaks::resolve(&device, cfg.peaks.0, cfg.peaks.1)
+                .map(|p| Roofline::new(spec.model.clone(), spec.precision.bytes(), p));
+        }
         metadata.push((
             "grid".into(),
             format!(
@@ -289,10 +304,30 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
                 license: None,
                 notes: Vec::new(),
             };
-            let file = fitted.into_file(provenance, Vec::new());
+            let mut file = fitted.into_file(provenance, Vec::new());
+            // A noisy profile can fit a single-request line that is not positive over its
+            // range; the questions then use the batch lines (t1(1), t2(1)) instead of stopping.
+            if let Err(why) = file.validate()
+                && file.single_request.is_some()
+            {
+                let mut without = file.clone();
+                without.single_request = None;
+                if without.validate().is_ok() {
+                    let note = format!(
+                        "The fitted single-request line was dropped ({why}): the profile is too noisy for it; the token-limit question uses t1(1) and t2(1) instead."
+                    );
+                    steps.note(&format!("warning: {note}"));
+                    notes.push(note);
+                    file = without;
+                }
+            }
             file.write(&coeff_path)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", coeff_path.display()))?;
             steps.note(&format!("wrote {}", coeff_path.display()));
+            for w in fit::report::quality_warnings(&file) {
+                steps.note(&format!("warning: {w}"));
+                notes.push(format!("Poor fit: {w}."));
+            }
             (file, st.rows, coeff_path.clone())
         }
         _ => unreachable!("a profile or a table precedes the fit"),
@@ -402,6 +437,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         title: format!("tokenq report — {} on {}", p.model, p.device),
         metadata,
         fit_table: fit_table(&coeffs),
+        roofline: roofline.as_ref().map(|r| roofline_table(&rows, r)),
         coefficients: coefficient_quantities(&coeffs),
         recommendations: recommendations(cfg, limit.as_ref(), batching.as_ref()),
         figures,

@@ -476,3 +476,77 @@ pub(crate) fn recommendations(
     }
     out
 }
+
+/// One row per grid point: the median prefill and decode step against the device's roofline.
+pub(crate) fn roofline_table(rows: &[StepRow], r: &Roofline) -> Table {
+    use std::collections::BTreeMap;
+    // (batch, input) → (prefill times, (decode step time, context) pairs)
+    type Steps = (Vec<f64>, Vec<(f64, u64)>);
+    let mut by_point: BTreeMap<(u32, u32), Steps> = BTreeMap::new();
+    for row in rows {
+        let e = by_point
+            .entry((row.batch_size, row.input_tokens))
+            .or_default();
+        if row.step == 0 {
+            e.0.push(row.time_s);
+        } else {
+            e.1.push((row.time_s, row.context_tokens));
+        }
+    }
+    let median = |mut v: Vec<f64>| -> f64 {
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
+        }
+    };
+    let ms = |s: f64| format!("{:.3}", s * 1e3);
+    let pct = |roof: f64, t: f64| format!("{:.0}%", 100.0 * roof / t);
+    let table_rows = by_point
+        .into_iter()
+        .map(|((b, p), (prefill, decode))| {
+            let (b64, p64) = (u64::from(b), u64::from(p));
+            let pre = median(prefill);
+            let roof_pre = r.prefill_s(b64, p64);
+            let dec = median(decode.iter().map(|d| d.0).collect());
+            let mean_ctx = if decode.is_empty() {
+                p64
+            } else {
+                decode.iter().map(|d| d.1).sum::<u64>() / decode.len() as u64
+            };
+            let roof_dec = r.decode_s(b64, mean_ctx);
+            vec![
+                b.to_string(),
+                p.to_string(),
+                ms(pre),
+                ms(roof_pre),
+                pct(roof_pre, pre),
+                ms(dec),
+                ms(roof_dec),
+                pct(roof_dec, dec),
+            ]
+        })
+        .collect();
+    Table {
+        caption: format!(
+            "Roofline = max(FLOPs / peak, bytes / bandwidth) of the step from the model's shape and \
+             dtype on {} ({} TFLOP/s dense 16-bit, {} GB/s); achieved = roofline / measured \
+             (100% is the device's limit). Decode steps at the point's mean context.",
+            r.peaks.device, r.peaks.tflops, r.peaks.bandwidth_gbs
+        ),
+        columns: [
+            "batch (req)",
+            "input (tokens)",
+            "prefill (ms)",
+            "prefill roofline (ms)",
+            "prefill achieved",
+            "decode step (ms)",
+            "decode roofline (ms)",
+            "decode achieved",
+        ]
+        .map(String::from)
+        .to_vec(),
+        rows: table_rows,
+    }
+}

@@ -410,3 +410,433 @@ proptest! {
         prop_assert!(w < 1e-4 * (1.0 + fine.mean_wait_served_s), "W_qs change {w}");
     }
 }
+
+// ---- Patience far beyond the waiting-time scale (the grid follows W, not only τ) ----
+
+/// lognormal(7, 0.7), no limit, a = 0.02 s/token, c = 0.
+fn repro_law() -> ServiceLaw {
+    ServiceLaw::Tokens {
+        tokens: TokenDist::parse("lognormal:7,0.7").unwrap(),
+        max_tokens: f64::INFINITY,
+        service: LinearService {
+            per_token_s: 0.02,
+            intercept_s: 0.0,
+        },
+    }
+}
+
+#[test]
+fn long_patience_equals_the_patient_queue() {
+    // The reported case: `queue mg1 --tokens lognormal:7,0.7 --per-token-s 0.02 --intercept-s 0
+    // --arrival-rate 0.01 --patience 1e6` printed E[W_q] = 48.7 s "exact" (a grid of 4000 cells
+    // over [0, τ]); the patient value is 8.90 s (simulation 9.03 ± 0.33). Before the fix:
+    // τ = 1e5 → 9.68 s, τ = 1e8 → 4866 s.
+    let mg1 = crate::mg1::solve(
+        &TokenDist::parse("lognormal:7,0.7").unwrap(),
+        f64::INFINITY,
+        0.01,
+        LinearService {
+            per_token_s: 0.02,
+            intercept_s: 0.0,
+        },
+    )
+    .unwrap();
+    within(mg1.mean_wait_s, 8.903471540, 1e-8, "patient E[W_q]");
+    for tau in [1e4, 1e5, 1e6, 1e8] {
+        for ab in [Abandonment::Renege, Abandonment::Balk] {
+            let r = exact(&repro_law(), 0.01, tau, DEFAULT_GRID, ab).unwrap();
+            let rel = (r.mean_wait_all_s / mg1.mean_wait_s - 1.0).abs();
+            assert!(
+                rel < 1e-6,
+                "τ = {tau:e}: E[W_q] = {} ({rel:e})",
+                r.mean_wait_all_s
+            );
+            let rel = (r.mean_wait_served_s / mg1.mean_wait_s - 1.0).abs();
+            assert!(
+                rel < 1e-6,
+                "τ = {tau:e}: E[W_qs] = {}",
+                r.mean_wait_served_s
+            );
+            assert!(
+                r.loss_fraction < 1e-9,
+                "τ = {tau:e}: π = {}",
+                r.loss_fraction
+            );
+            assert_eq!(r.method, Method::Exact);
+            within(r.prob_idle.unwrap(), 1.0 - mg1.utilisation, 1e-12, "P0");
+        }
+    }
+    // Far beyond the tail the result says it is the patient one, and where it cut.
+    let r = exact(&repro_law(), 0.01, 1e6, DEFAULT_GRID, Abandonment::Renege).unwrap();
+    assert_eq!(r.solver, SOLVER_TRUNCATED);
+    let x = r.truncated_at_s.unwrap();
+    assert!(x > 1e3 && x < 1e5, "truncated at {x}");
+    // The same answer whatever the grid (it no longer depends on τ/n).
+    for n in [500, 16000] {
+        let s = exact(&repro_law(), 0.01, 1e6, n, Abandonment::Renege).unwrap();
+        within(s.mean_wait_all_s, mg1.mean_wait_s, 1e-9, "other grid");
+    }
+}
+
+#[test]
+fn tail_form_matches_the_closed_forms() {
+    // M/M/1+D (closed form for any τ) with τ from a few mean waits to far beyond the tail.
+    for lam in [0.1, 0.5, 0.9, 0.99] {
+        let ew = lam / (1.0 - lam);
+        for mult in [5.0, 10.0, 30.0, 1e3] {
+            let tau = mult * (ew + 1.0);
+            let m = mm1d(lam, 1.0, tau, Abandonment::Renege).unwrap();
+            let e = exact(
+                &ServiceLaw::Exponential { mean_s: 1.0 },
+                lam,
+                tau,
+                DEFAULT_GRID,
+                Abandonment::Renege,
+            )
+            .unwrap();
+            let what = format!("M/M/1+D λ = {lam}, τ = {tau}");
+            assert!(
+                // π far in the tail: relative error ~ (decay-rate error)·γτ, 5e-4 at λ = 0.99,
+                // τ = 1000 (π = 4.5e-7; cells of 0.25 s against E[S] = 1 s).
+                (e.loss_fraction - m.loss_fraction).abs() <= 1e-3 * m.loss_fraction + 1e-15,
+                "{what}: π {} vs {}",
+                e.loss_fraction,
+                m.loss_fraction
+            );
+            // (The plain form on [0, τ] is off by 5e-5 in E[W_qs] at λ = 0.9, τ = 100; the tail
+            // form by 2e-8 there and by 2.3e-6 at λ = 0.99, τ = 500, where 4% of the mean wait
+            // lies beyond τ.)
+            within(
+                e.mean_wait_served_s,
+                m.mean_wait_served_s,
+                1e-5 * m.mean_wait_served_s,
+                &what,
+            );
+            within(
+                e.mean_wait_all_s,
+                m.mean_wait_all_s,
+                1e-5 * m.mean_wait_all_s,
+                &what,
+            );
+        }
+    }
+    // M/D/1+D: Erlang's series (τ/D ≤ 10) in the tail-form range (τ > 2E[W]).
+    for (lam, tau) in [(0.1, 5.0), (0.3, 8.0), (0.5, 10.0)] {
+        let law = ServiceLaw::Deterministic { value_s: 1.0 };
+        assert!(Patient::tail_form(&law, lam, tau).is_some());
+        let m = md1d_series(lam, 1.0, tau, Abandonment::Renege).unwrap();
+        let e = exact(&law, lam, tau, DEFAULT_GRID, Abandonment::Renege).unwrap();
+        assert!(
+            (e.loss_fraction / m.loss_fraction - 1.0).abs() < 1e-4,
+            "M/D/1+D λ = {lam}, τ = {tau}: π {} vs {}",
+            e.loss_fraction,
+            m.loss_fraction
+        );
+        within(
+            e.mean_wait_served_s,
+            m.mean_wait_served_s,
+            1e-7,
+            "M/D/1+D W_qs",
+        );
+    }
+}
+
+#[test]
+fn heavy_traffic_long_patience_is_not_a_coarse_grid_artefact() {
+    // ρ = 0.999: waits of ~1000 s, τ = 10⁹ s. The cells (≈ 9 s) are far wider than the
+    // service time (1 s); the tail form's linear-interpolation weights keep the decay right.
+    let m = mm1d(0.999, 1.0, 1e9, Abandonment::Renege).unwrap();
+    let e = exact(
+        &ServiceLaw::Exponential { mean_s: 1.0 },
+        0.999,
+        1e9,
+        DEFAULT_GRID,
+        Abandonment::Renege,
+    )
+    .unwrap();
+    assert!(e.loss_fraction < 1e-15 && m.loss_fraction < 1e-15);
+    within(e.mean_wait_all_s, 999.0, 1e-9, "E[W_q]");
+    assert_eq!(e.solver, SOLVER_TRUNCATED);
+}
+
+#[test]
+fn shared_solve_gives_the_direct_answer_in_the_tail_form() {
+    // token_limit shares one [0, τ] solve among limits with a·L + c ≥ τ; for a stable law in
+    // the tail form from_level_crossing must still return exactly what `exact` returns.
+    let law = ln_law(1600.0);
+    let lc = solve_level_crossing(&ln_law(f64::INFINITY), 1.0 / 40.0, 30.0, 1000);
+    for tau in [30.0, 3000.0] {
+        let lc = if tau == 30.0 {
+            lc
+        } else {
+            solve_level_crossing(&ln_law(f64::INFINITY), 1.0 / 40.0, tau, 1000)
+        };
+        let shared = from_level_crossing(&law, 1.0 / 40.0, tau, &lc, Abandonment::Renege);
+        let direct = exact(&law, 1.0 / 40.0, tau, 1000, Abandonment::Renege).unwrap();
+        assert_eq!(shared, direct, "τ = {tau}");
+    }
+}
+
+#[test]
+fn impatient_optimum_with_long_patience_is_the_patient_one() {
+    // `optimize token-limit … --arrival-rate 0.02 --patience 1e6 --grid-step 500` recommended
+    // L* = 500 (the coarse grid inflated the waits of the long limits); with τ far beyond the
+    // waits the impatient curve must be the patient one.
+    use crate::token_limit::{self, Impatience, Problem, StepUtility};
+    let tokens = TokenDist::parse("lognormal:7,0.7").unwrap();
+    let patient = Problem {
+        tokens: &tokens,
+        arrival_rate: 0.02,
+        service: LinearService {
+            per_token_s: 0.02,
+            intercept_s: 0.0,
+        },
+        weight: 119.0 / 120.0,
+        utility: &StepUtility,
+        impatience: None,
+    };
+    let impatient = Problem {
+        impatience: Some(Impatience {
+            patience_s: 1e6,
+            lost_cost: 1.0,
+            abandonment: Abandonment::Renege,
+            dekok_tijms: false,
+            grid: DEFAULT_GRID,
+        }),
+        ..patient.clone()
+    };
+    let limits = token_limit::grid(500.0, 4000.0).unwrap();
+    let (p, i) = (
+        token_limit::optimize(&patient, &limits).unwrap(),
+        token_limit::optimize(&impatient, &limits).unwrap(),
+    );
+    assert_eq!(i.best.max_tokens, p.best.max_tokens);
+    for (a, b) in p.curve.iter().zip(&i.curve) {
+        within(
+            b.mean_wait_s.unwrap(),
+            a.mean_wait_s.unwrap(),
+            1e-9 * a.mean_wait_s.unwrap(),
+            "curve wait",
+        );
+        assert!(b.loss_fraction.unwrap() < 1e-15);
+    }
+}
+
+#[test]
+fn grid_cells_are_bounded() {
+    // `--grid-cells 4000000000` used to abort with "memory allocation of 32000000008 bytes
+    // failed"; now it is refused before anything is allocated.
+    for n in [0, 1, MAX_GRID_CELLS + 1, 4_000_000_000] {
+        let e = exact(&ln_law(1300.0), 0.04, 60.0, n, Abandonment::Renege)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("grid_cells"), "{e}");
+        assert!(e.contains(&MAX_GRID_CELLS.to_string()), "{e}");
+    }
+    // Also in the tail form and for a truncated answer.
+    let e = exact(&repro_law(), 0.01, 1e6, 4_000_000_000, Abandonment::Renege).unwrap_err();
+    assert!(e.to_string().contains("grid_cells"));
+}
+
+/// `(Ψ₁, Ψ₂)` by brute force: `∫_x^∞ P(S > u) du`, `∫_x^∞ (u − x) P(S > u) du`, with
+/// `P(S > u)` from the token law's survival function (Gauss–Legendre on short panels; atoms
+/// are handled by the panel edges, which are placed on them).
+fn brute_tail(law: &ServiceLaw, x: f64, edges: &[f64]) -> (f64, f64) {
+    let sf = |u: f64| match law {
+        ServiceLaw::Tokens {
+            tokens,
+            max_tokens,
+            service,
+        } => {
+            let (a, c) = (service.per_token_s, service.intercept_s);
+            if u < c {
+                1.0
+            } else if (u - c) / a >= *max_tokens {
+                0.0
+            } else {
+                tokens.sf((u - c) / a)
+            }
+        }
+        ServiceLaw::Exponential { mean_s } => (-u / mean_s).exp(),
+        ServiceLaw::Deterministic { value_s } => f64::from(u8::from(u < *value_s)),
+    };
+    let mut pts: Vec<f64> = edges.iter().copied().filter(|&e| e > x).collect();
+    pts.insert(0, x);
+    let (mut t1, mut t2) = (0.0, 0.0);
+    for w in pts.windows(2) {
+        let panels = 400;
+        let h = (w[1] - w[0]) / panels as f64;
+        for k in 0..panels {
+            let (nodes, weights) = crate::numeric::gauss_legendre_on(
+                8,
+                w[0] + k as f64 * h,
+                w[0] + (k + 1) as f64 * h,
+            );
+            for (u, wt) in nodes.iter().zip(&weights) {
+                let s = sf(*u);
+                t1 += wt * s;
+                t2 += wt * (u - x) * s;
+            }
+        }
+    }
+    (t1, t2)
+}
+
+#[test]
+fn tail_moments_of_every_law() {
+    let svc = |a: f64, c: f64| LinearService {
+        per_token_s: a,
+        intercept_s: c,
+    };
+    let tokens = |spec: &str, l: f64, a: f64, c: f64| ServiceLaw::Tokens {
+        tokens: TokenDist::parse(spec).unwrap(),
+        max_tokens: l,
+        service: svc(a, c),
+    };
+    let hist =
+        crate::dist::Empirical::from_weights(&[100.0, 500.0, 2000.0], &[0.5, 0.3, 0.2], "A4")
+            .unwrap();
+    let cases: Vec<(ServiceLaw, Vec<f64>)> = vec![
+        (
+            tokens("lognormal:7,0.7", f64::INFINITY, 0.02, 0.0),
+            vec![400.0, 4000.0, 2e4],
+        ),
+        (
+            tokens("lognormal:7,0.7", 1300.0, A, C),
+            vec![C + A * 1300.0],
+        ),
+        (
+            tokens("uniform:100,2000", f64::INFINITY, 0.02, 0.5),
+            vec![2.5, 40.5],
+        ),
+        (
+            tokens("uniform:100,2000", 900.0, 0.02, 0.5),
+            vec![2.5, 18.5],
+        ),
+        (
+            tokens("normal:800,300", f64::INFINITY, 0.02, 0.5),
+            vec![16.5, 60.0],
+        ),
+        (
+            tokens("normal:800,300,200,1500", 1200.0, 0.02, 0.5),
+            vec![4.5, 24.5],
+        ),
+        (tokens("const:700", 600.0, 0.02, 0.5), vec![12.5]),
+        (tokens("duniform:10,60", 40.5, 0.1, 1.0), {
+            // Panel edges on every atom and on the clip (S = 1 + 0.1·min(N, 40.5)).
+            let mut e: Vec<f64> = (10..=40).map(|k| 1.0 + 0.1 * k as f64).collect();
+            e.push(5.05);
+            e
+        }),
+        (
+            ServiceLaw::Tokens {
+                tokens: TokenDist::Empirical(hist),
+                max_tokens: 1000.0,
+                service: svc(0.02, 0.5),
+            },
+            vec![2.5, 10.5, 20.5],
+        ),
+        (ServiceLaw::Exponential { mean_s: 2.0 }, vec![40.0, 120.0]),
+        (ServiceLaw::Deterministic { value_s: 3.0 }, vec![3.0]),
+    ];
+    for (law, edges) in &cases {
+        let (es, es2) = law.moments();
+        let top = edges.last().copied().unwrap_or(1.0);
+        // Bulk: against E[S] − E[min(S, x)] (no cancellation to fear there) and brute force.
+        let xs: Vec<f64> = (0..=40).map(|k| k as f64 * 0.025 * top * 1.1).collect();
+        let (p1, p2) = law.tail_moments_at(&xs);
+        let r = law.expected_min_at(&xs);
+        within(p1[0], es, 1e-12 * es, "Ψ₁(0) = E[S]");
+        within(p2[0], 0.5 * es2, 1e-12 * es2, "Ψ₂(0) = E[S²]/2");
+        for (k, &x) in xs.iter().enumerate() {
+            let what = format!("{law:?} at x = {x}");
+            within(p1[k], es - r[k], 1e-9 * es, &format!("Ψ₁ {what}"));
+            let (b1, b2) = brute_tail(law, x, edges);
+            within(p1[k], b1, 1e-7 * es, &format!("Ψ₁ brute {what}"));
+            within(p2[k], b2, 1e-7 * es2, &format!("Ψ₂ brute {what}"));
+            assert!(p1[k] >= 0.0 && p2[k] >= 0.0);
+            if k > 0 {
+                assert!(
+                    p1[k] <= p1[k - 1] && p2[k] <= p2[k - 1],
+                    "{what}: not decreasing"
+                );
+            }
+        }
+    }
+    // Far tail of the unclipped lognormal: relative accuracy where E[S] − E[min(S, x)] is
+    // pure rounding (Ψ₁ ~ 1e-20 s at x = 15000 s).
+    let law = tokens("lognormal:7,0.7", f64::INFINITY, 0.02, 0.0);
+    for x in [8000.0, 15000.0, 30000.0] {
+        let (p1, p2) = law.tail_moments_at(&[x]);
+        let (b1, b2) = brute_tail(&law, x, &[x * 4.0, x * 64.0]);
+        assert!(
+            p1[0] > 0.0 && (p1[0] / b1 - 1.0).abs() < 1e-8,
+            "Ψ₁({x}) {} vs {b1}",
+            p1[0]
+        );
+        assert!(
+            p2[0] > 0.0 && (p2[0] / b2 - 1.0).abs() < 1e-8,
+            "Ψ₂({x}) {} vs {b2}",
+            p2[0]
+        );
+    }
+}
+
+/// A random stable token law: lognormal or uniform tokens, optional limit, ρ in (0.1, 0.9).
+fn stable_law() -> impl Strategy<Value = (ServiceLaw, f64)> {
+    (
+        prop_oneof![
+            (5.0f64..8.0, 0.2f64..0.7).prop_map(|(mu, s)| TokenDist::Lognormal { mu, sigma: s }),
+            (0.0f64..500.0, 100.0f64..3000.0)
+                .prop_map(|(lo, w)| TokenDist::Uniform { lo, hi: lo + w }),
+        ],
+        prop_oneof![Just(f64::INFINITY), 200.0f64..4000.0],
+        0.005f64..0.05,
+        0.0f64..1.0,
+        0.1f64..0.9,
+    )
+        .prop_map(|(tokens, l, a, c, rho)| {
+            let law = ServiceLaw::Tokens {
+                tokens,
+                max_tokens: l,
+                service: LinearService {
+                    per_token_s: a,
+                    intercept_s: c,
+                },
+            };
+            let lambda = rho / law.moments().0;
+            (law, lambda)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn long_patience_converges_to_the_patient_queue((law, lam) in stable_law()) {
+        let (es, es2) = law.moments();
+        let ew = crate::mg1::pk_mean_wait(lam, es, es2).unwrap();
+        let tau_inf = 50.0 * ew + 50.0 * es;
+        let n = 1000;
+        let r = exact(&law, lam, tau_inf, n, Abandonment::Renege).unwrap();
+        prop_assert!(r.loss_fraction < 1e-6, "π = {}", r.loss_fraction);
+        prop_assert!((r.mean_wait_all_s / ew - 1.0).abs() < 1e-5, "E[W_q] {} vs {ew}", r.mean_wait_all_s);
+        prop_assert!((r.mean_wait_served_s / ew - 1.0).abs() < 1e-5, "E[W_qs] {} vs {ew}", r.mean_wait_served_s);
+        // Monotone non-decreasing in τ (up to rounding), through the plain form (small τ),
+        // the tail form and the truncated answer.
+        let mut last: Option<ImpatienceResult> = None;
+        for f in [1.0 / 32.0, 1.0 / 16.0, 1.0 / 8.0, 0.25, 0.5, 1.0, 2.0, 8.0, 1e3, 1e6] {
+            let r = exact(&law, lam, f * tau_inf, n, Abandonment::Renege).unwrap();
+            if let Some(p) = &last {
+                prop_assert!(r.mean_wait_all_s >= p.mean_wait_all_s * (1.0 - 1e-12),
+                    "E[W_q] fell from {} to {} at τ = {}", p.mean_wait_all_s, r.mean_wait_all_s, f * tau_inf);
+                prop_assert!(r.mean_wait_served_s >= p.mean_wait_served_s * (1.0 - 1e-12),
+                    "E[W_qs] fell from {} to {} at τ = {}", p.mean_wait_served_s, r.mean_wait_served_s, f * tau_inf);
+                prop_assert!(r.loss_fraction <= p.loss_fraction + 1e-15);
+            }
+            prop_assert!(r.mean_wait_all_s <= ew * (1.0 + 1e-9));
+            last = Some(r);
+        }
+        within(last.unwrap().mean_wait_all_s, ew, 1e-12 * ew, "τ → ∞");
+    }
+}

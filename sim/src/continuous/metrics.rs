@@ -35,6 +35,8 @@ pub struct RequestRecord {
     pub cached_tokens: u64,
     /// Times admitted (1 + resumptions after preemption).
     pub admissions: u32,
+    /// The data-parallel engine that served it (0 with one engine).
+    pub engine: u32,
 }
 
 /// The running/waiting/KV state at the start of one iteration.
@@ -126,6 +128,10 @@ pub struct ContinuousResult {
     pub peak_running: u32,
     /// Prompt tokens served from cached blocks (prefix hits, including resumes).
     pub cached_tokens: u64,
+    /// Dummy steps (data parallelism in lockstep: the engine had nothing to run while a peer
+    /// had work).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub dummy_steps: u64,
     /// Per-request records, trace order.
     #[serde(skip)]
     pub records: Vec<RequestRecord>,
@@ -135,6 +141,10 @@ pub struct ContinuousResult {
     /// Per-iteration batch and model step time (seconds), when recorded.
     #[serde(skip)]
     pub steps: Vec<(StepBatch, f64)>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 pub(crate) fn summarise(
@@ -160,6 +170,7 @@ pub(crate) fn summarise(
         peak_kv_blocks: series.iter().map(|p| p.kv_blocks_used).max().unwrap_or(0),
         peak_running: series.iter().map(|p| p.running).max().unwrap_or(0),
         cached_tokens: records.iter().map(|r| r.cached_tokens).sum(),
+        dummy_steps: 0,
         records,
         series,
         steps,

@@ -12,11 +12,15 @@
 //! - [`workload`]: requests, and readers for the tokenq trace CSV and the LLMServingSim workload.
 //! - [`metrics`]: per-request records, TTFT/TPOT/E2E summaries, time series.
 //! - [`error`]: what can go wrong, each message naming the setting or file and the fix.
+//! - [`cluster`]: several engines — data parallelism with vLLM's DP routing, and the lockstep
+//!   of an MoE model's engines (dummy steps, padding to the group's largest step)
+//!   (docs/serving.md "Several GPUs").
 //!
 //! The iteration description, the step-time models (per-layer tables or fitted forms) and the
 //! engine settings are vocabulary shared with `fit`: [`tokenq_core::step`] and
 //! [`tokenq_core::layers`], re-exported here.
 
+pub mod cluster;
 pub mod error;
 pub mod kv;
 pub mod metrics;
@@ -26,9 +30,10 @@ pub mod workload;
 #[cfg(test)]
 mod tests;
 
+pub use cluster::{ClusterResult, DataParallel, simulate_data_parallel};
 pub use error::ContinuousError;
 pub use metrics::{ContinuousResult, LatencySummary, RequestRecord, SeriesPoint};
 pub use scheduler::{SimOptions, simulate};
-pub use tokenq_core::layers::TableStepModel;
+pub use tokenq_core::layers::{Link, Parallelism, TableOptions, TableStepModel};
 pub use tokenq_core::step::{EngineConfig, StepBatch, StepModel, StepTimeCoefficients};
 pub use workload::Request;

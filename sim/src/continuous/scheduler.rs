@@ -32,6 +32,7 @@ use tokenq_core::step::{EngineConfig, StepBatch, StepModel};
 use super::error::ContinuousError;
 use super::kv::{BlockPool, block_key};
 use super::metrics::{ContinuousResult, RequestRecord, SeriesPoint, summarise};
+
 use super::workload::Request;
 
 /// What to record besides the per-request records and summaries.
@@ -45,7 +46,7 @@ pub struct SimOptions {
 }
 
 #[derive(Debug, Clone)]
-struct Req {
+pub(crate) struct Req {
     p: u32,
     o: u32,
     computed: u32,
@@ -65,7 +66,7 @@ impl Req {
 }
 
 /// Validate the trace against the engine (sorted-ness is not required).
-fn validate_trace(reqs: &[Request], cfg: &EngineConfig) -> Result<(), ContinuousError> {
+pub(crate) fn validate_trace(reqs: &[Request], cfg: &EngineConfig) -> Result<(), ContinuousError> {
     for (i, r) in reqs.iter().enumerate() {
         let bad = |msg: String| ContinuousError::BadRequest { index: i, msg };
         if !(r.arrival_s.is_finite() && r.arrival_s >= 0.0) {
@@ -127,21 +128,38 @@ fn content_key(reqs: &[Request], r: usize, j: u32) -> u64 {
     block_key(cur as u32, j)
 }
 
-/// Replay `reqs` through the engine with step model `model`.
-pub fn simulate(
-    reqs: &[Request],
-    cfg: &EngineConfig,
-    model: &dyn StepModel,
-    opts: SimOptions,
-) -> Result<ContinuousResult, ContinuousError> {
-    cfg.validate()?;
-    validate_trace(reqs, cfg)?;
-    let n = reqs.len();
-    let bs = cfg.block_size;
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| reqs[a].arrival_s.total_cmp(&reqs[b].arrival_s));
-    let mut st: Vec<Req> = reqs
-        .iter()
+/// One engine: its queues, its KV pool and its accounting. The state of the requests lives in
+/// a slice shared by all engines of a cluster (each request is routed to exactly one engine).
+#[derive(Debug)]
+pub(crate) struct Engine<'a> {
+    reqs: &'a [Request],
+    cfg: EngineConfig,
+    index: u32,
+    pool: BlockPool,
+    /// Requests routed here that the scheduler has not seen yet, in arrival order.
+    inbox: VecDeque<usize>,
+    waiting: VecDeque<usize>,
+    running: Vec<usize>,
+    prev_start: f64,
+    scheduled: Vec<(usize, u32)>,
+    hits: Vec<u32>,
+    /// Requests routed here (trace indices, routing order).
+    pub(crate) routed: Vec<usize>,
+    pub(crate) finished: usize,
+    pub(crate) series: Vec<SeriesPoint>,
+    /// The engine's state when it went idle (for merging the series of several engines).
+    pub(crate) idle_points: Vec<SeriesPoint>,
+    pub(crate) steps: Vec<(StepBatch, f64)>,
+    pub(crate) preemptions: u64,
+    pub(crate) iterations: u64,
+    pub(crate) dummy_steps: u64,
+    pub(crate) busy_s: f64,
+    pub(crate) last_finish_s: f64,
+}
+
+/// Fresh state of every request of a trace.
+pub(crate) fn initial_state(reqs: &[Request]) -> Vec<Req> {
+    reqs.iter()
         .map(|r| Req {
             p: r.input_tokens,
             o: r.output_tokens,
@@ -154,190 +172,276 @@ pub fn simulate(
             cached_tokens: 0,
             admissions: 0,
         })
-        .collect();
-    let mut pool = BlockPool::new(cfg.kv_blocks);
-    let mut waiting: VecDeque<usize> = VecDeque::new();
-    let mut running: Vec<usize> = Vec::new();
-    let mut next_arrival = 0usize;
-    let mut t = 0.0f64;
-    let mut prev_start = f64::NEG_INFINITY;
-    let mut finished = 0usize;
-    let mut series: Vec<SeriesPoint> = Vec::new();
-    let mut steps: Vec<(StepBatch, f64)> = Vec::new();
-    let mut total_preemptions = 0u64;
-    let mut iterations = 0u64;
-    let mut busy_s = 0.0f64;
-    let mut scheduled: Vec<(usize, u32)> = Vec::new();
-    let mut hits: Vec<u32> = Vec::new();
+        .collect()
+}
 
-    while finished < n {
-        // Arrivals the scheduler can see.
-        let visible = if cfg.async_scheduling && !running.is_empty() {
-            prev_start
-        } else {
-            t
-        };
-        while next_arrival < n && reqs[order[next_arrival]].arrival_s <= visible {
-            waiting.push_back(order[next_arrival]);
-            next_arrival += 1;
-        }
-        if running.is_empty() && waiting.is_empty() {
-            // Idle: jump to the next arrival.
-            debug_assert!(next_arrival < n);
-            t = t.max(reqs[order[next_arrival]].arrival_s);
-            continue;
-        }
+/// Trace indices in arrival order (ties keep trace order).
+pub(crate) fn arrival_order(reqs: &[Request]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..reqs.len()).collect();
+    order.sort_by(|&a, &b| reqs[a].arrival_s.total_cmp(&reqs[b].arrival_s));
+    order
+}
 
-        // 1. Running requests first.
-        scheduled.clear();
-        let mut budget = cfg.max_batched_tokens;
-        let mut preempted = false;
-        let mut i = 0usize;
-        while i < running.len() && budget > 0 {
-            let r = running[i];
-            let want = st[r].num_tokens() - st[r].computed;
-            let k = want.min(budget);
-            let need_total = cfg.blocks_for(u64::from(st[r].computed + k)) as usize;
-            let need_new = need_total.saturating_sub(st[r].blocks.len());
-            let mut can = true;
-            while (pool.num_free() as usize) < need_new {
-                let victim = running.pop().expect("running holds the request itself");
-                let v = &mut st[victim];
-                pool.free(&v.blocks);
-                v.blocks.clear();
-                v.computed = 0;
-                v.preemptions += 1;
-                total_preemptions += 1;
-                waiting.push_front(victim);
-                preempted = true;
-                if victim == r {
-                    can = false;
+impl<'a> Engine<'a> {
+    pub(crate) fn new(reqs: &'a [Request], cfg: EngineConfig, index: u32) -> Self {
+        Self {
+            reqs,
+            cfg,
+            index,
+            pool: BlockPool::new(cfg.kv_blocks),
+            inbox: VecDeque::new(),
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            prev_start: f64::NEG_INFINITY,
+            scheduled: Vec::new(),
+            hits: Vec::new(),
+            routed: Vec::new(),
+            finished: 0,
+            series: Vec::new(),
+            idle_points: Vec::new(),
+            steps: Vec::new(),
+            preemptions: 0,
+            iterations: 0,
+            dummy_steps: 0,
+            busy_s: 0.0,
+            last_finish_s: f64::NAN,
+        }
+    }
+
+    /// Hand request `r` to this engine (it reaches the scheduler once visible).
+    pub(crate) fn route(&mut self, r: usize) {
+        self.inbox.push_back(r);
+        self.routed.push(r);
+    }
+
+    /// (waiting, running) as the engine would publish them: requests routed here and not
+    /// admitted, and requests running.
+    pub(crate) fn counts(&self) -> (u32, u32) {
+        (
+            (self.waiting.len() + self.inbox.len()) as u32,
+            self.running.len() as u32,
+        )
+    }
+
+    /// Arrival of the next request routed here that the scheduler has not seen.
+    pub(crate) fn next_unseen_arrival(&self) -> Option<f64> {
+        self.inbox.front().map(|&r| self.reqs[r].arrival_s)
+    }
+
+    /// The state after scheduling, as one series point.
+    fn point(&self, t: f64, step_s: f64, tokens: u32) -> SeriesPoint {
+        SeriesPoint {
+            t_s: t,
+            running: self.running.len() as u32,
+            waiting: self.waiting.len() as u32,
+            kv_blocks_used: self.pool.num_used(),
+            step_s,
+            tokens,
+        }
+    }
+
+    /// Steps 1–2 of an iteration starting at `t`: make the visible arrivals wait, schedule the
+    /// running requests and admit waiting ones. `None` when the engine has nothing to run.
+    pub(crate) fn plan(
+        &mut self,
+        st: &mut [Req],
+        t: f64,
+    ) -> Result<Option<StepBatch>, ContinuousError> {
+        let cfg = self.cfg;
+        let bs = cfg.block_size;
+        let reqs = self.reqs;
+        self.scheduled.clear();
+        loop {
+            // Arrivals the scheduler can see.
+            let visible = if cfg.async_scheduling && !self.running.is_empty() {
+                self.prev_start
+            } else {
+                t
+            };
+            while let Some(&r) = self.inbox.front() {
+                if reqs[r].arrival_s > visible {
                     break;
                 }
+                self.waiting.push_back(r);
+                self.inbox.pop_front();
             }
-            if !can {
-                break;
+            if self.running.is_empty() && self.waiting.is_empty() {
+                return Ok(None);
             }
-            for _ in 0..need_new {
-                let b = pool.allocate().expect("free blocks checked");
-                st[r].blocks.push(b);
-            }
-            scheduled.push((r, k));
-            budget -= k;
-            i += 1;
-        }
+            let (pool, waiting, running) = (&mut self.pool, &mut self.waiting, &mut self.running);
+            let (scheduled, hits) = (&mut self.scheduled, &mut self.hits);
 
-        // 2. Admission, FCFS, only if nothing was preempted.
-        if !preempted {
-            while budget > 0 && (running.len() as u32) < cfg.max_num_seqs {
-                let Some(&r) = waiting.front() else { break };
-                let len = st[r].num_tokens();
-                let max_hit = if cfg.prefix_caching {
-                    (len - 1) / bs
-                } else {
-                    0
-                };
-                // Fast reject: even if every re-usable block were cached and held, the gate
-                // needs at least total − max_hit free blocks.
-                if cfg.blocks_for(u64::from(len)) - u64::from(max_hit) > u64::from(pool.num_free())
-                {
-                    break;
-                }
-                hits.clear();
-                if cfg.prefix_caching {
-                    for j in 0..max_hit {
-                        match pool.lookup(content_key(reqs, r, j)) {
-                            Some(b) => hits.push(b),
-                            None => break,
-                        }
+            // 1. Running requests first.
+            scheduled.clear();
+            let mut budget = cfg.max_batched_tokens;
+            let mut preempted = false;
+            let mut i = 0usize;
+            while i < running.len() && budget > 0 {
+                let r = running[i];
+                let want = st[r].num_tokens() - st[r].computed;
+                let k = want.min(budget);
+                let need_total = cfg.blocks_for(u64::from(st[r].computed + k)) as usize;
+                let need_new = need_total.saturating_sub(st[r].blocks.len());
+                let mut can = true;
+                while (pool.num_free() as usize) < need_new {
+                    let victim = running.pop().expect("running holds the request itself");
+                    let v = &mut st[victim];
+                    pool.free(&v.blocks);
+                    v.blocks.clear();
+                    v.computed = 0;
+                    v.preemptions += 1;
+                    self.preemptions += 1;
+                    waiting.push_front(victim);
+                    preempted = true;
+                    if victim == r {
+                        can = false;
+                        break;
                     }
                 }
-                let hit_free = hits.iter().filter(|&&b| pool.is_free(b)).count() as u64;
-                let need_whole = cfg.blocks_for(u64::from(len)) - hits.len() as u64;
-                if need_whole + hit_free > u64::from(pool.num_free()) {
-                    break; // the gate: the whole sequence must fit; never preempt
+                if !can {
+                    break;
                 }
-                waiting.pop_front();
-                let cached = hits.len() as u32 * bs;
-                let k = (len - cached).min(budget);
-                for &b in &hits {
-                    pool.touch(b);
-                }
-                let s = &mut st[r];
-                s.blocks.clear();
-                s.blocks.extend_from_slice(&hits);
-                s.computed = cached;
-                s.cached_tokens += u64::from(cached);
-                s.admissions += 1;
-                let need_new = cfg.blocks_for(u64::from(cached + k)) as usize - s.blocks.len();
                 for _ in 0..need_new {
-                    let b = pool
-                        .allocate()
-                        .expect("gate checked the whole sequence fits");
-                    s.blocks.push(b);
+                    let b = pool.allocate().expect("free blocks checked");
+                    st[r].blocks.push(b);
                 }
-                running.push(r);
                 scheduled.push((r, k));
                 budget -= k;
+                i += 1;
             }
-        }
 
-        if scheduled.is_empty() && preempted {
-            // Everything that ran was preempted: admit again next iteration (no time passes).
-            continue;
-        }
-        if scheduled.is_empty() {
-            // Cannot happen for a validated trace (a lone request always fits); never hang.
-            return Err(ContinuousError::BadRequest {
-                index: waiting.front().copied().unwrap_or(0),
-                msg: "the engine cannot schedule anything (KV cache too small for the queue head); raise --kv-blocks".into(),
-            });
-        }
-
-        // 3. Time the step.
-        let mut batch = StepBatch::default();
-        for &(r, k) in &scheduled {
-            let s = &st[r];
-            if k == 1 && s.generated > 0 && s.computed + 1 == s.num_tokens() {
-                batch.push_decode(s.computed + 1);
-            } else {
-                batch.push_prefill(k, s.computed);
+            // 2. Admission, FCFS, only if nothing was preempted.
+            if !preempted {
+                while budget > 0 && (running.len() as u32) < cfg.max_num_seqs {
+                    let Some(&r) = waiting.front() else { break };
+                    let len = st[r].num_tokens();
+                    let max_hit = if cfg.prefix_caching {
+                        (len - 1) / bs
+                    } else {
+                        0
+                    };
+                    // Fast reject: even if every re-usable block were cached and held, the
+                    // gate needs at least total − max_hit free blocks.
+                    if cfg.blocks_for(u64::from(len)) - u64::from(max_hit)
+                        > u64::from(pool.num_free())
+                    {
+                        break;
+                    }
+                    hits.clear();
+                    if cfg.prefix_caching {
+                        for j in 0..max_hit {
+                            match pool.lookup(content_key(reqs, r, j)) {
+                                Some(b) => hits.push(b),
+                                None => break,
+                            }
+                        }
+                    }
+                    let hit_free = hits.iter().filter(|&&b| pool.is_free(b)).count() as u64;
+                    let need_whole = cfg.blocks_for(u64::from(len)) - hits.len() as u64;
+                    if need_whole + hit_free > u64::from(pool.num_free()) {
+                        break; // the gate: the whole sequence must fit; never preempt
+                    }
+                    waiting.pop_front();
+                    let cached = hits.len() as u32 * bs;
+                    let k = (len - cached).min(budget);
+                    for &b in hits.iter() {
+                        pool.touch(b);
+                    }
+                    let s = &mut st[r];
+                    s.blocks.clear();
+                    s.blocks.extend_from_slice(hits);
+                    s.computed = cached;
+                    s.cached_tokens += u64::from(cached);
+                    s.admissions += 1;
+                    let need_new = cfg.blocks_for(u64::from(cached + k)) as usize - s.blocks.len();
+                    for _ in 0..need_new {
+                        let b = pool
+                            .allocate()
+                            .expect("gate checked the whole sequence fits");
+                        s.blocks.push(b);
+                    }
+                    running.push(r);
+                    scheduled.push((r, k));
+                    budget -= k;
+                }
             }
+
+            if scheduled.is_empty() && preempted {
+                // Everything that ran was preempted: admit again (no time passes).
+                continue;
+            }
+            if scheduled.is_empty() {
+                // Cannot happen for a validated trace (a lone request always fits); never hang.
+                return Err(ContinuousError::BadRequest {
+                    index: waiting.front().copied().unwrap_or(0),
+                    msg: "the engine cannot schedule anything (KV cache too small for the queue head); raise --kv-blocks".into(),
+                });
+            }
+
+            // 3. The iteration as the step model sees it.
+            let mut batch = StepBatch::default();
+            for &(r, k) in scheduled.iter() {
+                let s = &st[r];
+                if k == 1 && s.generated > 0 && s.computed + 1 == s.num_tokens() {
+                    batch.push_decode(s.computed + 1);
+                } else {
+                    batch.push_prefill(k, s.computed);
+                }
+            }
+            return Ok(Some(batch));
         }
-        let dt_model = model.step_time_s(&batch);
-        if !(dt_model.is_finite() && dt_model >= 0.0) {
-            return Err(ContinuousError::BadStepTime {
-                value: dt_model,
-                batch,
-            });
-        }
-        let dt = dt_model + cfg.iteration_overhead_s;
-        series.push(SeriesPoint {
-            t_s: t,
-            running: running.len() as u32,
-            waiting: waiting.len() as u32,
-            kv_blocks_used: pool.num_used(),
-            step_s: dt,
-            tokens: batch.tokens(),
-        });
+    }
+
+    /// Account for the planned iteration: it starts at `t` and lasts `dt` (of which `dt_model`
+    /// from the step model).
+    pub(crate) fn record(
+        &mut self,
+        t: f64,
+        dt: f64,
+        dt_model: f64,
+        batch: StepBatch,
+        opts: SimOptions,
+    ) {
+        self.series.push(self.point(t, dt, batch.tokens()));
         if opts.record_steps {
-            steps.push((batch, dt_model));
+            self.steps.push((batch, dt_model));
         }
-        iterations += 1;
-        busy_s += dt;
-        prev_start = t;
-        t += dt;
+        self.iterations += 1;
+        self.busy_s += dt;
+        self.prev_start = t;
+    }
 
-        // 4. Commit computed tokens, register full blocks, sample.
-        let mut any_done = false;
-        for &(r, k) in &scheduled {
+    /// A dummy step (data parallelism in lockstep: nothing to run while a peer has work).
+    pub(crate) fn record_dummy(&mut self, t: f64, dt: f64) {
+        self.scheduled.clear();
+        self.series.push(self.point(t, dt, 0));
+        self.dummy_steps += 1;
+    }
+
+    /// Note that the engine went idle at `t`.
+    pub(crate) fn mark_idle(&mut self, t: f64) {
+        self.idle_points.push(self.point(t, 0.0, 0));
+    }
+
+    /// Step 4, at the end `t` of the planned iteration: commit computed tokens, register full
+    /// blocks, sample; returns the requests completed.
+    pub(crate) fn commit(
+        &mut self,
+        st: &mut [Req],
+        t: f64,
+        opts: SimOptions,
+    ) -> Result<usize, ContinuousError> {
+        let cfg = self.cfg;
+        let bs = cfg.block_size;
+        let mut done = 0usize;
+        for &(r, k) in &self.scheduled {
             let before_full = st[r].computed / bs;
             st[r].computed += k;
             let after_full = st[r].computed / bs;
             if cfg.prefix_caching {
                 for j in before_full..after_full {
                     let b = st[r].blocks[j as usize];
-                    pool.register(b, content_key(reqs, r, j));
+                    self.pool.register(b, content_key(self.reqs, r, j));
                 }
             }
             let s = &mut st[r];
@@ -349,29 +453,35 @@ pub fn simulate(
                 if s.generated == s.o {
                     debug_assert!(s.finish_s.is_nan(), "request {r} completed twice");
                     s.finish_s = t;
-                    pool.free(&s.blocks);
+                    self.pool.free(&s.blocks);
                     s.blocks.clear();
-                    finished += 1;
-                    any_done = true;
+                    done += 1;
                 }
             }
         }
-        if any_done {
-            running.retain(|&r| st[r].generated < st[r].o);
+        self.scheduled.clear();
+        if done > 0 {
+            self.running.retain(|&r| st[r].generated < st[r].o);
+            self.finished += done;
+            self.last_finish_s = t;
         }
-        debug_assert!(pool.num_used() <= pool.capacity());
+        debug_assert!(self.pool.num_used() <= self.pool.capacity());
         if opts.check_invariants {
-            pool.check().map_err(|m| ContinuousError::BadRequest {
+            self.pool.check().map_err(|m| ContinuousError::BadRequest {
                 index: 0,
                 msg: format!("KV pool invariant broken: {m}"),
             })?;
-            let held: u64 = running.iter().map(|&r| st[r].blocks.len() as u64).sum();
+            let held: u64 = self
+                .running
+                .iter()
+                .map(|&r| st[r].blocks.len() as u64)
+                .sum();
             // Shared prefix blocks are counted once per holder, so held ≥ used.
             assert!(
-                held >= u64::from(pool.num_used()),
+                held >= u64::from(self.pool.num_used()),
                 "blocks held {held} < used"
             );
-            for &r in &running {
+            for &r in &self.running {
                 let s = &st[r];
                 assert!(
                     s.blocks.len() as u64 >= cfg.blocks_for(u64::from(s.computed)),
@@ -379,38 +489,98 @@ pub fn simulate(
                 );
             }
         }
+        Ok(done)
     }
 
-    let records: Vec<RequestRecord> = reqs
-        .iter()
-        .zip(&st)
-        .enumerate()
-        .map(|(i, (r, s))| RequestRecord {
-            index: i,
-            arrival_s: r.arrival_s,
-            input_tokens: s.p,
-            output_tokens: s.o,
-            first_token_s: s.first_token_s,
-            finish_s: s.finish_s,
-            ttft_s: s.first_token_s - r.arrival_s,
-            tpot_s: if s.o > 1 {
-                Some((s.finish_s - s.first_token_s) / f64::from(s.o - 1))
-            } else {
-                None
-            },
-            e2e_s: s.finish_s - r.arrival_s,
-            preemptions: s.preemptions,
-            cached_tokens: s.cached_tokens,
-            admissions: s.admissions,
-        })
-        .collect();
-    Ok(summarise(
-        records,
-        series,
-        steps,
-        total_preemptions,
-        iterations,
-        busy_s,
-        t,
-    ))
+    /// Records of `indices` (trace order).
+    pub(crate) fn records(
+        reqs: &[Request],
+        st: &[Req],
+        engine_of: &dyn Fn(usize) -> u32,
+        indices: impl Iterator<Item = usize>,
+    ) -> Vec<RequestRecord> {
+        indices
+            .map(|i| {
+                let (r, s) = (&reqs[i], &st[i]);
+                RequestRecord {
+                    index: i,
+                    arrival_s: r.arrival_s,
+                    input_tokens: s.p,
+                    output_tokens: s.o,
+                    first_token_s: s.first_token_s,
+                    finish_s: s.finish_s,
+                    ttft_s: s.first_token_s - r.arrival_s,
+                    tpot_s: if s.o > 1 {
+                        Some((s.finish_s - s.first_token_s) / f64::from(s.o - 1))
+                    } else {
+                        None
+                    },
+                    e2e_s: s.finish_s - r.arrival_s,
+                    preemptions: s.preemptions,
+                    cached_tokens: s.cached_tokens,
+                    admissions: s.admissions,
+                    engine: engine_of(i),
+                }
+            })
+            .collect()
+    }
+
+    /// This engine's result: its requests' records (trace order) and its own series.
+    pub(crate) fn result(&mut self, st: &[Req], end_s: f64) -> ContinuousResult {
+        let mut mine = self.routed.clone();
+        mine.sort_unstable();
+        let e = self.index;
+        let records = Self::records(self.reqs, st, &|_| e, mine.into_iter());
+        let mut r = summarise(
+            records,
+            std::mem::take(&mut self.series),
+            std::mem::take(&mut self.steps),
+            self.preemptions,
+            self.iterations,
+            self.busy_s,
+            end_s,
+        );
+        r.dummy_steps = self.dummy_steps;
+        r
+    }
+}
+
+/// Replay `reqs` through the engine with step model `model`.
+pub fn simulate(
+    reqs: &[Request],
+    cfg: &EngineConfig,
+    model: &dyn StepModel,
+    opts: SimOptions,
+) -> Result<ContinuousResult, ContinuousError> {
+    cfg.validate()?;
+    validate_trace(reqs, cfg)?;
+    let n = reqs.len();
+    let mut st = initial_state(reqs);
+    let mut engine = Engine::new(reqs, *cfg, 0);
+    for r in arrival_order(reqs) {
+        engine.route(r);
+    }
+    let mut t = 0.0f64;
+    while engine.finished < n {
+        let Some(batch) = engine.plan(&mut st, t)? else {
+            // Idle: jump to the next arrival.
+            let next = engine
+                .next_unseen_arrival()
+                .expect("an unfinished request is queued somewhere");
+            t = t.max(next);
+            continue;
+        };
+        let dt_model = model.step_time_s(&batch);
+        if !(dt_model.is_finite() && dt_model >= 0.0) {
+            return Err(ContinuousError::BadStepTime {
+                value: dt_model,
+                batch,
+            });
+        }
+        let dt = dt_model + cfg.iteration_overhead_s;
+        engine.record(t, dt, dt_model, batch, opts);
+        t += dt;
+        engine.commit(&mut st, t, opts)?;
+    }
+    Ok(engine.result(&st, t))
 }

@@ -86,8 +86,18 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>, ContinuousError> {
         for (k, r) in rows.iter().enumerate() {
             let line = k + 2;
             let get = |c: usize| r.get(c).map(String::as_str).unwrap_or("");
+            let arrival_s: f64 = parse(path, line, "arrival_s", get(a))?;
+            if !(arrival_s.is_finite() && arrival_s >= 0.0) {
+                return Err(file_err(
+                    path,
+                    format!(
+                        "line {line}: column `arrival_s` = `{}` must be a finite number of seconds ≥ 0",
+                        get(a)
+                    ),
+                ));
+            }
             let mut req = Request::new(
-                parse(path, line, "arrival_s", get(a))?,
+                arrival_s,
                 parse(path, line, "input_tokens", get(i))?,
                 parse(path, line, "output_tokens", get(o))?,
             );
@@ -96,7 +106,7 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>, ContinuousError> {
                 if !p.is_empty() {
                     let p: i64 = parse(path, line, "prefix_parent", p)?;
                     if p >= 0 {
-                        req.prefix_parent = Some(p as u32);
+                        req.prefix_parent = Some(parent_index(path, line, p, k)?);
                         let s = get(sc);
                         req.shared_prefix_blocks = if s.is_empty() {
                             0
@@ -117,6 +127,15 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>, ContinuousError> {
             let line = k + 2;
             let get = |c: usize| r.get(c).map(String::as_str).unwrap_or("");
             let ns: f64 = parse(path, line, "arrival_time_ns", get(a))?;
+            if !(ns.is_finite() && ns >= 0.0) {
+                return Err(file_err(
+                    path,
+                    format!(
+                        "line {line}: column `arrival_time_ns` = `{}` must be a finite number ≥ 0",
+                        get(a)
+                    ),
+                ));
+            }
             out.push(Request::new(
                 ns * 1e-9,
                 parse(path, line, "input_toks", get(i))?,
@@ -137,6 +156,17 @@ pub fn read_trace(path: &Path) -> Result<Vec<Request>, ContinuousError> {
         ));
     }
     Ok(out)
+}
+
+/// A `prefix_parent` of request `index`: an earlier request.
+fn parent_index(path: &Path, line: usize, p: i64, index: usize) -> Result<u32, ContinuousError> {
+    match u32::try_from(p) {
+        Ok(v) if (v as usize) < index => Ok(v),
+        _ => Err(file_err(
+            path,
+            format!("line {line}: prefix_parent {p} is not an earlier request (request {index})"),
+        )),
+    }
 }
 
 /// `X.prefix.csv` for `X.lengths.csv`.
@@ -173,7 +203,7 @@ pub fn apply_prefix_file(path: &Path, reqs: &mut [Request]) -> Result<(), Contin
             )
         })?;
         if p >= 0 && s > 0 {
-            req.prefix_parent = Some(p as u32);
+            req.prefix_parent = Some(parent_index(path, line, p, i)?);
             req.shared_prefix_blocks = s;
         }
     }

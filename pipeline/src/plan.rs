@@ -1,0 +1,695 @@
+//! `tokenq plan`: the capacity planner (docs/usage.md "tokenq plan"). Given latency
+//! coefficients, a workload and service-level objectives stated as percentiles, it searches
+//! policies (one request at a time with a max-token limit, or dynamic batching with a cap),
+//! max-token limits and GPU counts, and answers:
+//!
+//! (a) at rate R, the configurations that meet every SLO, cheapest first (fewest GPUs, then the
+//!     most output served whole, then the lowest latency), each percentile with its method;
+//! (b) for the best configurations, the largest rate that still meets the SLOs (goodput), by
+//!     bisection on the rate;
+//! (c) the smallest number of GPUs for rate R.
+//!
+//! Models: each of `n` GPUs runs one engine and receives a random `1/n` share of a Poisson
+//! stream (so a Poisson stream of `R/n`); round robin or join-shortest-queue routing do at least
+//! as well, so the answers are on the safe side. One request at a time is M/G/1 with clipping
+//! (docs/models.md §1): its wait and latency percentiles are exact (`queueing::waiting`, the
+//! Pollaczek–Khinchine distribution, 1e-6). Dynamic batching (§4, §7) is simulated
+//! (docs/models.md §11): its percentiles come with 95% intervals from batch means, and an SLO
+//! counts as met only when the interval's upper end meets it. The share of requests the limit
+//! truncates is `P(N > L)`.
+
+use anyhow::{Result, bail};
+use queueing::dist::TokenDist;
+use queueing::waiting::{WaitOptions, waiting_distribution};
+use rayon::prelude::*;
+use serde::Serialize;
+use tokenq_core::{BatchTime, Estimate, LinearService, Method};
+
+/// Which latency an SLO bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Metric {
+    /// Arrival → last token (the request's latency).
+    E2e,
+    /// Arrival → start of service (queueing wait).
+    Wait,
+}
+
+/// Which statistic of it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stat {
+    /// The mean.
+    Mean,
+    /// The p-quantile, p in (0, 1).
+    Quantile(f64),
+}
+
+/// One service-level objective: `metric:stat<=target`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Slo {
+    /// The latency bounded.
+    pub metric: Metric,
+    /// Its statistic.
+    pub stat: Stat,
+    /// The bound, seconds.
+    pub target_s: f64,
+}
+
+/// Seed salt of the goodput bisection's simulations.
+const GOODPUT_SALT: u64 = 7_000;
+
+/// Quantiles the simulator estimates (with intervals).
+const SIM_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
+
+impl Slo {
+    /// Parse `e2e:p99<=10s`, `wait:mean<=2`, `e2e:p90<=500ms`.
+    pub fn parse(s: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            anyhow::anyhow!(
+                "--slo `{s}`: {why}; write METRIC:STAT<=TARGET, e.g. e2e:p99<=10s or wait:mean<=2s (METRIC e2e or wait, STAT mean or pNN, TARGET in s or ms)"
+            )
+        };
+        let (lhs, target) = s.split_once("<=").ok_or_else(|| bad("no `<=`"))?;
+        let (metric, stat) = lhs.split_once(':').ok_or_else(|| bad("no `:`"))?;
+        let metric = match metric.trim() {
+            "e2e" | "e2el" | "latency" => Metric::E2e,
+            "wait" | "queue" => Metric::Wait,
+            "ttft" | "tpot" | "itl" => {
+                return Err(bad(
+                    "ttft, tpot and itl are replay metrics (tokenq replay); the planner's models give e2e and wait",
+                ));
+            }
+            _ => return Err(bad("unknown metric")),
+        };
+        let stat = match stat.trim() {
+            "mean" => Stat::Mean,
+            p if p.starts_with('p') => {
+                let v: f64 = p[1..].parse().map_err(|_| bad("bad percentile"))?;
+                if !(v > 0.0 && v < 100.0) {
+                    return Err(bad("the percentile must be between 0 and 100"));
+                }
+                Stat::Quantile(v / 100.0)
+            }
+            _ => return Err(bad("STAT is mean or pNN")),
+        };
+        let t = target.trim();
+        let (num, scale) = if let Some(v) = t.strip_suffix("ms") {
+            (v, 1e-3)
+        } else if let Some(v) = t.strip_suffix('s') {
+            (v, 1.0)
+        } else {
+            (t, 1.0)
+        };
+        let v: f64 = num.trim().parse().map_err(|_| bad("bad target"))?;
+        if !(v.is_finite() && v > 0.0) {
+            return Err(bad("the target must be positive"));
+        }
+        Ok(Self {
+            metric,
+            stat,
+            target_s: v * scale,
+        })
+    }
+
+    /// `e2e:p99<=10s`.
+    pub fn label(&self) -> String {
+        let stat = match self.stat {
+            Stat::Mean => "mean".to_string(),
+            Stat::Quantile(p) => format!("p{}", trim_num(p * 100.0)),
+        };
+        let metric = match self.metric {
+            Metric::E2e => "e2e",
+            Metric::Wait => "wait",
+        };
+        format!("{metric}:{stat}<={}s", trim_num(self.target_s))
+    }
+}
+
+fn trim_num(x: f64) -> String {
+    let s = format!("{x:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A serving policy the planner searches.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum PlanPolicy {
+    /// One request at a time (M/G/1 with clipping).
+    Single,
+    /// Dynamic batching with at most `cap` requests per batch.
+    Dynamic {
+        /// The batch cap K.
+        cap: u32,
+    },
+}
+
+/// The question.
+#[derive(Debug, Clone)]
+pub struct PlanConfig {
+    /// Output-token law.
+    pub tokens: TokenDist,
+    /// The law as written.
+    pub tokens_spec: String,
+    /// Total arrival rate R, req/s.
+    pub rate: f64,
+    /// The SLOs; all must hold.
+    pub slos: Vec<Slo>,
+    /// Least share of requests the limit may leave whole (`P(N ≤ L)`).
+    pub min_served_fraction: f64,
+    /// GPU counts 1..=max_gpus.
+    pub max_gpus: u32,
+    /// Single-request service line (for `Single`).
+    pub service: Option<LinearService>,
+    /// Batch time (for `Dynamic`).
+    pub batch: Option<BatchTime>,
+    /// The service line at the upper ends of its 95% intervals (for the capacity band).
+    pub service_hi: Option<LinearService>,
+    /// Batch caps searched.
+    pub caps: Vec<u32>,
+    /// Max-token limits searched (`f64::INFINITY` = no limit).
+    pub limits: Vec<f64>,
+    /// Simulated arrivals per batching configuration.
+    pub sim_requests: u64,
+    /// Seed of the simulations.
+    pub seed: u64,
+    /// How many of the best configurations get a goodput.
+    pub goodput_top: usize,
+}
+
+/// One statistic of one configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct SloValue {
+    /// The SLO, e.g. `e2e:p99<=10s`.
+    pub slo: String,
+    /// The value, seconds (with its 95% half-width for a simulation).
+    pub value_s: Estimate,
+    /// How it was obtained.
+    pub method: Method,
+    /// Whether the SLO holds (for a simulation: the interval's upper end meets it).
+    pub met: bool,
+}
+
+/// One configuration and how it fares.
+#[derive(Debug, Clone, Serialize)]
+pub struct Candidate {
+    /// The policy.
+    #[serde(flatten)]
+    pub policy: PlanPolicy,
+    /// Max-token limit, tokens (`null` = none).
+    pub max_tokens: Option<f64>,
+    /// GPUs (engines).
+    pub gpus: u32,
+    /// Share of requests served whole, `P(N ≤ L)`.
+    pub served_whole_fraction: f64,
+    /// Utilisation of each GPU.
+    pub utilisation: f64,
+    /// Each SLO's statistic (empty when the queue is unstable).
+    pub slos: Vec<SloValue>,
+    /// Every SLO holds.
+    pub feasible: bool,
+    /// Why not, in words.
+    pub note: Option<String>,
+}
+
+/// The largest total rate a configuration sustains within the SLOs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Goodput {
+    /// The configuration.
+    #[serde(flatten)]
+    pub policy: PlanPolicy,
+    /// Its limit.
+    pub max_tokens: Option<f64>,
+    /// Its GPUs.
+    pub gpus: u32,
+    /// Largest total rate meeting every SLO, req/s.
+    pub goodput_rps: f64,
+    /// The same at the upper ends of the fit's 95% intervals (a slower device), when known.
+    pub goodput_at_fit_upper_rps: Option<f64>,
+    /// exact or simulation.
+    pub method: Method,
+}
+
+/// The planner's answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlanAnswer {
+    /// The workload.
+    pub tokens: String,
+    /// The rate asked about, req/s.
+    pub rate_rps: f64,
+    /// The SLOs.
+    pub slos: Vec<String>,
+    /// Routing assumption.
+    pub routing: &'static str,
+    /// (a) feasible configurations, cheapest first.
+    pub feasible: Vec<Candidate>,
+    /// (c) the smallest number of GPUs that meets every SLO at the rate (null: none searched).
+    pub min_gpus: Option<u32>,
+    /// (b) goodput of the best configurations.
+    pub goodput: Vec<Goodput>,
+    /// Configurations evaluated.
+    pub evaluated: usize,
+    /// Edge-of-range remarks ("= no limit", "= search end").
+    pub notes: Vec<String>,
+    /// Wall time, seconds.
+    pub elapsed_s: f64,
+}
+
+/// The default limits: the workload's 50th … 99.9th percentiles and no limit.
+pub fn default_limits(tokens: &TokenDist) -> Vec<f64> {
+    let mut v: Vec<f64> = [0.5, 0.75, 0.9, 0.95, 0.99, 0.999]
+        .iter()
+        .map(|&p| tokens.quantile(p).ceil().max(1.0))
+        .collect();
+    v.dedup();
+    v.push(f64::INFINITY);
+    v
+}
+
+fn evaluate(
+    cfg: &PlanConfig,
+    policy: PlanPolicy,
+    limit: f64,
+    gpus: u32,
+    rate: f64,
+    service: Option<LinearService>,
+    salt: u64,
+) -> Candidate {
+    let lambda = rate / f64::from(gpus);
+    let served = if limit.is_finite() {
+        cfg.tokens.cdf(limit)
+    } else {
+        1.0
+    };
+    let mut c = Candidate {
+        policy,
+        max_tokens: limit.is_finite().then_some(limit),
+        gpus,
+        served_whole_fraction: served,
+        utilisation: f64::NAN,
+        slos: Vec::new(),
+        feasible: false,
+        note: None,
+    };
+    let result = match policy {
+        PlanPolicy::Single => single(cfg, service, limit, lambda, &mut c),
+        PlanPolicy::Dynamic { cap } => batched(cfg, cap, limit, lambda, salt, &mut c),
+    };
+    if let Err(e) = result {
+        c.note = Some(e.to_string());
+        c.slos.clear();
+    }
+    c.feasible = c.note.is_none() && !c.slos.is_empty() && c.slos.iter().all(|s| s.met);
+    if c.served_whole_fraction < cfg.min_served_fraction {
+        c.feasible = false;
+        c.note.get_or_insert_with(|| {
+            format!(
+                "serves {:.1}% whole, below --min-served-fraction",
+                100.0 * c.served_whole_fraction
+            )
+        });
+    }
+    c
+}
+
+fn single(
+    cfg: &PlanConfig,
+    service: Option<LinearService>,
+    limit: f64,
+    lambda: f64,
+    c: &mut Candidate,
+) -> Result<()> {
+    let Some(svc) = service else {
+        bail!("no single-request line in the coefficients");
+    };
+    let w = waiting_distribution(&cfg.tokens, limit, lambda, svc, &WaitOptions::default())?;
+    c.utilisation = w.utilisation;
+    for slo in &cfg.slos {
+        let v = match (slo.metric, slo.stat) {
+            (Metric::E2e, Stat::Mean) => w.mean_sojourn_s,
+            (Metric::Wait, Stat::Mean) => w.mean_wait_s,
+            (Metric::E2e, Stat::Quantile(p)) => w.quantile_sojourn(p)?,
+            (Metric::Wait, Stat::Quantile(p)) => w.quantile_wait(p)?,
+        };
+        c.slos.push(SloValue {
+            slo: slo.label(),
+            value_s: Estimate {
+                value: v,
+                half_width: 0.0,
+            },
+            method: Method::Exact,
+            met: v <= slo.target_s,
+        });
+    }
+    Ok(())
+}
+
+fn batched(
+    cfg: &PlanConfig,
+    cap: u32,
+    limit: f64,
+    lambda: f64,
+    salt: u64,
+    c: &mut Candidate,
+) -> Result<()> {
+    let Some(batch) = cfg.batch else {
+        bail!("no batch-time lines (first_token, decode_step) in the coefficients");
+    };
+    let scenario = sim::Scenario {
+        policy: sim::Policy::Dynamic {
+            batch,
+            max_batch: Some(cap),
+        },
+        arrivals: sim::Arrivals::Poisson { rate_rps: lambda },
+        tokens: sim::Tokens::Law(sim::TokenLaw::Dist(cfg.tokens.clone())),
+        max_tokens: limit.is_finite().then_some(limit),
+        token_mode: sim::TokenMode::Continuous,
+    };
+    let rc = sim::RunConfig {
+        requests: cfg.sim_requests,
+        seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt),
+        ..sim::RunConfig::default()
+    };
+    let r = sim::run(&scenario, &rc)?;
+    c.utilisation = r.utilisation.value;
+    if !r.is_stable() {
+        bail!(
+            "unstable at {lambda:.4} req/s per GPU (utilisation ≈ {:.2})",
+            r.utilisation.value
+        );
+    }
+    for slo in &cfg.slos {
+        let s = match slo.metric {
+            Metric::E2e => &r.latency_s,
+            Metric::Wait => &r.wait_s,
+        };
+        let e = match slo.stat {
+            Stat::Mean => s.mean,
+            Stat::Quantile(p) => match SIM_QUANTILES.iter().position(|&q| (q - p).abs() < 1e-9) {
+                Some(0) => s.p50,
+                Some(1) => s.p90,
+                Some(_) => s.p99,
+                None => bail!(
+                    "{}: the simulator estimates p50, p90 and p99 of batching; use one of them",
+                    slo.label()
+                ),
+            },
+        };
+        let hi = if e.half_width.is_finite() {
+            e.hi()
+        } else {
+            e.value
+        };
+        c.slos.push(SloValue {
+            slo: slo.label(),
+            value_s: e,
+            method: Method::Simulation,
+            met: hi <= slo.target_s,
+        });
+    }
+    Ok(())
+}
+
+/// Policies searched.
+fn policies(cfg: &PlanConfig) -> Vec<PlanPolicy> {
+    let mut v = Vec::new();
+    if cfg.service.is_some() {
+        v.push(PlanPolicy::Single);
+    }
+    if cfg.batch.is_some() {
+        v.extend(cfg.caps.iter().map(|&cap| PlanPolicy::Dynamic { cap }));
+    }
+    v
+}
+
+/// Cheapest first: fewest GPUs, most served whole, lowest first-SLO value.
+fn cheaper(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    a.gpus
+        .cmp(&b.gpus)
+        .then(b.served_whole_fraction.total_cmp(&a.served_whole_fraction))
+        .then_with(|| {
+            let v = |c: &Candidate| c.slos.first().map_or(f64::INFINITY, |s| s.value_s.value);
+            v(a).total_cmp(&v(b))
+        })
+}
+
+/// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate).
+fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> Option<f64> {
+    let limit = c.max_tokens.unwrap_or(f64::INFINITY);
+    // The same random numbers at every rate (common random numbers), so that the simulated
+    // statistics move with the rate, not with the seed.
+    let ok = |rate: f64, _k: u64| {
+        evaluate(cfg, c.policy, limit, c.gpus, rate, service, GOODPUT_SALT).feasible
+    };
+    let (mut lo, mut hi) = (0.0, cfg.rate);
+    let mut k = 0;
+    // Grow the bracket until the rate fails.
+    while ok(hi, k) {
+        lo = hi;
+        hi *= 2.0;
+        k += 1;
+        if k > 30 {
+            return Some(f64::INFINITY);
+        }
+    }
+    if lo == 0.0 {
+        // Even the asked rate fails: search below it.
+        lo = hi * 1e-4;
+        if !ok(lo, k) {
+            return None;
+        }
+    }
+    for _ in 0..25 {
+        if (hi - lo) <= 1e-3 * hi {
+            break;
+        }
+        let mid = 0.5 * (lo + hi);
+        k += 1;
+        if ok(mid, k) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Some(lo)
+}
+
+/// Answer the capacity question.
+pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
+    let started = std::time::Instant::now();
+    if cfg.slos.is_empty() {
+        bail!("give at least one --slo, e.g. --slo 'e2e:p99<=10s'");
+    }
+    let policies = policies(cfg);
+    if policies.is_empty() {
+        bail!("the coefficients have neither a single-request line nor batch-time lines");
+    }
+    let mut configs = Vec::new();
+    for &p in &policies {
+        for &l in &cfg.limits {
+            for n in 1..=cfg.max_gpus {
+                configs.push((p, l, n));
+            }
+        }
+    }
+    let all: Vec<Candidate> = configs
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(p, l, n))| evaluate(cfg, p, l, n, cfg.rate, cfg.service, i as u64))
+        .collect();
+    let mut feasible: Vec<Candidate> = all.iter().filter(|c| c.feasible).cloned().collect();
+    feasible.sort_by(cheaper);
+    let min_gpus = feasible.first().map(|c| c.gpus);
+    let mut notes = Vec::new();
+    if let Some(best) = feasible.first() {
+        if best.max_tokens.is_none() {
+            notes.push("the cheapest configuration needs no max-token limit (= no limit)".into());
+        }
+        if let PlanPolicy::Dynamic { cap } = best.policy
+            && Some(&cap) == cfg.caps.iter().max()
+        {
+            notes.push(format!(
+                "the cheapest configuration uses the largest cap searched, K = {cap} (= search end): larger caps may do better"
+            ));
+        }
+    } else {
+        notes.push(format!(
+            "no configuration with up to {} GPUs meets every SLO at {} req/s (= search end): raise --max-gpus, relax an SLO or allow a tighter --max-tokens",
+            cfg.max_gpus, cfg.rate
+        ));
+    }
+    // (b) goodput of the best few distinct (policy, limit) at their GPU count.
+    let mut goodputs = Vec::new();
+    for c in feasible.iter().take(cfg.goodput_top) {
+        let g = goodput(cfg, c, cfg.service);
+        let g_hi = match (c.policy, cfg.service_hi) {
+            (PlanPolicy::Single, Some(hi)) => goodput(cfg, c, Some(hi)),
+            _ => None,
+        };
+        if let Some(g) = g {
+            goodputs.push(Goodput {
+                policy: c.policy,
+                max_tokens: c.max_tokens,
+                gpus: c.gpus,
+                goodput_rps: g,
+                goodput_at_fit_upper_rps: g_hi,
+                method: match c.policy {
+                    PlanPolicy::Single => Method::Exact,
+                    PlanPolicy::Dynamic { .. } => Method::Simulation,
+                },
+            });
+        }
+    }
+    Ok(PlanAnswer {
+        tokens: cfg.tokens_spec.clone(),
+        rate_rps: cfg.rate,
+        slos: cfg.slos.iter().map(Slo::label).collect(),
+        routing: "random split: each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)",
+        feasible,
+        min_gpus,
+        goodput: goodputs,
+        evaluated: all.len(),
+        notes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn policy_text(p: PlanPolicy) -> String {
+    match p {
+        PlanPolicy::Single => "one request at a time".into(),
+        PlanPolicy::Dynamic { cap } => format!("dynamic batching, cap {cap}"),
+    }
+}
+
+fn limit_text(l: Option<f64>) -> String {
+    l.map_or("no limit".into(), |l| format!("{l} tokens"))
+}
+
+/// The human-readable answer.
+pub fn render(a: &PlanAnswer, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "capacity plan: tokens {}, {} req/s, SLOs {}",
+        a.tokens,
+        a.rate_rps,
+        a.slos.join(", ")
+    );
+    let _ = writeln!(o, "routing: {}", a.routing);
+    match a.min_gpus {
+        Some(n) => {
+            let b = &a.feasible[0];
+            let _ = writeln!(
+                o,
+                "answer: {n} GPU(s), {}, max tokens {} ({:.1}% of requests served whole)",
+                policy_text(b.policy),
+                limit_text(b.max_tokens),
+                100.0 * b.served_whole_fraction
+            );
+        }
+        None => {
+            let _ = writeln!(
+                o,
+                "answer: none of the {} configurations searched",
+                a.evaluated
+            );
+        }
+    }
+    if !a.feasible.is_empty() {
+        let mut header = vec![
+            "GPUs".to_string(),
+            "policy".into(),
+            "max tokens".into(),
+            "served whole".into(),
+            "busy/GPU".into(),
+        ];
+        header.extend(a.slos.iter().cloned());
+        let body: Vec<Vec<String>> = a
+            .feasible
+            .iter()
+            .take(rows)
+            .map(|c| {
+                let mut r = vec![
+                    c.gpus.to_string(),
+                    policy_text(c.policy),
+                    limit_text(c.max_tokens),
+                    format!("{:.1}%", 100.0 * c.served_whole_fraction),
+                    format!("{:.3}", c.utilisation),
+                ];
+                r.extend(c.slos.iter().map(|s| {
+                    if s.value_s.half_width > 0.0 {
+                        format!(
+                            "{:.3} ± {:.3} s (sim)",
+                            s.value_s.value, s.value_s.half_width
+                        )
+                    } else {
+                        format!("{:.3} s (exact)", s.value_s.value)
+                    }
+                }));
+                r
+            })
+            .collect();
+        let h: Vec<&str> = header.iter().map(String::as_str).collect();
+        let _ = writeln!(
+            o,
+            "feasible configurations, cheapest first ({} of {}):",
+            a.feasible.len(),
+            a.evaluated
+        );
+        o.push_str(&crate::text::columns(&h, &body));
+    }
+    for g in &a.goodput {
+        let _ = writeln!(
+            o,
+            "goodput: {} GPU(s), {}, max tokens {}: {:.4} req/s ({}){}",
+            g.gpus,
+            policy_text(g.policy),
+            limit_text(g.max_tokens),
+            g.goodput_rps,
+            g.method,
+            g.goodput_at_fit_upper_rps
+                .map_or(String::new(), |h| format!(
+                    "; {h:.4} req/s at the fit's 95% upper coefficients"
+                ))
+        );
+    }
+    for n in &a.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    let _ = writeln!(
+        o,
+        "searched {} configurations in {:.2} s",
+        a.evaluated, a.elapsed_s
+    );
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slos_parse_and_print() {
+        let s = Slo::parse("e2e:p99<=10s").unwrap();
+        assert_eq!(s.metric, Metric::E2e);
+        assert_eq!(s.stat, Stat::Quantile(0.99));
+        assert_eq!(s.target_s, 10.0);
+        assert_eq!(s.label(), "e2e:p99<=10s");
+        let w = Slo::parse("wait:mean<=500ms").unwrap();
+        assert_eq!(
+            (w.metric, w.stat, w.target_s),
+            (Metric::Wait, Stat::Mean, 0.5)
+        );
+        for bad in [
+            "e2e:p99",
+            "x:p99<=1s",
+            "e2e:p100<=1s",
+            "e2e:p99<=-1s",
+            "ttft:p99<=2s",
+        ] {
+            let e = Slo::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("--slo"), "{e}");
+        }
+    }
+}

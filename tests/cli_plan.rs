@@ -1,0 +1,231 @@
+//! `tokenq plan` against closed forms: with a constant output length the single-server model is
+//! M/D/1, whose waiting-time distribution is Erlang's formula
+//! `P(W ≤ t) = (1 − ρ) Σ_{k=0}^{⌊t/D⌋} [λ(kD − t)]^k / k! · e^{−λ(kD − t)}`; the planner's exact
+//! percentile and its goodput (the largest rate meeting the SLO) must agree with it.
+
+use std::path::Path;
+use std::process::Command;
+
+fn tokenq(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenq"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap()
+}
+
+const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
+
+/// Erlang's M/D/1 waiting-time CDF.
+fn md1_cdf(lambda: f64, d: f64, t: f64) -> f64 {
+    let rho = lambda * d;
+    let mut sum = 0.0;
+    let mut k = 0u32;
+    while f64::from(k) * d <= t {
+        let x = lambda * (f64::from(k) * d - t);
+        let mut term = (-x).exp();
+        for j in 1..=k {
+            term *= x / f64::from(j);
+        }
+        sum += term;
+        k += 1;
+    }
+    (1.0 - rho) * sum
+}
+
+/// The p-quantile, bracketed by walking up from 0 (the alternating sum cancels badly far out,
+/// so only the t it needs are evaluated).
+fn md1_quantile(lambda: f64, d: f64, p: f64) -> f64 {
+    let mut hi = d / 64.0;
+    while md1_cdf(lambda, d, hi) < p {
+        hi += d / 64.0;
+    }
+    let mut lo = hi - d / 64.0;
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if md1_cdf(lambda, d, mid) < p {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+#[test]
+fn single_server_percentile_and_goodput_match_erlang() {
+    let c =
+        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
+            .unwrap();
+    let s = c.single_request.unwrap();
+    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--tokens",
+        "const:100",
+        "--rate",
+        "0.2",
+        "--slo",
+        "wait:p90<=5s",
+        "--max-gpus",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["min_gpus"], 1);
+    for cand in v["feasible"].as_array().unwrap() {
+        let n = cand["gpus"].as_f64().unwrap();
+        let got = cand["slos"][0]["value_s"]["value"].as_f64().unwrap();
+        let want = md1_quantile(0.2 / n, d, 0.9);
+        assert!(
+            (got - want).abs() < 1e-5 * want.max(1.0),
+            "{n} GPUs: {got} vs {want}"
+        );
+        assert_eq!(cand["slos"][0]["method"], "exact");
+    }
+    // Goodput: at the reported rate the p90 wait is the target (bisection to 0.1%).
+    let g = &v["goodput"][0];
+    let rate = g["goodput_rps"].as_f64().unwrap() / g["gpus"].as_f64().unwrap();
+    let p90 = md1_quantile(rate, d, 0.9);
+    assert!(
+        (p90 - 5.0).abs() < 0.02 * 5.0,
+        "p90 at goodput {rate}: {p90}"
+    );
+    assert!(md1_quantile(rate * 1.01, d, 0.9) > 5.0 - 1e-9);
+    // The fit's upper coefficients make a slower device: a lower goodput.
+    assert!(g["goodput_at_fit_upper_rps"].as_f64().unwrap() < g["goodput_rps"].as_f64().unwrap());
+}
+
+#[test]
+fn no_feasible_configuration_says_so_and_bad_slos_name_the_flag() {
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--tokens",
+        "const:100",
+        "--rate",
+        "50",
+        "--slo",
+        "e2e:p99<=1s",
+        "--max-gpus",
+        "2",
+    ]);
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("answer: none") && text.contains("= search end"),
+        "{text}"
+    );
+    for bad in ["e2e:p99", "ttft:p99<=2s", "e2e:p101<=1s"] {
+        let o = tokenq(&[
+            "plan",
+            "--coefficients",
+            TABLE1,
+            "--tokens",
+            "sharegpt",
+            "--rate",
+            "1",
+            "--slo",
+            bad,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with("Error: --slo") && err.lines().count() == 1,
+            "{err}"
+        );
+    }
+}
+
+/// Batching configurations are simulated: their percentiles carry 95% intervals, and a
+/// configuration counts as feasible only when the interval's upper end meets the SLO.
+#[test]
+fn batching_percentiles_are_simulations_with_intervals() {
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        "datasets/coefficients/a100-llama-2-7b-vidur.toml",
+        "--tokens",
+        "sharegpt",
+        "--rate",
+        "1",
+        "--slo",
+        "e2e:p99<=20s",
+        "--max-gpus",
+        "1",
+        "--limits",
+        "1000",
+        "--caps",
+        "8,16",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let batch: Vec<_> = v["feasible"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["policy"] == "dynamic")
+        .collect();
+    assert!(!batch.is_empty(), "{v}");
+    for c in batch {
+        let s = &c["slos"][0];
+        assert_eq!(s["method"], "simulation");
+        let (val, hw) = (
+            s["value_s"]["value"].as_f64().unwrap(),
+            s["value_s"]["half_width"].as_f64().unwrap(),
+        );
+        assert!(hw > 0.0 && val + hw <= 20.0, "{s}");
+    }
+}
+
+/// `queue mg1 --percentiles`: exact quantiles of the wait and the latency in JSON under `p50`,
+/// `p90`, `p99` keys, each inside the simulator's 95% interval of the same quantile
+/// (`--validate` flags an exact value more than two half-widths away).
+#[test]
+fn mg1_percentiles_agree_with_the_simulator() {
+    let o = tokenq(&[
+        "queue",
+        "mg1",
+        "--tokens",
+        "lognormal:7,0.7",
+        "--max-tokens",
+        "1600",
+        "--arrival-rate",
+        "0.025",
+        "--per-token-s",
+        "0.02203184157",
+        "--intercept-s",
+        "0.7764157233",
+        "--percentiles",
+        "50,90,99",
+        "--validate",
+        "--requests",
+        "4e5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v["percentiles"];
+    for key in ["p50", "p90", "p99"] {
+        let (w, l) = (
+            p["wait"][key].as_f64().unwrap(),
+            p["latency"][key].as_f64().unwrap(),
+        );
+        assert!(l > w && w >= 0.0, "{key}: {w} {l}");
+    }
+    assert_eq!(p["method"], "exact");
+    let cmp = v["validation"]["comparisons"].as_array().unwrap();
+    assert_eq!(
+        cmp.iter()
+            .filter(|c| c["quantity"].as_str().unwrap().contains(" p"))
+            .count(),
+        6
+    );
+    assert_eq!(v["validation"]["flagged"], 0, "{}", v["validation"]);
+}
