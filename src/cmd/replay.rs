@@ -6,10 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use pipeline::replay::ReplayConfig;
-use serde::Deserialize;
 use sim::continuous::{DataParallel, EngineConfig, Link, Parallelism};
 use tokenq_core::CoefficientsFile;
 
@@ -140,29 +139,6 @@ impl OnOff {
     }
 }
 
-/// The TOML form of the engine settings.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EngineFile {
-    max_num_seqs: Option<u32>,
-    max_batched_tokens: Option<u32>,
-    kv_blocks: Option<u32>,
-    block_size: Option<u32>,
-    prefix_caching: Option<bool>,
-    async_scheduling: Option<bool>,
-    iteration_overhead_s: Option<f64>,
-    step_table: Option<PathBuf>,
-    skew: Option<bool>,
-    layers: Option<u32>,
-    tensor_parallel: Option<u32>,
-    data_parallel: Option<u32>,
-    expert_parallel: Option<bool>,
-    dp_lockstep: Option<bool>,
-    dp_stats_interval_s: Option<f64>,
-    link_bandwidth_gb_s: Option<f64>,
-    link_latency_ns: Option<f64>,
-}
-
 /// Settings after merging flags, file and defaults.
 #[derive(Debug)]
 pub(crate) struct Settings {
@@ -178,112 +154,13 @@ pub(crate) struct Settings {
     pub(crate) dp_lockstep: Option<bool>,
 }
 
-const TOML_KEYS: &str = "max_num_seqs, max_batched_tokens, kv_blocks, block_size, prefix_caching, async_scheduling, iteration_overhead_s, step_table, skew, layers, tensor_parallel, data_parallel, expert_parallel, dp_lockstep, dp_stats_interval_s, link_bandwidth_gb_s, link_latency_ns";
-
-/// Read `--engine-config`: TOML, or (by a `.json` name or a leading `{`) a run's settings.
-fn read_engine_file(p: &Path) -> Result<EngineFile> {
-    let text = std::fs::read_to_string(p)
-        .with_context(|| format!("--engine-config {}: cannot read", p.display()))?;
-    let is_json = p
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"))
-        || text.trim_start().starts_with('{');
-    if is_json {
-        return run_settings(p, &text);
-    }
-    toml::from_str(&text).map_err(|e: toml::de::Error| {
-        anyhow!(
-            "--engine-config {}: {}; keys are {TOML_KEYS}",
-            p.display(),
-            tokenq_core::describe_toml_error(&text, &e)
-        )
-    })
-}
-
-/// The settings of a real run as LLMServingSim's benchmark records them: `engine_meta.json`
-/// (vLLM's engine kwargs: `max_num_seqs`, `max_num_batched_tokens`, `tensor_parallel_size`,
-/// `data_parallel_size`, `enable_expert_parallel`; and `kv_cache` — the engine's own block
-/// count — when the run logged it) with the `cluster_config.json` beside it (`link_bw` GB/s,
-/// `link_latency` ns), or a `cluster_config.json` alone (its first instance's `tp_size`,
-/// `ep_size`, and the instances of its DP group).
-fn run_settings(p: &Path, text: &str) -> Result<EngineFile> {
-    let bad = |what: String| anyhow!("--engine-config {}: {what}", p.display());
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| bad(format!("not valid JSON ({e})")))?;
-    let u32_at = |v: &serde_json::Value, key: &str| -> Result<Option<u32>> {
-        match v.get(key) {
-            None | Some(serde_json::Value::Null) => Ok(None),
-            Some(x) => x
-                .as_u64()
-                .and_then(|n| u32::try_from(n).ok())
-                .map(Some)
-                .ok_or_else(|| bad(format!("`{key}` = {x} is not a non-negative integer"))),
-        }
-    };
-    let mut f = EngineFile::default();
-    let cluster = if let Some(kw) = v.get("engine_kwargs") {
-        f.max_num_seqs = u32_at(kw, "max_num_seqs")?;
-        f.max_batched_tokens = u32_at(kw, "max_num_batched_tokens")?;
-        f.tensor_parallel = u32_at(kw, "tensor_parallel_size")?;
-        f.data_parallel = u32_at(kw, "data_parallel_size")?;
-        f.expert_parallel = kw.get("enable_expert_parallel").and_then(|b| b.as_bool());
-        if let Some(kv) = v.get("kv_cache") {
-            f.kv_blocks = u32_at(kv, "num_gpu_blocks")?;
-            f.block_size = u32_at(kv, "block_size")?;
-            f.prefix_caching = kv.get("enable_prefix_caching").and_then(|b| b.as_bool());
-        }
-        let beside = p
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("cluster_config.json");
-        if beside.is_file() {
-            let t = std::fs::read_to_string(&beside)
-                .with_context(|| format!("{}: cannot read", beside.display()))?;
-            Some(
-                serde_json::from_str::<serde_json::Value>(&t)
-                    .map_err(|e| anyhow!("{}: not valid JSON ({e})", beside.display()))?,
-            )
-        } else {
-            None
-        }
-    } else if v.get("nodes").is_some() {
-        let inst: Vec<&serde_json::Value> = v["nodes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .flat_map(|n| n["instances"].as_array().into_iter().flatten())
-            .collect();
-        if let Some(first) = inst.first() {
-            f.tensor_parallel = u32_at(first, "tp_size")?;
-            let ep = u32_at(first, "ep_size")?.unwrap_or(1);
-            f.expert_parallel = Some(ep > 1);
-            let group = first.get("dp_group").filter(|g| !g.is_null());
-            f.data_parallel = Some(match group {
-                Some(g) => inst.iter().filter(|i| i.get("dp_group") == Some(g)).count() as u32,
-                None => 1,
-            });
-        }
-        Some(v.clone())
-    } else {
-        return Err(bad(
-            "neither a run's engine_meta.json (engine_kwargs) nor a cluster_config.json (nodes)"
-                .into(),
-        ));
-    };
-    if let Some(c) = cluster {
-        f.link_bandwidth_gb_s = c.get("link_bw").and_then(|x| x.as_f64());
-        f.link_latency_ns = c.get("link_latency").and_then(|x| x.as_f64());
-    }
-    Ok(f)
-}
-
 pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Result<Settings> {
-    let file: EngineFile = match &args.engine_config {
-        Some(p) => read_engine_file(p)?,
-        None => EngineFile::default(),
+    let file: pipeline::replay::EngineFile = match &args.engine_config {
+        Some(p) => pipeline::replay::read_engine_file(p)?,
+        None => pipeline::replay::EngineFile::default(),
     };
     let block_size = args.block_size.or(file.block_size).unwrap_or(16);
-    let measured = coef.and_then(|c| measured_kv_blocks(c, block_size));
+    let measured = coef.and_then(|c| pipeline::replay::measured_kv_blocks(c, block_size));
     let kv_blocks = match (
         args.kv_blocks.or(file.kv_blocks),
         measured,
@@ -404,30 +281,6 @@ pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Re
         },
         dp_lockstep: args.dp_lockstep.map(OnOff::on).or(file.dp_lockstep),
     })
-}
-
-/// KV blocks implied by the measured capacity in a coefficients file: the largest
-/// `max_concurrent_requests × ⌈sequence_tokens / block_size⌉` over its `[[kv_capacity]]` rows
-/// (each such batch was seen to fit, so the cache holds at least that many blocks).
-fn measured_kv_blocks(c: &CoefficientsFile, block_size: u32) -> Option<(u32, String)> {
-    c.kv_capacity
-        .iter()
-        .filter(|k| k.max_concurrent_requests > 0 && k.sequence_tokens > 0)
-        .map(|k| {
-            let b = k.max_concurrent_requests * k.sequence_tokens.div_ceil(u64::from(block_size));
-            (b, k)
-        })
-        .max_by_key(|(b, _)| *b)
-        .and_then(|(b, k)| {
-            let b = u32::try_from(b).ok()?;
-            Some((
-                b,
-                format!(
-                    "the coefficients file's measured KV capacity ({} requests of {} tokens, {})",
-                    k.max_concurrent_requests, k.sequence_tokens, k.source
-                ),
-            ))
-        })
 }
 
 /// Replay a trace through continuous batching as vLLM's V1 scheduler runs it: TTFT, TPOT and

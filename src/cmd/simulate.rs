@@ -7,7 +7,7 @@
 //! parsing), so this command holds only the paper's policies and their flags.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
@@ -157,7 +157,7 @@ fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
     let given = ks.iter().filter(|v| v.is_some()).count();
     let k = match (first, decode) {
         (None, None) => match (&a.coefficients, given) {
-            (Some(f), 0) => load_coefficients(f)?.batch_k().with_context(|| {
+            (Some(f), 0) => super::coefficients_args::load(f)?.batch_k().with_context(|| {
                 format!(
                     "--coefficients {}: the file has no [first_token] and [decode_step] lines (profile two or more batch sizes, or pass --first-token-s/--decode-step-s)",
                     f.display()
@@ -183,14 +183,10 @@ fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
     BatchTime::from_array(k).map_err(|e| anyhow::anyhow!("--first-token-s/--decode-step-s: {e}"))
 }
 
-fn load_coefficients(path: &Path) -> Result<tokenq_core::CoefficientsFile> {
-    tokenq_core::CoefficientsFile::read(path).map_err(|e| anyhow::anyhow!("--coefficients: {e}"))
-}
-
 /// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
 fn single_request(a: &SimulateArgs) -> Result<(f64, f64)> {
     let (per_token_s, intercept_s) = match (&a.coefficients, a.per_token_s, a.intercept_s) {
-        (Some(f), None, None) => load_coefficients(f)?.single_request_line().with_context(|| {
+        (Some(f), None, None) => super::coefficients_args::load(f)?.single_request_line().with_context(|| {
             format!(
                 "--coefficients {}: the file has no [single_request] line (pass --per-token-s and --intercept-s)",
                 f.display()
@@ -473,13 +469,11 @@ pub fn run(a: SimulateArgs) -> Result<()> {
         b.finish_and_clear();
     }
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&JsonOut {
-                scenario: &desc,
-                report: &report
-            })?
-        );
+        let out = JsonOut {
+            scenario: &desc,
+            report: &report,
+        };
+        super::common::print_json(&out)?;
     }
     match &report.stability {
         Stability::Stable => {
