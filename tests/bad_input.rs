@@ -270,7 +270,7 @@ fn cases() -> Vec<Case> {
             "4e9 grid cells (item 5)",
             args!(MG1, &["--patience", "10", "--grid-cells", "4000000000"]),
             1,
-            &["--grid-cells", "10000000"],
+            &["--grid-cells", "1000000"],
             none,
         ),
         c(

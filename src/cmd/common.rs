@@ -103,8 +103,8 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     Ok(())
 }
 
-/// Largest `--grid-cells` of the level-crossing solve.
-pub const MAX_GRID_CELLS: usize = 10_000_000;
+/// Largest `--grid-cells` of the level-crossing solve (the solver's own limit).
+pub use queueing::impatience::MAX_GRID_CELLS;
 
 /// Most simulated arrivals per replication of a `--validate` run (about a minute).
 pub const MAX_VALIDATE_REQUESTS: u64 = 1_000_000_000;
