@@ -438,24 +438,23 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
     // The same random numbers at every rate (common random numbers), so that the simulated
     // statistics move with the rate, not with the seed.
-    let ok = |rate: f64, _k: u64| {
-        evaluate(cfg, c.policy, limit, c.gpus, rate, service, GOODPUT_SALT).feasible
-    };
+    let ok =
+        |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, service, GOODPUT_SALT).feasible;
     let (mut lo, mut hi) = (0.0, cfg.rate);
-    let mut k = 0;
-    // Grow the bracket until the rate fails.
-    while ok(hi, k) {
+    // Grow the bracket until the rate fails (at most 2^30 × the asked rate).
+    let mut doublings = 0;
+    while ok(hi) {
         lo = hi;
         hi *= 2.0;
-        k += 1;
-        if k > 30 {
+        doublings += 1;
+        if doublings > 30 {
             return Some(f64::INFINITY);
         }
     }
     if lo == 0.0 {
         // Even the asked rate fails: search below it.
         lo = hi * 1e-4;
-        if !ok(lo, k) {
+        if !ok(lo) {
             return None;
         }
     }
@@ -464,8 +463,7 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
             break;
         }
         let mid = 0.5 * (lo + hi);
-        k += 1;
-        if ok(mid, k) {
+        if ok(mid) {
             lo = mid;
         } else {
             hi = mid;

@@ -654,7 +654,8 @@ pub fn pass_decode_medians(rows: &[StepRow]) -> Vec<f64> {
     by_rep.into_values().map(median).collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+/// Median of `v` (NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }

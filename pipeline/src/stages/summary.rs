@@ -493,14 +493,7 @@ pub(crate) fn roofline_table(rows: &[StepRow], r: &Roofline) -> Table {
             e.1.push((row.time_s, row.context_tokens));
         }
     }
-    let median = |mut v: Vec<f64>| -> f64 {
-        v.sort_by(f64::total_cmp);
-        match v.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => v[n / 2],
-            n => 0.5 * (v[n / 2 - 1] + v[n / 2]),
-        }
-    };
+    use profiler::runner::median;
     let ms = |s: f64| format!("{:.3}", s * 1e3);
     let pct = |roof: f64, t: f64| format!("{:.0}%", 100.0 * roof / t);
     let table_rows = by_point
