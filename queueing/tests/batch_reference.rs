@@ -534,6 +534,55 @@ fn capped_dynamic_set_l_9_7() {
     assert!(e.to_string().contains("never") || e.to_string().contains("every arrival rate"));
 }
 
+/// A cap whose chain does not converge (its truncation is too short for its queue) is left out of
+/// the search and named; it must not abort the search, nor change the optimum found among the others.
+#[test]
+fn caps_that_do_not_converge_are_named_not_fatal() {
+    let m = set_l();
+    let full = optimize_cap(&m, 0.3, 32, Objective::Latency, false, &opts()).unwrap();
+    assert!(full.not_converged.is_empty(), "{:?}", full.not_converged);
+    // 300 states are too few for cap 1 (the most loaded, ρ = λ·E[T_1] the largest), enough for the rest.
+    let short = ChainOptions {
+        max_states: 300,
+        ..opts()
+    };
+    let rho = |k: usize| 0.3 * m.padded_moments(k).0 / k as f64;
+    assert!((2..=32).all(|k| rho(1) > rho(k)));
+    let c = optimize_cap(&m, 0.3, 32, Objective::Latency, false, &short).unwrap();
+    assert_eq!(c.not_converged, vec![1]);
+    assert_eq!(c.best.k, full.best.k);
+    assert!((c.best.latency_s - full.best.latency_s).abs() <= 1e-9 * full.best.latency_s);
+    // Fixed batching: the same treatment.
+    let f = optimize_fixed(
+        &m,
+        0.3,
+        32,
+        Objective::Latency,
+        PaddedTreatment::Random,
+        &short,
+    );
+    let ff = optimize_fixed(
+        &m,
+        0.3,
+        32,
+        Objective::Latency,
+        PaddedTreatment::Random,
+        &opts(),
+    );
+    assert_eq!(f.unwrap().best.k, ff.unwrap().best.k);
+    // When every stable cap fails, the error says so (not "no K is stable") and names the caps.
+    let tiny = ChainOptions {
+        max_states: 100,
+        ..opts()
+    };
+    let e = optimize_cap(&m, 0.3, 32, Objective::Latency, false, &tiny).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("too close to instability") && msg.contains("K = 1–32"),
+        "{msg}"
+    );
+}
+
 /// §9.8 G1, G2: elastic batching, Set U, unbounded (gamma two-moment chain).
 #[test]
 fn elastic_set_u_9_8() {

@@ -40,6 +40,10 @@ pub struct BatchAnswer {
     pub cap_wait_s: f64,
     /// Larger caps give the same latency: the cap no longer binds.
     pub cap_stops_binding: bool,
+    /// Stable fixed sizes and caps whose chain did not converge (too close to instability to solve
+    /// at this rate): left out of the search.
+    pub fixed_not_converged: Vec<usize>,
+    pub cap_not_converged: Vec<usize>,
     pub checks: Vec<Comparison>,
 }
 

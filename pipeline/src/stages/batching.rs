@@ -220,6 +220,8 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         cap_latency_s: cap.best.latency_s,
         cap_wait_s: cap.best.wait_s,
         cap_stops_binding: cap.cap_stops_binding,
+        fixed_not_converged: fixed.not_converged.clone(),
+        cap_not_converged: cap.not_converged.clone(),
         checks: Vec::new(),
     };
     let figures = vec![

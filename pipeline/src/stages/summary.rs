@@ -430,7 +430,11 @@ pub(crate) fn recommendations(
                 "s",
                 Method::Exact,
             )
-            .note("embedded chain, random T_K (docs/models.md §6)"),
+            .note(with_unsolved(
+                "embedded chain, random T_K (docs/models.md §6)".into(),
+                "sizes",
+                &a.fixed_not_converged,
+            )),
             Quantity::new(
                 "fixed batching: mean wait at K*",
                 a.fixed_wait_s,
@@ -443,11 +447,7 @@ pub(crate) fn recommendations(
                 "requests",
                 Method::Exact,
             )
-            .note(if a.cap_stops_binding {
-                "larger caps give the same latency: the cap no longer binds"
-            } else {
-                ""
-            }),
+            .note(cap_note(a)),
             Quantity::new(
                 "dynamic batching: mean latency with cap K*",
                 a.cap_latency_s,
@@ -541,5 +541,31 @@ pub(crate) fn roofline_table(rows: &[StepRow], r: &Roofline) -> Table {
         .map(String::from)
         .to_vec(),
         rows: table_rows,
+    }
+}
+
+/// The note on the best cap: whether the cap still binds, and which caps could not be solved.
+fn cap_note(a: &BatchAnswer) -> String {
+    let binds = if a.cap_stops_binding {
+        "larger caps give the same latency: the cap no longer binds"
+    } else {
+        ""
+    };
+    with_unsolved(binds.to_string(), "caps", &a.cap_not_converged)
+}
+
+/// Appends "caps 1–3 left out: too close to instability to solve" when any were.
+fn with_unsolved(note: String, what: &str, ks: &[usize]) -> String {
+    if ks.is_empty() {
+        return note;
+    }
+    let left = format!(
+        "{what} {} left out: too close to instability to solve at this rate",
+        queueing::batch::optimize::ranges(ks)
+    );
+    if note.is_empty() {
+        left
+    } else {
+        format!("{note}; {left}")
     }
 }

@@ -74,6 +74,9 @@ pub struct FixedChoice {
     pub candidates: Vec<Candidate>,
     /// Largest `K` evaluated before the lower bound ruled out the rest.
     pub searched_up_to: usize,
+    /// Stable sizes whose chain did not converge (ρ within a hair of 1): left out of the
+    /// candidates, since their latency is far above any converged candidate's.
+    pub not_converged: Vec<usize>,
 }
 
 /// Best cap for dynamic (or elastic) batching.
@@ -87,6 +90,9 @@ pub struct CapChoice {
     pub candidates: Vec<Candidate>,
     /// Whether the search stopped because the cap no longer binds (larger caps are equivalent).
     pub cap_stops_binding: bool,
+    /// Stable caps whose chain did not converge (ρ within a hair of 1): left out of the
+    /// candidates, since their latency is far above any converged candidate's.
+    pub not_converged: Vec<usize>,
 }
 
 fn pick(c: &[Candidate], objective: Objective) -> Option<Candidate> {
@@ -95,6 +101,42 @@ fn pick(c: &[Candidate], objective: Objective) -> Option<Candidate> {
         _ => x.latency_s,
     };
     c.iter().min_by(|a, b| key(a).total_cmp(&key(b))).cloned()
+}
+
+/// Why no candidate is left: every size unstable, or the stable ones all within a hair of ρ = 1.
+fn no_candidate(model: &LlmBatch, lambda: f64, kmax: usize, not_converged: &[usize]) -> BatchError {
+    if not_converged.is_empty() {
+        return no_feasible(model, lambda, kmax);
+    }
+    let (_, v) = model.speed_optimum(kmax);
+    BatchError::NotConverged {
+        why: format!(
+            "the chain of every stable batch size (K = {}) is too long for its truncation at \
+             λ = {lambda:.6} req/s (ρ = {:.4} at the fastest K): too close to instability; lower the \
+             arrival rate",
+            ranges(not_converged),
+            lambda / v
+        ),
+    }
+}
+
+/// `[1, 2, 3, 5, 7, 8]` as `1–3, 5, 7–8`.
+pub fn ranges(ks: &[usize]) -> String {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < ks.len() {
+        let mut j = i;
+        while j + 1 < ks.len() && ks[j + 1] == ks[j] + 1 {
+            j += 1;
+        }
+        out.push(if j > i {
+            format!("{}–{}", ks[i], ks[j])
+        } else {
+            ks[i].to_string()
+        });
+        i = j + 1;
+    }
+    out.join(", ")
 }
 
 fn no_feasible(model: &LlmBatch, lambda: f64, kmax: usize) -> BatchError {
@@ -123,6 +165,7 @@ pub fn optimize_fixed(
     };
     let exact_chain = treatment == PaddedTreatment::Random;
     let mut cands: Vec<Candidate> = Vec::new();
+    let mut not_converged = Vec::new();
     let mut searched = 0;
     for k in 1..=kmax {
         let t = model.padded_moments(k).0;
@@ -145,8 +188,14 @@ pub fn optimize_fixed(
             continue;
         }
         let (w, l) = if exact_chain {
-            let s = solve_fixed(&svc, lambda, k, opts)?;
-            (s.wait_s, s.latency_s)
+            match solve_fixed(&svc, lambda, k, opts) {
+                Ok(s) => (s.wait_s, s.latency_s),
+                Err(BatchError::NotConverged { .. }) => {
+                    not_converged.push(k);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         } else {
             let r = fixed_roots(lambda, k, t)?;
             (r.wait_s, r.latency_s)
@@ -157,7 +206,8 @@ pub fn optimize_fixed(
             latency_s: l,
         });
     }
-    let best = pick(&cands, objective).ok_or_else(|| no_feasible(model, lambda, kmax))?;
+    let best =
+        pick(&cands, objective).ok_or_else(|| no_candidate(model, lambda, kmax, &not_converged))?;
     let deterministic = model.tokens.is_constant();
     Ok(FixedChoice {
         best,
@@ -168,6 +218,7 @@ pub fn optimize_fixed(
         },
         candidates: cands,
         searched_up_to: searched,
+        not_converged,
     })
 }
 
@@ -188,6 +239,7 @@ pub fn optimize_cap(
     };
     let el = Elastic { llm: model };
     let mut cands = Vec::new();
+    let mut not_converged = Vec::new();
     let mut stops = false;
     for k in 1..=kmax {
         let m = if elastic {
@@ -198,10 +250,18 @@ pub fn optimize_cap(
         if lambda * m >= k as f64 {
             continue;
         }
-        let s = if elastic {
-            solve_dynamic(&el, lambda, Some(k), opts)?
+        let solved = if elastic {
+            solve_dynamic(&el, lambda, Some(k), opts)
         } else {
-            solve_dynamic(&padded, lambda, Some(k), opts)?
+            solve_dynamic(&padded, lambda, Some(k), opts)
+        };
+        let s = match solved {
+            Ok(s) => s,
+            Err(BatchError::NotConverged { .. }) => {
+                not_converged.push(k);
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         // P(X ≥ K + 1): the cap would bind for a larger K only in these states.
         let binds: f64 =
@@ -220,7 +280,8 @@ pub fn optimize_cap(
             break;
         }
     }
-    let best = pick(&cands, objective).ok_or_else(|| no_feasible(model, lambda, kmax))?;
+    let best =
+        pick(&cands, objective).ok_or_else(|| no_candidate(model, lambda, kmax, &not_converged))?;
     Ok(CapChoice {
         best,
         method: if elastic && !model.tokens.is_constant() {
@@ -230,5 +291,18 @@ pub fn optimize_cap(
         },
         candidates: cands,
         cap_stops_binding: stops,
+        not_converged,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ranges;
+
+    #[test]
+    fn ranges_collapse_runs() {
+        assert_eq!(ranges(&[]), "");
+        assert_eq!(ranges(&[4]), "4");
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), "1–3, 5, 7–8");
+    }
 }
