@@ -10,6 +10,8 @@
 //! * [`check`] — an analytic value beside its simulation estimate, and the `validation` object
 //!   of `--validate`;
 //! * [`mg1`] — `tokenq queue mg1`: the single-server model, solved and optionally simulated;
+//! * [`fitting`] (feature `tables`) — `tokenq fit`: timings tables or imported data → the
+//!   coefficients file;
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
 //! * [`outdir`] — the pipeline's output directory: what an earlier run left there is removed;
@@ -25,6 +27,8 @@
 pub mod batch;
 pub mod check;
 pub mod continuous_report;
+#[cfg(feature = "tables")]
+pub mod fitting;
 pub mod mg1;
 pub mod outdir;
 pub mod plan;

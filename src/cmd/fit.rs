@@ -16,13 +16,13 @@
 //! tables and reports the fit's MAPE and summed-time bias on the steps that replay ran;
 //! `--step-model` fits it to the PROFILE timings tables (`fit::steptime::samples_from_profile`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::{Args, ValueEnum};
-use fit::tables::{TimeColumn, read_steps};
-use fit::{FitOptions, fit_steps};
-use tokenq_core::coefficients::Provenance;
+use fit::FitOptions;
+use fit::tables::TimeColumn;
+use pipeline::fitting::{FitInput, FitRequest};
 
 /// Which time column of a timings table to fit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -133,240 +133,81 @@ pub struct StepModelArgs {
     pub check_trace: Option<PathBuf>,
 }
 
-/// `tokenq fit --step-model-from DIR`: fit, check on a replay, write, print.
-fn run_step_model_from(a: &FitArgs, dir: &Path) -> Result<()> {
+/// Validate the flags into the library's request: exactly one input kind, and what it needs.
+fn request(a: FitArgs) -> Result<FitRequest> {
     let s = &a.step;
-    let Some(kv_blocks) = s.kv_blocks else {
-        bail!(
-            "--step-model-from needs --kv-blocks: the KV cache size in blocks the engine reports (vLLM \"# GPU blocks\"), e.g. 2588 for Llama-3.1-8B on an RTX 4090"
-        );
-    };
-    let cfg = sim::continuous::EngineConfig {
-        max_num_seqs: s.max_num_seqs,
-        max_batched_tokens: s.max_batched_tokens,
-        block_size: s.block_size,
-        ..sim::continuous::EngineConfig::with_kv_blocks(kv_blocks)
-    };
-    cfg.validate()?;
-    let table = sim::continuous::TableStepModel::load(dir, s.layers, s.skew)
-        .with_context(|| format!("--step-model-from {}", dir.display()))?;
-    let mut coef = pipeline::replay::fit_tables(&table, dir, s.layers, &cfg, a.seed)?;
-    if let Some(trace) = &s.check_trace {
-        coef.replay_check = Some(
-            pipeline::replay::replay_check_on_trace(&coef, trace, &cfg, &table)
-                .with_context(|| format!("--check-trace {}", trace.display()))?,
-        );
-    }
-    pipeline::replay::save_step_model(
-        &a.output,
-        coef.clone(),
-        Some(dir),
-        "--output",
-        "tokenq fit --step-model-from",
-    )?;
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "output": a.output.display().to_string(),
-                "step_time": coef,
-            }))?
-        );
-    } else if !a.quiet {
-        print!("{}", fit::report::render_step_time(&coef));
-        println!("wrote [step_time] to {}", a.output.display());
-    }
-    Ok(())
-}
-
-/// `-o FILE` before any work: not a directory, not a table name, not one of the inputs, and
-/// not an existing file without `--force` (`--step-model-from` adds its section to an existing
-/// file, so it may exist there).
-fn check_output(a: &FitArgs) -> Result<()> {
-    let out = &a.output;
-    if out.is_dir() {
-        bail!(
-            "-o {}: is a directory; -o names the coefficients file, e.g. -o coefficients.toml",
-            out.display()
-        );
-    }
-    let ext = out
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    if let Some(e) = ext.as_deref()
-        && matches!(e, "parquet" | "pq" | "csv" | "json")
-    {
-        bail!(
-            "-o {}: the coefficients file is TOML, not .{e}; give a name such as -o coefficients.toml",
-            out.display()
-        );
-    }
-    if out.exists() {
-        let same = |p: &Path| {
-            std::fs::canonicalize(p)
-                .ok()
-                .zip(std::fs::canonicalize(out).ok())
-                .is_some_and(|(x, y)| x == y)
+    let input = if let Some(dir) = s.step_model_from.clone() {
+        if !a.profiles.is_empty() {
+            bail!(
+                "--step-model-from DIR fits [step_time] alone (added to the -o file if it exists); run `tokenq fit PROFILE... -o FILE` first, then `tokenq fit --step-model-from DIR ... -o FILE`, or use --step-model to fit it to the PROFILE files"
+            );
+        }
+        if s.kv_blocks.is_none() {
+            bail!(
+                "--step-model-from needs --kv-blocks: the KV cache size in blocks the engine reports (vLLM \"# GPU blocks\"), e.g. 2588 for Llama-3.1-8B on an RTX 4090"
+            );
+        }
+        FitInput::StepTables {
+            dir,
+            layers: s.layers,
+            skew: s.skew,
+            check_trace: s.check_trace.clone(),
+        }
+    } else if let Some(src) = a.from {
+        if s.step_model {
+            bail!(
+                "--step-model fits PROFILE timings tables; with --from llmservingsim use --step-model-from DIR instead"
+            );
+        }
+        let [path] = a.profiles.as_slice() else {
+            bail!(
+                "--from takes one path (table1: a CSV; vidur: an mlp.csv; llmservingsim: a directory)"
+            );
         };
-        let mut inputs: Vec<PathBuf> = a.profiles.clone();
-        for p in &a.profiles {
-            if p.is_dir()
-                && let Ok(rd) = std::fs::read_dir(p)
-            {
-                inputs.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-            }
+        FitInput::Import {
+            source: match src {
+                Source::Table1 => fit::import::Source::Table1,
+                Source::Vidur => fit::import::Source::Vidur,
+                Source::Llmservingsim => fit::import::Source::LlmServingSim,
+            },
+            path: path.clone(),
         }
-        inputs.extend(a.step.check_trace.iter().cloned());
-        if let Some(i) = inputs.iter().find(|p| same(p)) {
-            bail!(
-                "-o {} is also an input ({}): writing it would replace that data with TOML; give another -o FILE",
-                out.display(),
-                i.display()
-            );
+    } else {
+        FitInput::Profiles {
+            paths: a.profiles.clone(),
+            time: match a.time {
+                TimeArg::Auto => TimeColumn::Auto,
+                TimeArg::Wall => TimeColumn::Wall,
+                TimeArg::Device => TimeColumn::Device,
+            },
+            step_model: s.step_model,
         }
-        if !a.force && a.step.step_model_from.is_none() {
-            bail!(
-                "-o {}: already exists: choose another -o FILE, or pass --force to overwrite it",
-                out.display()
-            );
-        }
-    }
-    Ok(())
+    };
+    Ok(FitRequest {
+        input,
+        engine: sim::continuous::EngineConfig {
+            max_num_seqs: s.max_num_seqs,
+            max_batched_tokens: s.max_batched_tokens,
+            block_size: s.block_size,
+            ..sim::continuous::EngineConfig::with_kv_blocks(s.kv_blocks.unwrap_or(0))
+        },
+        kv_blocks_given: s.kv_blocks.is_some(),
+        options: FitOptions {
+            holdout: a.holdout,
+            seed: a.seed,
+            ..FitOptions::default()
+        },
+        output: a.output,
+        force: a.force,
+        device: a.device,
+        model: a.model,
+        dtype: a.dtype,
+        json: a.json,
+        quiet: a.quiet,
+    })
 }
 
 /// Run `tokenq fit`.
 pub fn run(a: FitArgs) -> Result<()> {
-    let opts = FitOptions {
-        holdout: a.holdout,
-        seed: a.seed,
-        ..FitOptions::default()
-    };
-    opts.validate()?;
-    check_output(&a)?;
-    if let Some(dir) = a.step.step_model_from.clone() {
-        if a.profiles.is_empty() {
-            return run_step_model_from(&a, &dir);
-        }
-        bail!(
-            "--step-model-from DIR fits [step_time] alone (added to the -o file if it exists); run `tokenq fit PROFILE... -o FILE` first, then `tokenq fit --step-model-from DIR ... -o FILE`, or use --step-model to fit it to the PROFILE files"
-        );
-    }
-    let file = match a.from {
-        None => {
-            let time = match a.time {
-                TimeArg::Auto => TimeColumn::Auto,
-                TimeArg::Wall => TimeColumn::Wall,
-                TimeArg::Device => TimeColumn::Device,
-            };
-            let steps = read_steps(&a.profiles, time)?;
-            let fitted = fit_steps(&steps.rows, &opts)?;
-            let step_time = if a.step.step_model {
-                let samples = fit::steptime::samples_from_profile(&steps.rows);
-                let cap = a
-                    .step
-                    .kv_blocks
-                    .map(|b| u64::from(b) * u64::from(a.step.block_size))
-                    .unwrap_or(0);
-                Some(
-                    fit::steptime::fit_step_time(
-                        &format!(
-                            "tokenq profile {} ({} step rows; uniform batches)",
-                            steps
-                                .files
-                                .iter()
-                                .map(|p| p.display().to_string())
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                            steps.rows.len()
-                        ),
-                        cap,
-                        &samples,
-                    )
-                    .context("--step-model")?,
-                )
-            } else {
-                None
-            };
-            let provenance = Provenance {
-                device: a
-                    .device
-                    .clone()
-                    .unwrap_or_else(|| "unknown (pass --device)".into()),
-                model: a
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| "unknown (pass --model)".into()),
-                dtype: a
-                    .dtype
-                    .clone()
-                    .unwrap_or_else(|| "unknown (pass --dtype)".into()),
-                sources: steps
-                    .files
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect(),
-                method: format!(
-                    "tokenq timings tables: median over repetitions per grid point and step, {} rows",
-                    steps.rows.len()
-                ),
-                time_column: steps.time_column.into(),
-                tool: fit::import::tool(),
-                profile_tool: None,
-                license: None,
-                notes: Vec::new(),
-            };
-            let mut f = fitted.into_file(provenance, Vec::new());
-            f.step_time = step_time;
-            f
-        }
-        Some(src) => {
-            if a.step.step_model {
-                bail!(
-                    "--step-model fits PROFILE timings tables; with --from llmservingsim use --step-model-from DIR instead"
-                );
-            }
-            let [path] = a.profiles.as_slice() else {
-                bail!(
-                    "--from takes one path (table1: a CSV; vidur: an mlp.csv; llmservingsim: a directory)"
-                );
-            };
-            let source = match src {
-                Source::Table1 => fit::import::Source::Table1,
-                Source::Vidur => fit::import::Source::Vidur,
-                Source::Llmservingsim => fit::import::Source::LlmServingSim,
-            };
-            fit::import::fit_source(
-                source,
-                path,
-                a.device.as_deref(),
-                a.model.as_deref(),
-                a.dtype.as_deref(),
-                &opts,
-            )?
-        }
-    };
-    file.write(&a.output)?;
-    // Imports are virtual profiles of third-party data: more passes would not change them.
-    if a.from.is_none() {
-        for w in fit::report::quality_warnings(&file) {
-            eprintln!("warning: {w}");
-        }
-    }
-    if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "output": a.output.display().to_string(),
-                "coefficients": file,
-            }))?
-        );
-    } else if !a.quiet {
-        print!("{}", fit::report::render(&file));
-        if let Some(c) = &file.step_time {
-            print!("{}", fit::report::render_step_time(c));
-        }
-        println!("wrote {}", a.output.display());
-    }
-    Ok(())
+    pipeline::fitting::run(&request(a)?)
 }
