@@ -60,7 +60,9 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("Error: {e:#}");
             #[cfg(feature = "profiler")]
-            if e.downcast_ref::<cmd::interrupt::Interrupted>().is_some() {
+            if e.downcast_ref::<pipeline::interrupt::Interrupted>()
+                .is_some()
+            {
                 return ExitCode::from(130);
             }
             ExitCode::FAILURE

@@ -16,6 +16,9 @@
 //!   batching models beside it;
 //! * [`outdir`] — the pipeline's output directory: what an earlier run left there is removed;
 //! * [`plan`] — `tokenq plan`: policies × limits × GPU counts against percentile SLOs;
+//! * [`interrupt`] — Ctrl-C: a flag raised by SIGINT, checked between units of work;
+//! * [`profiling`] (feature `profiler`) — `tokenq profile`: the plan or the timed grid and its
+//!   summary;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
 //! * [`token_limit`] — `tokenq optimize token-limit`: the objective's curve and argmax;
@@ -29,9 +32,12 @@ pub mod check;
 pub mod continuous_report;
 #[cfg(feature = "tables")]
 pub mod fitting;
+pub mod interrupt;
 pub mod mg1;
 pub mod outdir;
 pub mod plan;
+#[cfg(feature = "profiler")]
+pub mod profiling;
 #[cfg(feature = "profiler")]
 pub mod progress;
 pub mod replay;

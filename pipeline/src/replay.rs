@@ -824,8 +824,8 @@ fn print_text(o: &Output) {
 // ---------------------------------------------------------------------------------------------
 // Engine settings files (`--engine-config`)
 
-/// The TOML form of the engine settings.
-#[derive(Debug, Default, Deserialize)]
+/// The engine settings by name: the TOML file's form, and the flags' (`None` = not given).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EngineFile {
     /// `max_num_seqs`.
@@ -862,6 +862,153 @@ pub struct EngineFile {
     pub link_bandwidth_gb_s: Option<f64>,
     /// `link_latency_ns`.
     pub link_latency_ns: Option<f64>,
+}
+
+/// vLLM's defaults for the engine limits.
+const DEFAULT_MAX_NUM_SEQS: u32 = 256;
+const DEFAULT_MAX_BATCHED_TOKENS: u32 = 2048;
+/// KV bytes per token of Llama-3.1-8B in bf16: 2 (K, V) × 32 layers × 8 KV heads × 128 × 2 B.
+const LLAMA_3_1_8B_KV_BYTES_PER_TOKEN: f64 = 131_072.0;
+const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+
+/// Engine settings after merging flags, the settings file and vLLM's defaults, in that order.
+#[derive(Debug)]
+pub struct Settings {
+    pub engine: EngineConfig,
+    pub step_table: Option<PathBuf>,
+    /// `None`: on when the table directory holds skew_fit.csv.
+    pub skew: Option<bool>,
+    /// `None`: from the tables' model_config.json, else 32.
+    pub layers: Option<u32>,
+    pub parallel: Parallelism,
+    pub data_parallel: DataParallel,
+    /// `None`: on for an MoE model.
+    pub dp_lockstep: Option<bool>,
+}
+
+/// Merge the engine settings given as flags (`args`, the file's keys), the `--engine-config`
+/// file and the defaults; `--kv-blocks` may come from a measured capacity in `coef` or, with a
+/// warning, from `--kv-memory-gib`.
+pub fn settings(
+    args: &EngineFile,
+    engine_config: Option<&Path>,
+    kv_memory_gib: Option<f64>,
+    coef: Option<&CoefficientsFile>,
+) -> Result<Settings> {
+    let file: EngineFile = match engine_config {
+        Some(p) => read_engine_file(p)?,
+        None => EngineFile::default(),
+    };
+    let block_size = args.block_size.or(file.block_size).unwrap_or(16);
+    let measured = coef.and_then(|c| measured_kv_blocks(c, block_size));
+    let kv_blocks = match (args.kv_blocks.or(file.kv_blocks), measured, kv_memory_gib) {
+        (Some(b), _, _) => b,
+        (None, Some((b, why)), _) => {
+            eprintln!("note: --kv-blocks not given; using {b} blocks derived from {why}");
+            b
+        }
+        (None, None, Some(gib)) => {
+            if !(gib.is_finite() && gib > 0.0) {
+                bail!("--kv-memory-gib must be a positive number of GiB (got {gib})");
+            }
+            let blocks =
+                (gib * GIB / (LLAMA_3_1_8B_KV_BYTES_PER_TOKEN * f64::from(block_size))).floor();
+            eprintln!(
+                "warning: --kv-blocks estimated from memory as {blocks} blocks (Llama-3.1-8B bf16, 128 KiB/token); estimates like this overshoot the engine's figure by ~30% and move TTFT by ~20% — use the \"# GPU blocks\" the engine logs at start-up"
+            );
+            blocks as u32
+        }
+        (None, None, None) => bail!(
+            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090 (or a --coefficients file with a measured [[kv_capacity]]); under --data-parallel it is each engine's"
+        ),
+    };
+    // A relative step_table in the file is relative to the file.
+    let file_table = file.step_table.map(|t| match engine_config {
+        Some(cfg) if t.is_relative() => cfg.parent().unwrap_or(Path::new(".")).join(t),
+        _ => t,
+    });
+    let engine = EngineConfig {
+        max_num_seqs: args
+            .max_num_seqs
+            .or(file.max_num_seqs)
+            .unwrap_or(DEFAULT_MAX_NUM_SEQS),
+        max_batched_tokens: args
+            .max_batched_tokens
+            .or(file.max_batched_tokens)
+            .unwrap_or(DEFAULT_MAX_BATCHED_TOKENS),
+        kv_blocks,
+        block_size,
+        prefix_caching: args.prefix_caching.or(file.prefix_caching).unwrap_or(true),
+        async_scheduling: args
+            .async_scheduling
+            .or(file.async_scheduling)
+            .unwrap_or(false),
+        iteration_overhead_s: args
+            .iteration_overhead_s
+            .or(file.iteration_overhead_s)
+            .unwrap_or(0.0),
+    };
+    engine.validate()?;
+    let skew = args.skew.or(file.skew);
+    let tp = args.tensor_parallel.or(file.tensor_parallel).unwrap_or(1);
+    let dp = args.data_parallel.or(file.data_parallel).unwrap_or(1);
+    if tp == 0 {
+        bail!("--tensor-parallel must be at least 1 (got 0)");
+    }
+    if dp == 0 {
+        bail!("--data-parallel must be at least 1 (got 0)");
+    }
+    let ep_on = args
+        .expert_parallel
+        .or(file.expert_parallel)
+        .unwrap_or(false);
+    let link = Link {
+        bandwidth_gb_s: args
+            .link_bandwidth_gb_s
+            .or(file.link_bandwidth_gb_s)
+            .unwrap_or(Link::default().bandwidth_gb_s),
+        latency_ns: args
+            .link_latency_ns
+            .or(file.link_latency_ns)
+            .unwrap_or(Link::default().latency_ns),
+    };
+    if !(link.bandwidth_gb_s.is_finite() && link.bandwidth_gb_s > 0.0) {
+        bail!(
+            "--link-bandwidth-gb-s must be a positive number of GB/s (got {})",
+            link.bandwidth_gb_s
+        );
+    }
+    if !(link.latency_ns.is_finite() && link.latency_ns >= 0.0) {
+        bail!(
+            "--link-latency-ns must be a number of ns ≥ 0 (got {})",
+            link.latency_ns
+        );
+    }
+    let stats = args
+        .dp_stats_interval_s
+        .or(file.dp_stats_interval_s)
+        .unwrap_or(sim::continuous::cluster::DP_STATS_INTERVAL_S);
+    if !(stats.is_finite() && stats >= 0.0) {
+        bail!("--dp-stats-interval-s must be a number of seconds ≥ 0 (got {stats})");
+    }
+    Ok(Settings {
+        engine,
+        step_table: args.step_table.clone().or(file_table),
+        skew,
+        layers: args.layers.or(file.layers),
+        parallel: Parallelism {
+            tensor_parallel: tp,
+            // vLLM: the expert-parallel group spans the data-parallel × tensor-parallel ranks.
+            expert_parallel: if ep_on { dp * tp } else { 1 },
+            link,
+        },
+        data_parallel: DataParallel {
+            engines: dp,
+            lockstep: false,
+            stats_interval_s: stats,
+        },
+        dp_lockstep: args.dp_lockstep.or(file.dp_lockstep),
+    })
 }
 
 /// The keys of a TOML engine-settings file.

@@ -66,6 +66,42 @@ impl Policy {
             Policy::Elastic { .. } => "elastic",
         }
     }
+
+    /// One line with the policy's parameters and units, e.g. `mg1, S = 0.02·n + 0.1 s` or
+    /// `dynamic batching, K = 16, t1(m) = 0.01·m + 0.1 s, t2(m) = 0.0005·m + 0.02 s`.
+    pub fn describe(&self) -> String {
+        let batch_lines = |b: &BatchTime| {
+            format!(
+                "t1(m) = {}·m + {} s, t2(m) = {}·m + {} s",
+                b.k1, b.k2, b.k3, b.k4
+            )
+        };
+        match self {
+            Policy::Mg1 { service, patience } => format!(
+                "mg1, S = {}·n + {} s{}",
+                service.per_token_s,
+                service.intercept_s,
+                patience.map_or(String::new(), |p| format!(
+                    ", patience {} s ({})",
+                    p.patience_s,
+                    if p.mode == Abandonment::Balk {
+                        "balking"
+                    } else {
+                        "reneging"
+                    }
+                ))
+            ),
+            Policy::Dynamic { batch, max_batch } | Policy::Elastic { batch, max_batch } => format!(
+                "{} batching, K = {}, {}",
+                self.name(),
+                max_batch.map_or("∞".into(), |k| k.to_string()),
+                batch_lines(batch)
+            ),
+            Policy::Fixed { batch, batch_size } => {
+                format!("fixed batching, K = {batch_size}, {}", batch_lines(batch))
+            }
+        }
+    }
 }
 
 /// The arrival process.

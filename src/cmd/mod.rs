@@ -4,9 +4,6 @@ pub mod coefficients_args;
 pub mod common;
 #[cfg(feature = "tables")]
 pub mod fit;
-// Ctrl-C during `profile`: a clean stop with what was kept and how to resume.
-#[cfg(feature = "profiler")]
-pub mod interrupt;
 #[cfg(feature = "profiler")]
 pub mod merge;
 pub mod optimize;

@@ -2,10 +2,8 @@
 //! timings table (docs/design.md "Contracts"), with a progress bar, `--dry-run`, `--resume` and
 //! `--shard I/N`. The work is `profiler::run`; this file parses, validates and prints.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
-use pipeline::progress::ProfileProgress;
-use profiler::roofline::{Peaks, Roofline};
 use profiler::{
     BackendConfig, CandleSpec, DeviceChoice, Grid, LinearLatency, Precision, ProfileConfig,
     RepPolicy, Shard, SyntheticClock, SyntheticSpec,
@@ -207,62 +205,16 @@ pub fn run(a: ProfileArgs) -> Result<()> {
             anyhow::bail!("{flag} {v}: give the device's peak as a positive number");
         }
     }
-    if a.dry_run {
-        profiler::lock::check_unfinished(&cfg)?;
-        let plan = profiler::plan(&cfg)?;
-        if a.json {
-            println!("{}", serde_json::to_string_pretty(&plan)?);
-        } else {
-            print!("{}", pipeline::progress::render_plan(&plan));
-            println!("dry run: nothing was timed or written");
-        }
-        return Ok(());
-    }
-    let mut progress = ProfileProgress::new(a.quiet || a.json, "");
-    super::interrupt::install();
-    let summary = match profiler::run(&cfg, &mut super::interrupt::StopOnInterrupt(&mut progress)) {
-        Err(profiler::ProfileError::Interrupted { done, total }) => {
-            progress.finish();
-            return Err(super::interrupt::Interrupted(format!(
-                "interrupted: {done} of {total} points kept in {}; rerun with the same flags plus --resume to continue",
-                profiler::parts_dir(&cfg.out).display()
-            ))
-            .into());
-        }
-        r => r?,
-    };
-    progress.finish();
-    let df = profiler::read_frame(&summary.out)?;
-    let stats = profiler::point_stats(&df).context("summarising the timings table")?;
-    if a.json {
-        let v = serde_json::json!({ "summary": summary, "points": stats });
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let roofline = roofline(&a, &cfg, &summary)?;
-    print!(
-        "{}",
-        pipeline::progress::render_summary(&summary, &stats, roofline.as_ref())
-    );
-    Ok(())
-}
-
-/// The roofline of the profiled model on its device: peaks from the flags, else from the
-/// device's name; none for the synthetic backend or an unknown device without flags.
-fn roofline(
-    a: &ProfileArgs,
-    cfg: &ProfileConfig,
-    summary: &profiler::ProfileSummary,
-) -> Result<Option<Roofline>> {
-    let BackendConfig::Candle(spec) = &cfg.backend else {
-        return Ok(None);
-    };
-    let device = profiler::read_meta(&summary.meta)
-        .ok()
-        .and_then(|m| m.runs.last().map(|r| r.backend.device.clone()))
-        .unwrap_or_default();
-    Ok(Peaks::resolve(&device, a.peak_tflops, a.peak_bandwidth_gbs)
-        .map(|p| Roofline::new(spec.model.clone(), spec.precision.bytes(), p)))
+    pipeline::profiling::run(
+        &cfg,
+        &pipeline::profiling::Output {
+            dry_run: a.dry_run,
+            json: a.json,
+            quiet: a.quiet,
+            peak_tflops: a.peak_tflops,
+            peak_bandwidth_gbs: a.peak_bandwidth_gbs,
+        },
+    )
 }
 
 /// Sizes the profiler would otherwise accept and then fail on (or run for days): refused before

@@ -6,18 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
-use pipeline::replay::ReplayConfig;
-use sim::continuous::{DataParallel, EngineConfig, Link, Parallelism};
+use pipeline::replay::{EngineFile, ReplayConfig};
 use tokenq_core::CoefficientsFile;
-
-/// vLLM's defaults for the engine limits.
-const DEFAULT_MAX_NUM_SEQS: u32 = 256;
-const DEFAULT_MAX_BATCHED_TOKENS: u32 = 2048;
-/// KV bytes per token of Llama-3.1-8B in bf16: 2 (K, V) × 32 layers × 8 KV heads × 128 × 2 B.
-const LLAMA_3_1_8B_KV_BYTES_PER_TOKEN: f64 = 131_072.0;
-const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 
 /// Engine settings of the continuous-batching policy (flags, or a TOML file whose keys are the
 /// flag names with `_` for `-`; a flag given on the command line wins over the file).
@@ -139,148 +131,29 @@ impl OnOff {
     }
 }
 
-/// Settings after merging flags, file and defaults.
-#[derive(Debug)]
-pub(crate) struct Settings {
-    pub(crate) engine: EngineConfig,
-    pub(crate) step_table: Option<PathBuf>,
-    /// `None`: on when the table directory holds skew_fit.csv.
-    pub(crate) skew: Option<bool>,
-    /// `None`: from the tables' model_config.json, else 32.
-    pub(crate) layers: Option<u32>,
-    pub(crate) parallel: Parallelism,
-    pub(crate) data_parallel: DataParallel,
-    /// `None`: on for an MoE model.
-    pub(crate) dp_lockstep: Option<bool>,
-}
-
-pub(crate) fn settings(args: &EngineArgs, coef: Option<&CoefficientsFile>) -> Result<Settings> {
-    let file: pipeline::replay::EngineFile = match &args.engine_config {
-        Some(p) => pipeline::replay::read_engine_file(p)?,
-        None => pipeline::replay::EngineFile::default(),
-    };
-    let block_size = args.block_size.or(file.block_size).unwrap_or(16);
-    let measured = coef.and_then(|c| pipeline::replay::measured_kv_blocks(c, block_size));
-    let kv_blocks = match (
-        args.kv_blocks.or(file.kv_blocks),
-        measured,
-        args.kv_memory_gib,
-    ) {
-        (Some(b), _, _) => b,
-        (None, Some((b, why)), _) => {
-            eprintln!("note: --kv-blocks not given; using {b} blocks derived from {why}");
-            b
+impl EngineArgs {
+    /// The settings given as flags, under the settings file's keys.
+    fn given(&self) -> EngineFile {
+        EngineFile {
+            max_num_seqs: self.max_num_seqs,
+            max_batched_tokens: self.max_batched_tokens,
+            kv_blocks: self.kv_blocks,
+            block_size: self.block_size,
+            prefix_caching: self.prefix_caching.map(OnOff::on),
+            async_scheduling: self.async_scheduling.map(OnOff::on),
+            iteration_overhead_s: self.iteration_overhead_s,
+            step_table: self.step_table.clone(),
+            skew: (self.skew || self.no_skew).then_some(self.skew),
+            layers: self.layers,
+            tensor_parallel: self.tensor_parallel,
+            data_parallel: self.data_parallel,
+            expert_parallel: self.expert_parallel.then_some(true),
+            dp_lockstep: self.dp_lockstep.map(OnOff::on),
+            dp_stats_interval_s: self.dp_stats_interval_s,
+            link_bandwidth_gb_s: self.link_bandwidth_gb_s,
+            link_latency_ns: self.link_latency_ns,
         }
-        (None, None, Some(gib)) => {
-            if !(gib.is_finite() && gib > 0.0) {
-                bail!("--kv-memory-gib must be a positive number of GiB (got {gib})");
-            }
-            let blocks =
-                (gib * GIB / (LLAMA_3_1_8B_KV_BYTES_PER_TOKEN * f64::from(block_size))).floor();
-            eprintln!(
-                "warning: --kv-blocks estimated from memory as {blocks} blocks (Llama-3.1-8B bf16, 128 KiB/token); estimates like this overshoot the engine's figure by ~30% and move TTFT by ~20% — use the \"# GPU blocks\" the engine logs at start-up"
-            );
-            blocks as u32
-        }
-        (None, None, None) => bail!(
-            "--kv-blocks is required: give the KV cache size in blocks that the engine reports at start-up (vLLM: \"# GPU blocks\"), e.g. --kv-blocks 2588 for Llama-3.1-8B on an RTX 4090 (or a --coefficients file with a measured [[kv_capacity]]); under --data-parallel it is each engine's"
-        ),
-    };
-    // A relative step_table in the file is relative to the file.
-    let file_table = file.step_table.map(|t| match &args.engine_config {
-        Some(cfg) if t.is_relative() => cfg.parent().unwrap_or(Path::new(".")).join(t),
-        _ => t,
-    });
-    let engine = EngineConfig {
-        max_num_seqs: args
-            .max_num_seqs
-            .or(file.max_num_seqs)
-            .unwrap_or(DEFAULT_MAX_NUM_SEQS),
-        max_batched_tokens: args
-            .max_batched_tokens
-            .or(file.max_batched_tokens)
-            .unwrap_or(DEFAULT_MAX_BATCHED_TOKENS),
-        kv_blocks,
-        block_size,
-        prefix_caching: args
-            .prefix_caching
-            .map(OnOff::on)
-            .or(file.prefix_caching)
-            .unwrap_or(true),
-        async_scheduling: args
-            .async_scheduling
-            .map(OnOff::on)
-            .or(file.async_scheduling)
-            .unwrap_or(false),
-        iteration_overhead_s: args
-            .iteration_overhead_s
-            .or(file.iteration_overhead_s)
-            .unwrap_or(0.0),
-    };
-    engine.validate()?;
-    let skew = if args.no_skew {
-        Some(false)
-    } else if args.skew {
-        Some(true)
-    } else {
-        file.skew
-    };
-    let tp = args.tensor_parallel.or(file.tensor_parallel).unwrap_or(1);
-    let dp = args.data_parallel.or(file.data_parallel).unwrap_or(1);
-    if tp == 0 {
-        bail!("--tensor-parallel must be at least 1 (got 0)");
     }
-    if dp == 0 {
-        bail!("--data-parallel must be at least 1 (got 0)");
-    }
-    let ep_on = args.expert_parallel || file.expert_parallel.unwrap_or(false);
-    let link = Link {
-        bandwidth_gb_s: args
-            .link_bandwidth_gb_s
-            .or(file.link_bandwidth_gb_s)
-            .unwrap_or(Link::default().bandwidth_gb_s),
-        latency_ns: args
-            .link_latency_ns
-            .or(file.link_latency_ns)
-            .unwrap_or(Link::default().latency_ns),
-    };
-    if !(link.bandwidth_gb_s.is_finite() && link.bandwidth_gb_s > 0.0) {
-        bail!(
-            "--link-bandwidth-gb-s must be a positive number of GB/s (got {})",
-            link.bandwidth_gb_s
-        );
-    }
-    if !(link.latency_ns.is_finite() && link.latency_ns >= 0.0) {
-        bail!(
-            "--link-latency-ns must be a number of ns ≥ 0 (got {})",
-            link.latency_ns
-        );
-    }
-    let stats = args
-        .dp_stats_interval_s
-        .or(file.dp_stats_interval_s)
-        .unwrap_or(sim::continuous::cluster::DP_STATS_INTERVAL_S);
-    if !(stats.is_finite() && stats >= 0.0) {
-        bail!("--dp-stats-interval-s must be a number of seconds ≥ 0 (got {stats})");
-    }
-    Ok(Settings {
-        engine,
-        step_table: args.step_table.clone().or(file_table),
-        skew,
-        layers: args.layers.or(file.layers),
-        parallel: Parallelism {
-            tensor_parallel: tp,
-            // vLLM: the expert-parallel group spans the data-parallel × tensor-parallel ranks.
-            expert_parallel: if ep_on { dp * tp } else { 1 },
-            link,
-        },
-        data_parallel: DataParallel {
-            engines: dp,
-            lockstep: false,
-            stats_interval_s: stats,
-        },
-        dp_lockstep: args.dp_lockstep.map(OnOff::on).or(file.dp_lockstep),
-    })
 }
 
 /// Replay a trace through continuous batching as vLLM's V1 scheduler runs it: TTFT, TPOT and
@@ -327,7 +200,12 @@ pub fn config(
         ),
         None => None,
     };
-    let s = settings(args, coefficients_file.as_ref())?;
+    let s = pipeline::replay::settings(
+        &args.given(),
+        args.engine_config.as_deref(),
+        args.kv_memory_gib,
+        coefficients_file.as_ref(),
+    )?;
     Ok(ReplayConfig {
         trace: trace.to_path_buf(),
         coefficients: coefficients.map(Path::to_path_buf),

@@ -347,35 +347,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
     let limit = a
         .max_tokens
         .map_or("no limit".into(), |l| format!("L = {l}"));
-    let policy_desc = match &scenario.policy {
-        Policy::Mg1 { service, patience } => format!(
-            "mg1, S = {}·n + {} s{}",
-            service.per_token_s,
-            service.intercept_s,
-            patience.map_or(String::new(), |p| format!(
-                ", patience {} s ({})",
-                p.patience_s,
-                if p.mode == Abandonment::Balk {
-                    "balking"
-                } else {
-                    "reneging"
-                }
-            ))
-        ),
-        Policy::Dynamic { batch, max_batch } | Policy::Elastic { batch, max_batch } => format!(
-            "{} batching, K = {}, t1(m) = {}·m + {} s, t2(m) = {}·m + {} s",
-            scenario.policy.name(),
-            max_batch.map_or("∞".into(), |k| k.to_string()),
-            batch.k1,
-            batch.k2,
-            batch.k3,
-            batch.k4
-        ),
-        Policy::Fixed { batch, batch_size } => format!(
-            "fixed batching, K = {batch_size}, t1(m) = {}·m + {} s, t2(m) = {}·m + {} s",
-            batch.k1, batch.k2, batch.k3, batch.k4
-        ),
-    };
+    let policy_desc = scenario.policy.describe();
     let desc = format!("{policy_desc}; {arrival_desc}; tokens {tok_desc}, {limit}");
     Ok((scenario, config, desc))
 }

@@ -1,12 +1,15 @@
-//! Ctrl-C during `tokenq profile`: finish the grid point in flight, stop, and say what was kept
-//! and how to continue (exit status 130, as a shell reports a process ended by SIGINT).
+//! Ctrl-C during a long command (`tokenq profile`, `tokenq bench`): finish the work in flight,
+//! stop, and say what was kept and how to continue (exit status 130, as a shell reports a
+//! process ended by SIGINT).
 //!
 //! [`install`] sets a SIGINT handler that only raises a flag (and restores the default action,
-//! so a second Ctrl-C stops at once); [`StopOnInterrupt`] turns the flag into the profiler's
-//! `Flow::Stop` after the current point, so every finished point is on disk for `--resume`.
+//! so a second Ctrl-C stops at once); [`StopOnInterrupt`] (feature `profiler`) turns the flag
+//! into the profiler's `Flow::Stop` after the current point, so every finished point is on disk
+//! for `--resume`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+#[cfg(feature = "profiler")]
 use profiler::{Flow, GridPoint, Observer, PlanSummary, PointRecord};
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -20,7 +23,7 @@ pub fn interrupted() -> bool {
 extern "C" fn on_sigint(_signal: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
     let msg: &[u8] =
-        b"\ninterrupt: stopping after the grid point in flight (Ctrl-C again to stop at once)\n";
+        b"\ninterrupt: stopping after the work in flight (Ctrl-C again to stop at once)\n";
     // SAFETY: write(2) and signal(2) are async-signal-safe; `msg` is a valid static buffer.
     unsafe {
         libc::write(2, msg.as_ptr().cast(), msg.len());
@@ -53,14 +56,17 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 /// An observer that asks the profiler to stop after the current point once SIGINT arrived.
+#[cfg(feature = "profiler")]
 pub struct StopOnInterrupt<'a>(pub &'a mut dyn Observer);
 
+#[cfg(feature = "profiler")]
 impl std::fmt::Debug for StopOnInterrupt<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("StopOnInterrupt")
     }
 }
 
+#[cfg(feature = "profiler")]
 impl Observer for StopOnInterrupt<'_> {
     fn planned(&mut self, plan: &PlanSummary) {
         self.0.planned(plan);
