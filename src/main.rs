@@ -134,7 +134,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// `tokenq simulate … --policy continuous …` is `tokenq replay …` (scripts written before the
-/// replay had its own command keep working): drop the policy flag and rename the command.
+/// replay had its own command keep working): drop the policy flag and rename the command
+/// (tested in tests/cli_continuous.rs).
 fn replay_alias(mut args: Vec<OsString>) -> Vec<OsString> {
     if args.get(1).is_none_or(|a| a != "simulate") {
         return args;
@@ -154,34 +155,4 @@ fn replay_alias(mut args: Vec<OsString>) -> Vec<OsString> {
     }
     args[1] = "replay".into();
     args
-}
-
-#[cfg(test)]
-mod tests {
-    use super::replay_alias;
-
-    fn v(s: &str) -> Vec<std::ffi::OsString> {
-        s.split(' ').map(Into::into).collect()
-    }
-
-    #[test]
-    fn simulate_continuous_is_replay() {
-        assert_eq!(
-            replay_alias(v("tokenq simulate --policy continuous --trace t.csv")),
-            v("tokenq replay --trace t.csv")
-        );
-        assert_eq!(
-            replay_alias(v(
-                "tokenq simulate --trace t.csv --policy=continuous --json"
-            )),
-            v("tokenq replay --trace t.csv --json")
-        );
-        for other in [
-            "tokenq simulate --policy mg1 --tokens const:5",
-            "tokenq queue mg1 --policy continuous",
-            "tokenq",
-        ] {
-            assert_eq!(replay_alias(v(other)), v(other));
-        }
-    }
 }

@@ -417,3 +417,37 @@ fn report_on_the_pro_6000_workload() {
     let rho: f64 = cells[0].parse().unwrap();
     assert!(rho > 1.0, "10 req/s overloads fixed K = 128 (ρ = {rho})");
 }
+
+/// `simulate --policy continuous` and `simulate --policy=continuous` are `replay` with the same
+/// flags (main.rs rewrites the command line); other commands keep their `--policy`.
+#[test]
+fn simulate_policy_continuous_is_replay() {
+    let run = |args: Vec<String>| {
+        let o = tokenq().args(&args).arg("--json").output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        // The replay's own speed differs between runs; everything else must not.
+        for r in v["replays"].as_array_mut().unwrap() {
+            let r = r.as_object_mut().unwrap();
+            r.remove("replay_wall_s");
+            r.remove("iterations_per_s");
+        }
+        v
+    };
+    let spaced = base("RTX4090", "256", "2588");
+    let mut replay = spaced.clone();
+    replay.drain(0..3);
+    replay.insert(0, "replay".into());
+    let mut equals = spaced.clone();
+    equals.drain(1..3);
+    equals.push("--policy=continuous".into());
+    let want = run(replay)["replays"].clone();
+    assert!(want.as_array().is_some_and(|r| !r.is_empty()), "{want}");
+    assert_eq!(run(spaced)["replays"], want);
+    assert_eq!(run(equals)["replays"], want);
+    tokenq()
+        .args(["queue", "mg1", "--policy", "continuous"])
+        .assert()
+        .failure()
+        .stderr(contains("--policy"));
+}

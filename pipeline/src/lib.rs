@@ -21,8 +21,10 @@
 //!   summary;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
+//! * [`simulate`] — `tokenq simulate`: one of the paper's policies, simulated;
 //! * [`token_limit`] — `tokenq optimize token-limit`: the objective's curve and argmax;
-//! * [`text`] — numbers and aligned tables with units and methods.
+//! * [`text`] — numbers and aligned tables with units and methods;
+//! * [`values`] — flag values checked, with one-line errors naming the flag.
 //!
 //! Like the binary, and unlike the model crates, this layer reports errors with `anyhow`: its
 //! errors are messages for a person, each naming the flag or file and the fix.
@@ -41,7 +43,9 @@ pub mod profiling;
 #[cfg(feature = "profiler")]
 pub mod progress;
 pub mod replay;
+pub mod simulate;
 #[cfg(feature = "profiler")]
 pub mod stages;
 pub mod text;
 pub mod token_limit;
+pub mod values;

@@ -18,12 +18,12 @@
 //! counts as met only when the interval's upper end meets it. The share of requests the limit
 //! truncates is `P(N > L)`.
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use queueing::dist::TokenDist;
 use queueing::waiting::{WaitOptions, waiting_distribution};
 use rayon::prelude::*;
 use serde::Serialize;
-use tokenq_core::{BatchTime, Estimate, LinearService, Method};
+use tokenq_core::{BatchTime, CoefficientsFile, Estimate, LinearService, Method};
 
 /// Which latency an SLO bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -472,8 +472,68 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
     Some(lo)
 }
 
+/// The models a coefficients file supports: the single-request line, the same line at the upper
+/// ends of its 95 % intervals (the capacity band; a negative intercept is clamped to 0), and
+/// the batch time.
+pub fn service_models(
+    file: &CoefficientsFile,
+) -> Result<(
+    Option<LinearService>,
+    Option<LinearService>,
+    Option<BatchTime>,
+)> {
+    let line = |a: f64, c: f64| LinearService {
+        per_token_s: a,
+        intercept_s: c.max(0.0),
+    };
+    let service = file
+        .single_request
+        .as_ref()
+        .map(|s| line(s.per_token_s, s.intercept_s));
+    let service_hi = file.single_request.as_ref().and_then(|s| {
+        Some(line(
+            s.ci95.get("per_token_s")?[1],
+            s.ci95.get("intercept_s")?[1],
+        ))
+    });
+    let batch = match file.batch_k() {
+        Some(k) => Some(BatchTime::from_array(k).context("batch lines")?),
+        None => None,
+    };
+    Ok((service, service_hi, batch))
+}
+
+impl PlanConfig {
+    /// Check the question's numbers; each error names the flag and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.rate.is_finite() && self.rate > 0.0) {
+            bail!(
+                "--rate {}: give a positive arrival rate in req/s, e.g. 3",
+                self.rate
+            );
+        }
+        if !(0.0..=1.0).contains(&self.min_served_fraction) {
+            bail!(
+                "--min-served-fraction {}: give a fraction in [0, 1]",
+                self.min_served_fraction
+            );
+        }
+        if self.max_gpus == 0 || self.max_gpus > 1024 {
+            bail!("--max-gpus {}: give 1 to 1024", self.max_gpus);
+        }
+        if self.caps.iter().any(|&k| k == 0 || k > 4096) {
+            bail!("--caps: every batch cap must be between 1 and 4096");
+        }
+        if self.limits.iter().any(|&l| l.is_nan() || l < 1.0) {
+            bail!("--limits: every limit must be at least 1 token");
+        }
+        Ok(())
+    }
+}
+
 /// Answer the capacity question.
 pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
+    cfg.validate()?;
     let started = std::time::Instant::now();
     if cfg.slos.is_empty() {
         bail!("give at least one --slo, e.g. --slo 'e2e:p99<=10s'");

@@ -40,6 +40,76 @@ pub struct LimitQuestion {
     pub baseline: Option<f64>,
 }
 
+/// Most limits evaluated on the grid (and in the `--refine` window).
+const MAX_LIMITS: f64 = 100_000.0;
+/// Most limits × grid cells of the impatient curve (each limit is a level-crossing solve).
+const MAX_IMPATIENT_WORK: f64 = 4.0e8;
+
+impl LimitQuestion {
+    /// Check the question against its flags' domains, and refuse a grid whose work is out of
+    /// proportion before starting; each error names the flag and the fix.
+    pub fn validate(&self, w: &Workload) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.weight) {
+            bail!("--weight must be in [0, 1], got {}", self.weight);
+        }
+        if !(self.lost_cost.is_finite() && self.lost_cost >= 0.0) {
+            bail!(
+                "--lost-cost {}: give a cost ≥ 0 per lost user",
+                self.lost_cost
+            );
+        }
+        if self.lost_cost > 0.0 && w.patience.is_none() {
+            bail!("--lost-cost needs --patience (only impatient users are lost)");
+        }
+        let max = queueing::dist::MAX_TOKENS;
+        for (flag, v) in [
+            ("--max-limit", Some(self.max_limit)),
+            ("--baseline", self.baseline),
+        ] {
+            if let Some(v) = v
+                && v > max
+            {
+                bail!("{flag} {v}: at most {max:e} tokens");
+            }
+        }
+        if !(self.grid_step >= 1.0
+            && self.max_limit.is_finite()
+            && self.max_limit >= self.grid_step)
+        {
+            bail!(
+                "need 1 <= --grid-step <= --max-limit, got --grid-step {} --max-limit {}",
+                self.grid_step,
+                self.max_limit
+            );
+        }
+        let limits = (self.max_limit / self.grid_step + 1e-9).floor();
+        if limits > MAX_LIMITS {
+            bail!(
+                "--grid-step {} --max-limit {} evaluates {limits} limits: at most {MAX_LIMITS}; raise --grid-step or lower --max-limit",
+                self.grid_step,
+                self.max_limit
+            );
+        }
+        let window = 2.0 * self.grid_step.floor() + 1.0;
+        if self.refine && window > MAX_LIMITS {
+            bail!(
+                "--refine with --grid-step {} scans {window} integer limits around the grid optimum: at most {MAX_LIMITS}; lower --grid-step",
+                self.grid_step
+            );
+        }
+        let cells = w.grid_cells as f64;
+        let points = limits + if self.refine { window } else { 0.0 };
+        if w.patience.is_some() && points * cells > MAX_IMPATIENT_WORK {
+            bail!(
+                "--patience with {points} limits × --grid-cells {} is {:.1e} cells of level-crossing solves: at most {MAX_IMPATIENT_WORK:.0e}; raise --grid-step, lower --max-limit or --grid-cells",
+                w.grid_cells,
+                points * cells
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Everything `optimize token-limit` prints (its `--json` object).
 #[derive(Debug, Serialize)]
 pub struct LimitAnswer {

@@ -6,7 +6,8 @@
 //! [`resolve_single_request`] gives the single-request line (paper Fig. 2a: `S = a·n + c`,
 //! docs/models.md §1) from a file or the raw flags; [`load`] reads a file for commands that take the
 //! batch coefficients (Fig. 2b: `t1(b) = k1·b + k2`, `t2(b) = k3·b + k4`) from its
-//! `[first_token]` / `[decode_step]` lines.
+//! `[first_token]` / `[decode_step]` lines, and [`resolve_batch_k`] gives those from a file or
+//! the raw flags.
 
 use std::path::Path;
 
@@ -83,6 +84,53 @@ pub fn resolve_single_request(
             "no latency coefficients: pass --coefficients FILE (from `tokenq fit`, e.g. datasets/coefficients/a100-llama-2-7b-table1.toml) or --per-token-s S --intercept-s S"
         ),
     }
+}
+
+fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
+    if v.len() != 2 {
+        bail!(
+            "--{flag} needs two comma-separated numbers {},{} (seconds), got {}",
+            names[0],
+            names[1],
+            v.len()
+        );
+    }
+    for (n, x) in names.iter().zip(v) {
+        if !(x.is_finite() && *x >= 0.0) {
+            bail!("--{flag}: {n} = {x} must be a finite number ≥ 0 seconds");
+        }
+    }
+    Ok([v[0], v[1]])
+}
+
+/// `[k1, k2, k3, k4]` of the batch time (paper eq 18) from a file's `[first_token]` /
+/// `[decode_step]` lines or from `--first-token-s K1,K2 --decode-step-s K3,K4`: exactly one
+/// source.
+pub fn resolve_batch_k(file: Option<&Path>, first: &[f64], decode: &[f64]) -> Result<[f64; 4]> {
+    let raw = !first.is_empty() || !decode.is_empty();
+    let k = match (file, raw) {
+        (Some(_), true) => {
+            bail!("give either --coefficients FILE or --first-token-s/--decode-step-s, not both")
+        }
+        (Some(f), false) => load(f)?.batch_k().ok_or_else(|| {
+            anyhow::anyhow!(
+                "--coefficients {}: the file has no [first_token] and [decode_step] lines (fit a profile with two or more batch sizes, or pass --first-token-s K1,K2 --decode-step-s K3,K4)",
+                f.display()
+            )
+        })?,
+        (None, false) => bail!(
+            "no batch coefficients: pass --coefficients FILE (from `tokenq fit`, e.g. datasets/coefficients/a100-llama-2-7b-vidur.toml) or --first-token-s K1,K2 --decode-step-s K3,K4"
+        ),
+        (None, true) => {
+            let [k1, k2] = pair("first-token-s", ["K1", "K2"], first)?;
+            let [k3, k4] = pair("decode-step-s", ["K3", "K4"], decode)?;
+            [k1, k2, k3, k4]
+        }
+    };
+    if k[0] + k[1] <= 0.0 {
+        bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
+    }
+    Ok(k)
 }
 
 #[cfg(test)]

@@ -11,91 +11,14 @@ use clap::ValueEnum;
 use pipeline::check::SimSettings;
 use pipeline::mg1::{Approx, Workload};
 use queueing::batch::{BatchTime, LlmBatch, Policy};
-use queueing::dist::TokenDist;
 use queueing::impatience::{Abandonment, DEFAULT_GRID};
 use queueing::mg1::LinearService;
 use serde::Serialize;
 
-/// Parse a token-distribution spec; the error names `flag` and lists the accepted forms.
-pub fn parse_tokens(flag: &str, spec: &str) -> Result<TokenDist> {
-    TokenDist::parse(spec).map_err(|e| anyhow::anyhow!("{flag}: {e}"))
-}
-
-/// A finite number `> 0`, else a one-line error naming the flag.
-pub fn positive(flag: &str, v: f64, unit: &str) -> Result<f64> {
-    if v.is_finite() && v > 0.0 {
-        Ok(v)
-    } else {
-        bail!("{flag} must be a finite number > 0 {unit}, got {v}")
-    }
-}
-
-/// A finite number `≥ 0`, else a one-line error naming the flag.
-pub fn non_negative(flag: &str, v: f64, unit: &str) -> Result<f64> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        bail!("{flag} must be a finite number >= 0 {unit}, got {v}")
-    }
-}
-
-/// Largest arrival rate of a flag, req/s (beyond it the models' moments overflow).
-pub const MAX_RATE: f64 = 1e6;
-/// Smallest arrival rate of a flag, req/s (below it the mean gap overflows).
-pub const MIN_RATE: f64 = 1e-9;
-/// Largest time coefficient or patience of a flag, seconds.
-pub const MAX_SECONDS: f64 = 1e9;
-
-/// An arrival rate in `[MIN_RATE, MAX_RATE]` req/s, else a one-line error naming the flag.
-pub fn rate(flag: &str, v: f64) -> Result<f64> {
-    positive(flag, v, "req/s")?;
-    if !(MIN_RATE..=MAX_RATE).contains(&v) {
-        bail!("{flag} {v}: give a rate between {MIN_RATE:e} and {MAX_RATE:e} requests per second");
-    }
-    Ok(v)
-}
-
-/// A value at most `max`, else a one-line error naming the flag.
-pub fn at_most(flag: &str, v: f64, max: f64, unit: &str) -> Result<f64> {
-    if v > max {
-        bail!("{flag} {v}: at most {max:e} {unit}");
-    }
-    Ok(v)
-}
-
-/// A max-token limit: `≥ 1`, or `None` (no limit → `+∞`).
-pub fn max_tokens(flag: &str, v: Option<f64>) -> Result<f64> {
-    match v {
-        None => Ok(f64::INFINITY),
-        Some(l) if l.is_finite() && l >= 1.0 => at_most(
-            flag,
-            l,
-            queueing::dist::MAX_TOKENS,
-            "tokens (omit it for no limit)",
-        ),
-        Some(l) => bail!("{flag} must be a number of tokens >= 1 (omit it for no limit), got {l}"),
-    }
-}
-
-/// Parse a number or a fraction `A/B` (e.g. `--weight 119/120`).
-pub fn parse_fraction(s: &str) -> std::result::Result<f64, String> {
-    let v = match s.split_once('/') {
-        Some((a, b)) => {
-            let a: f64 = a.trim().parse().map_err(|_| format!("`{s}` is not A/B"))?;
-            let b: f64 = b.trim().parse().map_err(|_| format!("`{s}` is not A/B"))?;
-            a / b
-        }
-        None => s
-            .trim()
-            .parse()
-            .map_err(|_| format!("`{s}` is not a number"))?,
-    };
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(format!("`{s}` is not a finite number"))
-    }
-}
+pub use pipeline::values::{
+    MAX_SECONDS, at_most, max_tokens, non_negative, parse_count, parse_fraction, parse_tokens,
+    positive, rate,
+};
 
 /// Print a value as pretty JSON on stdout.
 pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
@@ -150,18 +73,6 @@ impl ValidateArgs {
             seed: self.seed,
             replications: self.replications,
         }))
-    }
-}
-
-/// A whole number of requests: `1000000`, `1_000_000` or `1e6`.
-pub(crate) fn parse_count(s: &str) -> Result<u64> {
-    let clean = s.replace('_', "");
-    if let Ok(n) = clean.parse::<u64>() {
-        return Ok(n);
-    }
-    match clean.parse::<f64>() {
-        Ok(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(x as u64),
-        _ => bail!("--requests {s}: expected a whole number of requests such as 1000000 or 1e6"),
     }
 }
 
@@ -326,49 +237,14 @@ pub struct BatchModelArgs {
     pub max_tokens: Option<u64>,
 }
 
-fn pair(flag: &str, names: [&str; 2], v: &[f64]) -> Result<[f64; 2]> {
-    if v.len() != 2 {
-        bail!(
-            "--{flag} needs two comma-separated numbers {},{} (seconds), got {}",
-            names[0],
-            names[1],
-            v.len()
-        );
-    }
-    for (n, x) in names.iter().zip(v) {
-        if !(x.is_finite() && *x >= 0.0) {
-            bail!("--{flag}: {n} = {x} must be a finite number ≥ 0 seconds");
-        }
-    }
-    Ok([v[0], v[1]])
-}
-
 impl BatchModelArgs {
     /// Validate into the library's batch model.
     pub fn model(&self) -> Result<LlmBatch> {
-        let raw = !self.first_token_s.is_empty() || !self.decode_step_s.is_empty();
-        let [k1, k2, k3, k4] = match (&self.coefficients, raw) {
-            (Some(_), true) => bail!(
-                "give either --coefficients FILE or --first-token-s/--decode-step-s, not both"
-            ),
-            (Some(f), false) => crate::cmd::coefficients_args::load(f)?.batch_k().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--coefficients {}: the file has no [first_token] and [decode_step] lines (fit a profile with two or more batch sizes, or pass --first-token-s K1,K2 --decode-step-s K3,K4)",
-                    f.display()
-                )
-            })?,
-            (None, false) => bail!(
-                "no batch coefficients: pass --coefficients FILE (from `tokenq fit`, e.g. datasets/coefficients/a100-llama-2-7b-vidur.toml) or --first-token-s K1,K2 --decode-step-s K3,K4"
-            ),
-            (None, true) => {
-                let [k1, k2] = pair("first-token-s", ["K1", "K2"], &self.first_token_s)?;
-                let [k3, k4] = pair("decode-step-s", ["K3", "K4"], &self.decode_step_s)?;
-                [k1, k2, k3, k4]
-            }
-        };
-        if k1 + k2 <= 0.0 {
-            bail!("--first-token-s: t1(1) = K1 + K2 must be > 0 seconds");
-        }
+        let [k1, k2, k3, k4] = crate::cmd::coefficients_args::resolve_batch_k(
+            self.coefficients.as_deref(),
+            &self.first_token_s,
+            &self.decode_step_s,
+        )?;
         let coeffs = BatchTime::new(k1, k2, k3, k4).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut dist = parse_tokens("--tokens", &self.tokens)?;
         if let Some(l) = self.max_tokens {
@@ -380,45 +256,6 @@ impl BatchModelArgs {
         }
         LlmBatch::new(coeffs, dist).map_err(|e| anyhow::anyhow!("--tokens: {e}"))
     }
-}
-
-/// A batching model that "did not converge" gets what to change: bound the decode lengths with
-/// `--max-tokens` (the usual cause is a heavy tail, e.g. `lognormal:5,3`), or cap the batch.
-pub fn convergence_hint(
-    e: anyhow::Error,
-    model: &BatchModelArgs,
-    policy: PolicyArg,
-    max_batch: Option<usize>,
-) -> anyhow::Error {
-    let msg = format!("{e:#}");
-    if !msg.contains("did not converge") {
-        return e;
-    }
-    let limit = match (model.max_tokens, TokenDist::parse(&model.tokens)) {
-        (Some(l), _) => format!("lower --max-tokens (now {l})"),
-        (None, Ok(d)) => {
-            let q = d.quantile(0.99).ceil();
-            if q.is_finite() && (1.0..=100_000.0).contains(&q) {
-                format!(
-                    "bound the decode lengths with --max-tokens L (e.g. --max-tokens {q}, the 99th percentile of --tokens {})",
-                    model.tokens
-                )
-            } else {
-                format!(
-                    "bound the decode lengths with --max-tokens L (e.g. --max-tokens 100000; the 99th percentile of --tokens {} is {q})",
-                    model.tokens
-                )
-            }
-        }
-        (None, Err(_)) => "bound the decode lengths with --max-tokens L".into(),
-    };
-    let cap = match (policy, max_batch) {
-        (PolicyArg::Fixed, _) | (_, Some(_)) => "or use a smaller --max-batch",
-        (_, None) => "or cap the batch with --max-batch K",
-    };
-    anyhow::anyhow!(
-        "{msg}. To fix it, {limit}, {cap} (a heavy-tailed --tokens law makes the batch times too variable for the exact chains)"
-    )
 }
 
 /// `--policy`.
@@ -439,28 +276,5 @@ impl From<PolicyArg> for Policy {
             PolicyArg::Fixed => Policy::Fixed,
             PolicyArg::Elastic => Policy::Elastic,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_counts() {
-        assert_eq!(parse_count("1e6").unwrap(), 1_000_000);
-        assert_eq!(parse_count("2_000").unwrap(), 2000);
-        assert!(parse_count("1.5").is_err());
-        assert!(parse_count("-3").is_err());
-    }
-
-    #[test]
-    fn fractions_and_limits() {
-        assert_eq!(parse_fraction("119/120").unwrap(), 119.0 / 120.0);
-        assert!(parse_fraction("x").is_err());
-        assert!(parse_fraction("1/0").is_err());
-        assert!(max_tokens("--max-tokens", Some(0.5)).is_err());
-        assert!(max_tokens("--max-tokens", Some(f64::NAN)).is_err());
-        assert_eq!(max_tokens("--max-tokens", None).unwrap(), f64::INFINITY);
     }
 }

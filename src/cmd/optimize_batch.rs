@@ -3,9 +3,11 @@
 //! the paper's deterministic-`T_K` roots formula), or the best cap for dynamic / elastic batching
 //! (docs/models.md §6 "Optimal K", §7, §10 item 16).
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::{Args, ValueEnum};
 use queueing::batch::Objective;
+
+use pipeline::batch::convergence_hint;
 
 use super::common::{BatchModelArgs, PolicyArg, print_json};
 
@@ -42,35 +44,8 @@ pub struct OptimizeBatchArgs {
     pub json: bool,
 }
 
-/// Largest `--max-k` searched.
-const MAX_K: usize = 4096;
-/// Largest `--max-k` of the dynamic cap search.
-const MAX_K_DYNAMIC: usize = 256;
-
 /// Run `tokenq optimize batch-size`.
 pub fn run(a: OptimizeBatchArgs) -> Result<()> {
-    if a.max_k == 0 {
-        bail!("--max-k 0: the largest batch size must be at least 1");
-    }
-    // Each batch size is an embedded-chain solve (dynamic and elastic caps until the cap stops
-    // binding); measured on 2 cores: fixed, elastic and speed search 4096 sizes in < 0.2 s,
-    // dynamic caps cost ~K³ (256 caps: 16 s, 512: 4 min, lognormal:7,0.7 at 0.3 req/s).
-    let limit = if a.policy == PolicyArg::Dynamic && a.objective != ObjectiveArg::Speed {
-        MAX_K_DYNAMIC
-    } else {
-        MAX_K
-    };
-    if a.max_k > limit {
-        bail!(
-            "--max-k {}: at most {limit}{} (every candidate is an embedded-chain solve); give --max-k {limit} or less",
-            a.max_k,
-            if limit == MAX_K_DYNAMIC {
-                " caps with --policy dynamic"
-            } else {
-                " batch sizes"
-            }
-        );
-    }
     let model = a.model.model()?;
     let objective = match a.objective {
         ObjectiveArg::Latency => Objective::Latency,
@@ -79,7 +54,7 @@ pub fn run(a: OptimizeBatchArgs) -> Result<()> {
     };
     let out =
         pipeline::batch::optimize_size(&model, a.policy.into(), objective, a.arrival_rate, a.max_k)
-            .map_err(|e| super::common::convergence_hint(e, &a.model, a.policy, Some(a.max_k)))?;
+            .map_err(|e| convergence_hint(e, &a.model.tokens, a.model.max_tokens, true))?;
     if a.json {
         return print_json(&out);
     }

@@ -3,10 +3,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use pipeline::plan::{PlanConfig, Slo, default_limits};
-use tokenq_core::{BatchTime, CoefficientsFile, LinearService};
+use tokenq_core::CoefficientsFile;
 
 use super::common::{parse_count, parse_tokens, print_json};
 
@@ -68,58 +68,19 @@ pub struct PlanArgs {
 pub fn run(a: PlanArgs) -> Result<()> {
     let file = CoefficientsFile::read(&a.coefficients)
         .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
-    if !(a.rate.is_finite() && a.rate > 0.0) {
-        bail!(
-            "--rate {}: give a positive arrival rate in req/s, e.g. 3",
-            a.rate
-        );
-    }
-    if !(0.0..=1.0).contains(&a.min_served_fraction) {
-        bail!(
-            "--min-served-fraction {}: give a fraction in [0, 1]",
-            a.min_served_fraction
-        );
-    }
-    if a.max_gpus == 0 || a.max_gpus > 1024 {
-        bail!("--max-gpus {}: give 1 to 1024", a.max_gpus);
-    }
-    if a.caps.iter().any(|&k| k == 0 || k > 4096) {
-        bail!("--caps: every batch cap must be between 1 and 4096");
-    }
-    if a.limits.iter().any(|&l| l.is_nan() || l < 1.0) {
-        bail!("--limits: every limit must be at least 1 token");
-    }
     let tokens = parse_tokens("--tokens", &a.tokens)?;
     let slos = a
         .slos
         .iter()
         .map(|s| Slo::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let line = |a: f64, c: f64| LinearService {
-        per_token_s: a,
-        intercept_s: c.max(0.0),
-    };
-    let service = file
-        .single_request
-        .as_ref()
-        .map(|s| line(s.per_token_s, s.intercept_s));
-    let service_hi = file.single_request.as_ref().and_then(|s| {
-        Some(line(
-            s.ci95.get("per_token_s")?[1],
-            s.ci95.get("intercept_s")?[1],
-        ))
-    });
-    let batch = match file.batch_k() {
-        Some(k) => Some(BatchTime::from_array(k).with_context(|| {
-            format!("--coefficients {}: batch lines", a.coefficients.display())
-        })?),
-        None => None,
-    };
     let limits = if a.limits.is_empty() {
         default_limits(&tokens)
     } else {
         a.limits.clone()
     };
+    let (service, service_hi, batch) = pipeline::plan::service_models(&file)
+        .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
     let cfg = PlanConfig {
         tokens,
         tokens_spec: a.tokens.clone(),

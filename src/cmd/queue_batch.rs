@@ -14,6 +14,8 @@ use anyhow::{Result, bail};
 use clap::Args;
 use queueing::batch::{BatchConfig, ChainOptions};
 
+use pipeline::batch::convergence_hint;
+
 use super::common::{BatchModelArgs, PolicyArg, ValidateArgs, print_json};
 
 /// `tokenq queue batch`.
@@ -74,8 +76,15 @@ pub fn run(a: QueueBatchArgs) -> Result<()> {
     let cfg = config(&a)?;
     let raw = super::common::parse_tokens("--tokens", &a.model.tokens)?;
     let sim = a.validate.settings()?;
-    let out = pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref())
-        .map_err(|e| super::common::convergence_hint(e, &a.model, a.policy, a.max_batch))?;
+    let out =
+        pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref()).map_err(|e| {
+            convergence_hint(
+                e,
+                &a.model.tokens,
+                a.model.max_tokens,
+                a.policy == PolicyArg::Fixed || a.max_batch.is_some(),
+            )
+        })?;
     if a.json {
         return print_json(&out);
     }

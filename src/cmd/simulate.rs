@@ -6,16 +6,14 @@
 //! continuous` is an alias of `tokenq replay` (`main.rs` rewrites the command line before
 //! parsing), so this command holds only the paper's policies and their flags.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use serde::Serialize;
 use sim::{
-    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, ProgressFn, Report,
-    RunConfig, Scenario, Stability, TokenLaw, TokenMode, Tokens, Trace,
+    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, RunConfig, Scenario,
+    TokenLaw, TokenMode, Tokens, Trace,
 };
 
 /// Which policy to simulate.
@@ -141,44 +139,20 @@ pub struct SimulateArgs {
     pub records: Option<PathBuf>,
 }
 
+/// The batch time from `--k1..--k4` (all four), or else as `queue batch` takes it.
 fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
-    let pair = |v: &[f64], flag: &str| -> Result<Option<(f64, f64)>> {
-        match v {
-            [] => Ok(None),
-            [x, y] => Ok(Some((*x, *y))),
-            _ => bail!(
-                "--{flag} takes two numbers, slope and intercept in seconds (e.g. 0.01,0.1); got {v:?}"
-            ),
-        }
-    };
-    let first = pair(&a.first_token_s, "first-token-s")?;
-    let decode = pair(&a.decode_step_s, "decode-step-s")?;
     let ks = [a.k1, a.k2, a.k3, a.k4];
-    let given = ks.iter().filter(|v| v.is_some()).count();
-    let k = match (first, decode) {
-        (None, None) => match (&a.coefficients, given) {
-            (Some(f), 0) => super::coefficients_args::load(f)?.batch_k().with_context(|| {
-                format!(
-                    "--coefficients {}: the file has no [first_token] and [decode_step] lines (profile two or more batch sizes, or pass --first-token-s/--decode-step-s)",
-                    f.display()
-                )
-            })?,
-            (Some(_), _) => bail!("give either --coefficients FILE or --k1..--k4, not both"),
-            (None, 4) => ks.map(|v| v.unwrap_or(f64::NAN)),
-            (None, 0) => bail!(
-                "no batch-time coefficients: pass --first-token-s K1,K2 --decode-step-s K3,K4, all of --k1..--k4, or --coefficients FILE (from `tokenq fit`)"
-            ),
-            (None, n) => bail!("--k1 --k2 --k3 --k4 go together ({n} of 4 given)"),
-        },
-        (Some(f), Some(d)) => {
-            if a.coefficients.is_some() || given > 0 {
-                bail!(
-                    "give --first-token-s/--decode-step-s, --k1..--k4 or --coefficients, not several"
-                );
-            }
-            [f.0, f.1, d.0, d.1]
+    let k = match ks.iter().filter(|v| v.is_some()).count() {
+        0 => super::coefficients_args::resolve_batch_k(
+            a.coefficients.as_deref(),
+            &a.first_token_s,
+            &a.decode_step_s,
+        )?,
+        4 if a.coefficients.is_some() || !a.first_token_s.is_empty() => {
+            bail!("give --first-token-s/--decode-step-s, --k1..--k4 or --coefficients, not several")
         }
-        _ => bail!("--first-token-s K1,K2 and --decode-step-s K3,K4 go together"),
+        4 => ks.map(|v| v.unwrap_or(f64::NAN)),
+        n => bail!("--k1 --k2 --k3 --k4 go together ({n} of 4 given)"),
     };
     BatchTime::from_array(k).map_err(|e| anyhow::anyhow!("--first-token-s/--decode-step-s: {e}"))
 }
@@ -406,67 +380,11 @@ const MAX_REQUESTS: u64 = 1_000_000_000;
 /// Fewest fixed batches a run must form.
 const MIN_BATCHES_PER_RUN: u64 = 30;
 
-/// The JSON document: the scenario as described plus the report.
-#[derive(Debug, Serialize)]
-struct JsonOut<'a> {
-    scenario: &'a str,
-    #[serde(flatten)]
-    report: &'a Report,
-}
-
 /// Run `tokenq simulate`.
 pub fn run(a: SimulateArgs) -> Result<()> {
     if a.policy == PolicyArg::Continuous {
         bail!("--policy continuous is `tokenq replay`: run `tokenq replay --help` for its flags");
     }
-    let (scenario, mut config, desc) = build(&a)?;
-    let total = config.requests * u64::from(config.replications);
-    let bar =
-        (!a.quiet && !a.json && std::io::stderr().is_terminal() && total >= 5_000_000).then(|| {
-            let b = indicatif::ProgressBar::new(total);
-            b.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} requests, {per_sec}, ETA {eta}",
-                )
-                .expect("valid template"),
-            );
-            b
-        });
-    if let Some(b) = &bar {
-        let b = b.clone();
-        config.progress = Some(ProgressFn(Arc::new(move |d| b.inc(d))));
-    }
-    let report = sim::run(&scenario, &config)?;
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    if a.json {
-        let out = JsonOut {
-            scenario: &desc,
-            report: &report,
-        };
-        super::common::print_json(&out)?;
-    }
-    match &report.stability {
-        Stability::Stable => {
-            if !a.json {
-                print!("{}", pipeline::text::simulation_table(&report, &desc));
-            }
-            Ok(())
-        }
-        Stability::Unstable {
-            rho,
-            max_stable_rate_rps,
-            reason,
-        } => {
-            let rho_note = if reason.contains('ρ') {
-                String::new()
-            } else {
-                format!(" (load ρ ≈ {rho:.3})")
-            };
-            bail!(
-                "the simulated queue is unstable: {reason}{rho_note}; the largest arrival rate the server kept up with is ≈ {max_stable_rate_rps:.4} req/s. Lower the arrival rate, raise --max-batch or lower --max-tokens (means of an unstable run grow with --requests, so none are printed)"
-            )
-        }
-    }
+    let (scenario, config, desc) = build(&a)?;
+    pipeline::simulate::run(&scenario, config, &desc, a.json, a.quiet)
 }
