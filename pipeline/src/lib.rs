@@ -14,6 +14,7 @@
 //!   coefficients file;
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
+//! * [`openai_profile`] (feature `http`) — an OpenAI-compatible server as a profiler backend;
 //! * [`outdir`] — the pipeline's output directory: what an earlier run left there is removed;
 //! * [`plan`] — `tokenq plan`: policies × limits × GPU counts against percentile SLOs;
 //! * [`interrupt`] — Ctrl-C: a flag raised by SIGINT, checked between units of work;
@@ -36,6 +37,8 @@ pub mod continuous_report;
 pub mod fitting;
 pub mod interrupt;
 pub mod mg1;
+#[cfg(feature = "http")]
+pub mod openai_profile;
 pub mod outdir;
 pub mod plan;
 #[cfg(feature = "profiler")]

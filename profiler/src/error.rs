@@ -16,6 +16,10 @@ pub enum BackendError {
     /// Any other model error (candle's message).
     #[error("model error: {0}")]
     Model(String),
+    /// A server behind an HTTP backend failed a request, or answered in a way its step times
+    /// cannot be read from.
+    #[error("server: {0}")]
+    Server(String),
 }
 
 impl BackendError {

@@ -41,8 +41,9 @@ pub use merge::{MergeSummary, merge};
 pub use models::{Arch, ModelSpec, PRESETS};
 pub use plan::{Grid, GridPoint, RepPolicy, Shard};
 pub use runner::{
-    BackendConfig, Flow, Observer, PlanSummary, PointRecord, ProfileConfig, ProfileMeta,
-    ProfileSummary, Quiet, meta_path, parts_dir, plan, read_meta, run, run_with_backend,
+    BackendConfig, ExternalSpec, Flow, Observer, PlanSummary, PointRecord, ProfileConfig,
+    ProfileMeta, ProfileSummary, Quiet, meta_path, parts_dir, plan, read_meta, run,
+    run_with_backend,
 };
 pub use synthetic::{LinearLatency, SyntheticBackend, SyntheticClock, SyntheticSpec};
 pub use table::{COLUMNS, PointStats, point_stats, read_frame};

@@ -403,6 +403,12 @@ fn backend_change(config: &ProfileConfig, parts: &Path) -> String {
             "none".into(),
             String::new(),
         ),
+        BackendConfig::External(e) => (
+            e.backend.clone(),
+            e.model.clone(),
+            e.dtype.clone(),
+            e.identity.clone(),
+        ),
     };
     let mut out = Vec::new();
     if let Some(was) = last {

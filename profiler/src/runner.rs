@@ -62,6 +62,27 @@ const OPS_PER_LAYER: f64 = 30.0;
 pub enum BackendConfig {
     Candle(CandleSpec),
     Synthetic(SyntheticSpec),
+    /// Built by the caller and run with [`run_with_backend`] (an HTTP endpoint: the profiler
+    /// does not speak HTTP).
+    External(ExternalSpec),
+}
+
+/// What the plan, the labels and the resume fingerprint need to know of a backend the caller
+/// builds (`BackendConfig::External`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExternalSpec {
+    /// Backend kind, e.g. `openai`.
+    pub backend: String,
+    /// The model it serves.
+    pub model: String,
+    /// Where it runs, e.g. `server http://127.0.0.1:8000`.
+    pub device: String,
+    /// Numeric type, where known (`server` otherwise).
+    pub dtype: String,
+    /// What must agree for parts to be resumed or shards merged (URL, model, API).
+    pub identity: String,
+    /// Rough seconds per step for the `--dry-run` estimate.
+    pub step_s_estimate: f64,
 }
 
 /// A validated profile configuration.
@@ -325,6 +346,12 @@ fn backend_label(cfg: &BackendConfig) -> (String, String, String, String) {
             "none".into(),
             "none".into(),
         ),
+        BackendConfig::External(e) => (
+            e.backend.clone(),
+            e.model.clone(),
+            e.device.clone(),
+            e.dtype.clone(),
+        ),
     }
 }
 
@@ -341,6 +368,7 @@ pub(crate) fn fingerprint(config: &ProfileConfig) -> String {
         BackendConfig::Synthetic(s) => {
             format!("synthetic|{}", serde_json::to_string(s).unwrap_or_default())
         }
+        BackendConfig::External(e) => format!("{}|{}", e.backend, e.identity),
     };
     let grid = serde_json::to_string(&config.grid).unwrap_or_default();
     let reps = serde_json::to_string(&config.reps).unwrap_or_default();
@@ -379,6 +407,7 @@ fn expected_pass_s(config: &ProfileConfig, p: &GridPoint) -> f64 {
             }
             t
         }
+        BackendConfig::External(e) => e.step_s_estimate * f64::from(config.grid.max_output),
     }
 }
 
@@ -441,6 +470,8 @@ pub fn plan(config: &ProfileConfig) -> Result<PlanSummary, ProfileError> {
             }
             None => None,
         },
+        // A server sizes its own cache; it queues what does not fit.
+        BackendConfig::External(_) => None,
     };
     if let BackendConfig::Synthetic(s) = &config.backend {
         if !(s.noise_sigma >= 0.0 && (0.0..=1.0).contains(&s.spike_prob)) {
@@ -503,6 +534,7 @@ pub fn plan(config: &ProfileConfig) -> Result<PlanSummary, ProfileError> {
         }
         BackendConfig::Synthetic(_) => "expected (modeled latency)",
         BackendConfig::Candle(_) => "rough (cost model, ±3x)",
+        BackendConfig::External(_) => "rough (a guess of the server's step time, ±10x)",
     };
     Ok(PlanSummary {
         backend,
@@ -579,6 +611,10 @@ pub fn run(
             let kv = plan.kv_capacity.clone();
             run_planned(config, plan, kv, &mut backend, observer)
         }
+        BackendConfig::External(e) => Err(ProfileError::Config(format!(
+            "the {} backend is built by its caller: use run_with_backend",
+            e.backend
+        ))),
     }
 }
 

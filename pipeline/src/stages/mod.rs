@@ -215,6 +215,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             BackendConfig::Synthetic(_) => {
                 "profiling the synthetic backend (modelled clock)".into()
             }
+            BackendConfig::External(e) => format!("profiling {} at {}", e.model, e.device),
         };
         steps.begin(&what);
         let mut obs = ProfileProgress::new(quiet, "      ");
@@ -286,6 +287,9 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
                         "synthetic linear latency model".into(),
                         "n/a".into(),
                     ),
+                    BackendConfig::External(e) => {
+                        (e.device.clone(), e.model.clone(), e.dtype.clone())
+                    }
                 },
                 _ => ("unknown".into(), "unknown".into(), "unknown".into()),
             };

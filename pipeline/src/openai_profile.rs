@@ -1,0 +1,271 @@
+//! `tokenq profile --backend openai`: an OpenAI-compatible streaming server (vLLM, SGLang, TGI,
+//! llama.cpp) driven over the same grid as a candle model, written to the same timings table
+//! (docs/design.md "Contracts"), so `tokenq fit` works unchanged.
+//!
+//! A grid point `(batch b, input n, output N)` is `b` streamed requests sent at the same instant,
+//! each with a random token-id prompt of exactly `n` tokens, `max_tokens = min_tokens = N` and
+//! `ignore_eos` (see `endpoint::RequestSpec::fixed_length`). The server batches them as it
+//! likes; the profile reads the batch as the candle backend runs it, in lockstep: with
+//! `t_k = max_i (arrival of token k of request i)` (the moment the whole batch has its k-th
+//! token, measured from the common send time), step 0 is `t_0` (the batch's time to first
+//! token) and step `k ≥ 1` is `t_k − t_{k−1}`. The steps sum to the batch's end-to-end time.
+//! These are client-side times: they include the network and the server's host overhead
+//! between engine steps, which is what a user of the server waits for.
+//!
+//! A request that fails, a server that ignores `min_tokens`/`ignore_eos` (fewer tokens than
+//! asked) or one that streams several tokens per chunk (the steps cannot be read) fails the
+//! point with a one-line reason; the runner records it and goes on.
+
+use std::collections::VecDeque;
+
+use endpoint::{Api, Client, ClientConfig, Prompt, RequestRecord, RequestSpec, ServerInfo};
+use profiler::{
+    Backend, BackendError, BackendInfo, ExternalSpec, PointShape, PromptBatch, StepTiming,
+};
+
+/// A guess of one step of a small server, for the `--dry-run` estimate.
+const STEP_S_GUESS: f64 = 0.03;
+
+/// Where the server is and how to talk to it.
+#[derive(Debug, Clone)]
+pub struct OpenAiSpec {
+    /// The server's root URL, e.g. `http://127.0.0.1:8000`.
+    pub url: String,
+    /// The model to ask for; `None`: the first one the server lists.
+    pub model: Option<String>,
+    /// Completions (token-id prompts) or chat.
+    pub api: Api,
+    /// Prompt token ids are drawn from `0..vocab_size`.
+    pub vocab_size: usize,
+    /// Longest a request may take, seconds.
+    pub request_timeout_s: f64,
+}
+
+/// An OpenAI-compatible server as a profiler backend.
+#[derive(Debug)]
+pub struct OpenAiBackend {
+    client: Client,
+    server: ServerInfo,
+    spec: OpenAiSpec,
+    shape: Option<PointShape>,
+    decode: VecDeque<f64>,
+    forward_calls: u64,
+}
+
+impl OpenAiBackend {
+    /// Connect: read `/v1/models` (and `/version` where present) and choose the model.
+    pub fn connect(spec: OpenAiSpec) -> anyhow::Result<OpenAiBackend> {
+        if spec.api == Api::Chat {
+            anyhow::bail!(
+                "--api chat cannot send prompts of an exact token count; profile with --api completions (the server's chat endpoint adds a template to every prompt)"
+            );
+        }
+        let mut cfg = ClientConfig::new(spec.url.clone());
+        cfg.model = spec.model.clone();
+        cfg.api = spec.api;
+        cfg.request_timeout_s = spec.request_timeout_s;
+        let client = Client::new(cfg).map_err(|e| anyhow::anyhow!("--url {}: {e}", spec.url))?;
+        let server = client
+            .server_info()
+            .map_err(|e| anyhow::anyhow!("--url {}: {e}", spec.url))?;
+        if let Some(m) = &spec.model
+            && !server.models.iter().any(|s| s == m)
+        {
+            anyhow::bail!(
+                "--model {m}: {} serves {}; pass one of those",
+                spec.url,
+                server.models.join(", ")
+            );
+        }
+        Ok(OpenAiBackend {
+            client,
+            server,
+            spec,
+            shape: None,
+            decode: VecDeque::new(),
+            forward_calls: 0,
+        })
+    }
+
+    /// What the plan, the labels and the resume fingerprint know of this server.
+    pub fn external_spec(&self) -> ExternalSpec {
+        ExternalSpec {
+            backend: "openai".into(),
+            model: self.client.model().to_string(),
+            device: format!("server {}", self.client.base_url()),
+            dtype: "server".into(),
+            identity: self.identity(),
+            step_s_estimate: STEP_S_GUESS,
+        }
+    }
+
+    /// The server, URL, model and API: what must agree for parts to be resumed.
+    fn identity(&self) -> String {
+        format!(
+            "{} model={} api={:?} version={}",
+            self.client.base_url(),
+            self.client.model(),
+            self.spec.api,
+            self.server.version.as_deref().unwrap_or("unknown")
+        )
+    }
+
+    /// The server's description, for the run metadata.
+    pub fn server(&self) -> &ServerInfo {
+        &self.server
+    }
+}
+
+/// The batch's lockstep step times from its requests' token arrival times (module docs).
+pub fn lockstep_steps(records: &[RequestRecord], output: u32) -> Result<Vec<f64>, BackendError> {
+    let n = output as usize;
+    for r in records {
+        if let Some(e) = &r.error {
+            return Err(BackendError::Server(format!("request {}: {e}", r.id)));
+        }
+        let got = r.output_tokens();
+        if got < output {
+            return Err(BackendError::Server(format!(
+                "asked for exactly {output} tokens (min_tokens = max_tokens, ignore_eos) and got {got}: the server ignores min_tokens/ignore_eos, so step times cannot be measured at fixed lengths"
+            )));
+        }
+        if r.token_times_s.len() < n {
+            return Err(BackendError::Server(format!(
+                "{got} tokens arrived in {} chunks: the server streams several tokens per chunk, so step times cannot be read",
+                r.token_times_s.len()
+            )));
+        }
+    }
+    let send = records
+        .iter()
+        .map(|r| r.scheduled_send_s)
+        .fold(f64::INFINITY, f64::min);
+    let mut steps = Vec::with_capacity(n);
+    let mut prev = send;
+    for k in 0..n {
+        let t = records
+            .iter()
+            .map(|r| r.token_times_s[k])
+            .fold(f64::NEG_INFINITY, f64::max);
+        steps.push((t - prev).max(0.0));
+        prev = t;
+    }
+    Ok(steps)
+}
+
+impl Backend for OpenAiBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: "openai".into(),
+            device: format!("server {}", self.client.base_url()),
+            driver: self.server.version.clone(),
+            dtype: "server".into(),
+            model: self.client.model().to_string(),
+            config_hash: format!(
+                "api={:?}; /v1/models: {}",
+                self.spec.api,
+                self.server.models.join(", ")
+            ),
+            weights: self.identity(),
+        }
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.spec.vocab_size
+    }
+
+    fn prepare(&mut self, shape: PointShape) -> Result<(), BackendError> {
+        self.shape = Some(shape);
+        self.decode.clear();
+        Ok(())
+    }
+
+    fn prefill(&mut self, prompts: &PromptBatch) -> Result<StepTiming, BackendError> {
+        let shape = self
+            .shape
+            .ok_or_else(|| BackendError::Server("prefill before prepare".into()))?;
+        let n = prompts.input_tokens;
+        let specs: Vec<RequestSpec> = (0..prompts.batch_size)
+            .map(|i| {
+                let ids = prompts.ids[i * n..(i + 1) * n].to_vec();
+                RequestSpec::fixed_length(Prompt::TokenIds(ids), shape.max_output)
+            })
+            .collect();
+        let records = endpoint::run_batch(&self.client, specs);
+        if records.len() != prompts.batch_size {
+            return Err(BackendError::Server(format!(
+                "{} of {} requests came back",
+                records.len(),
+                prompts.batch_size
+            )));
+        }
+        let steps = lockstep_steps(&records, shape.max_output)?;
+        self.forward_calls += u64::from(shape.max_output);
+        self.decode = steps[1..].iter().copied().collect();
+        Ok(StepTiming {
+            wall_s: steps[0],
+            device_s: None,
+        })
+    }
+
+    fn decode_step(&mut self) -> Result<StepTiming, BackendError> {
+        let wall_s = self.decode.pop_front().ok_or_else(|| {
+            BackendError::Server("more decode steps asked than tokens streamed".into())
+        })?;
+        Ok(StepTiming {
+            wall_s,
+            device_s: None,
+        })
+    }
+
+    fn synchronize(&mut self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn forward_calls(&self) -> u64 {
+        self.forward_calls
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: u64, times: &[f64]) -> RequestRecord {
+        let mut r: RequestRecord = serde_json::from_value(serde_json::json!({
+            "id": id, "scheduled_send_s": 0.0, "actual_send_s": 0.0,
+            "first_token_s": times.first(), "last_token_s": times.last(), "end_s": 1.0,
+            "token_times_s": times, "token_chunks": times.len(), "empty_chunks": 0,
+            "usage_prompt_tokens": 4, "usage_completion_tokens": times.len(),
+            "requested_input_tokens": 4, "requested_output_tokens": times.len(), "error": null
+        }))
+        .unwrap();
+        r.id = id;
+        r
+    }
+
+    #[test]
+    fn lockstep_takes_the_batch_maximum_per_token() {
+        // Two requests: the batch has token k when both have it.
+        let a = rec(0, &[0.10, 0.12, 0.15]);
+        let b = rec(1, &[0.11, 0.13, 0.14]);
+        let s = lockstep_steps(&[a, b], 3).unwrap();
+        let want = [0.11, 0.13 - 0.11, 0.15 - 0.13];
+        for (x, w) in s.iter().zip(want) {
+            assert!((x - w).abs() < 1e-12, "{s:?}");
+        }
+        // The steps sum to the batch's end-to-end time.
+        assert!((s.iter().sum::<f64>() - 0.15).abs() < 1e-12);
+    }
+
+    #[test]
+    fn short_or_merged_streams_are_named() {
+        let short = rec(0, &[0.1, 0.2]);
+        let e = lockstep_steps(&[short], 3).unwrap_err().to_string();
+        assert!(e.contains("ignores min_tokens/ignore_eos"), "{e}");
+        let mut merged = rec(0, &[0.1, 0.2]);
+        merged.usage_completion_tokens = Some(3);
+        let e = lockstep_steps(&[merged], 3).unwrap_err().to_string();
+        assert!(e.contains("several tokens per chunk"), "{e}");
+    }
+}
