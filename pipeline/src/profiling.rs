@@ -24,8 +24,13 @@ pub struct Output {
     pub peak_bandwidth_gbs: Option<f64>,
 }
 
-/// Profile the grid of `cfg` and print its summary (or only its plan).
-pub fn run(cfg: &ProfileConfig, out: &Output) -> Result<()> {
+/// Profile the grid of `cfg` and print its summary (or only its plan). `backend`: one the caller
+/// built (`BackendConfig::External`, a server); `None` builds the one `cfg` names.
+pub fn run(
+    cfg: &ProfileConfig,
+    out: &Output,
+    backend: Option<&mut dyn profiler::Backend>,
+) -> Result<()> {
     if out.dry_run {
         profiler::lock::check_unfinished(cfg)?;
         let plan = profiler::plan(cfg)?;
@@ -39,7 +44,12 @@ pub fn run(cfg: &ProfileConfig, out: &Output) -> Result<()> {
     }
     let mut progress = ProfileProgress::new(out.quiet || out.json, "");
     crate::interrupt::install();
-    let summary = match profiler::run(cfg, &mut StopOnInterrupt(&mut progress)) {
+    let mut observer = StopOnInterrupt(&mut progress);
+    let result = match backend {
+        Some(b) => profiler::run_with_backend(cfg, b, &mut observer),
+        None => profiler::run(cfg, &mut observer),
+    };
+    let summary = match result {
         Err(profiler::ProfileError::Interrupted { done, total }) => {
             progress.finish();
             return Err(Interrupted(format!(

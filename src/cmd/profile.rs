@@ -27,6 +27,12 @@ pub enum BackendKind {
     Candle,
     /// A known linear latency model plus seeded noise (tests, demos).
     Synthetic,
+    /// An OpenAI-compatible streaming server at --url (vLLM, SGLang, TGI, llama.cpp): each
+    /// point sends `batch` requests at once with token-id prompts of exactly `input` tokens and
+    /// exactly `output` output tokens; steps are read from the streamed token times, the batch
+    /// in lockstep (docs/usage.md "Profile a server").
+    #[cfg(feature = "http")]
+    Openai,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -42,9 +48,17 @@ pub enum ClockKind {
 #[command(after_help = METRICS_HELP)]
 pub struct ProfileArgs {
     /// Model preset: tiny, tinyllama-1.1b, llama-2-7b, llama-3-8b, qwen2-tiny, qwen2-0.5b
-    /// (default tiny; with --weights, taken from DIR/config.json).
+    /// (default tiny; with --weights, taken from DIR/config.json). With --backend openai: the
+    /// served model's name (default: the first one the server lists).
     #[arg(long)]
     pub model: Option<String>,
+    /// --backend openai: the server's root URL, e.g. http://127.0.0.1:8000.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// --backend openai: prompt token ids are drawn from 0..N (keep N below the model's
+    /// vocabulary).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub vocab_size: usize,
     /// Directory with config.json and *.safetensors (default: random seeded weights).
     #[arg(long, value_name = "DIR")]
     pub weights: Option<PathBuf>,
@@ -130,8 +144,9 @@ pub struct ProfileArgs {
     pub synthetic_clock: ClockKind,
 }
 
-/// Parse and validate into the library's typed config.
-pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
+/// Parse and validate into the library's typed config; `external` is the spec of a server
+/// backend already connected.
+pub fn config(a: &ProfileArgs, external: Option<profiler::ExternalSpec>) -> Result<ProfileConfig> {
     check_sizes(a)?;
     let grid = Grid::new(a.batch.clone(), a.input.clone(), a.output)?;
     let reps = match a.reps {
@@ -178,6 +193,10 @@ pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
                 seed: a.seed,
             })
         }
+        #[cfg(feature = "http")]
+        BackendKind::Openai => BackendConfig::External(
+            external.ok_or_else(|| anyhow::anyhow!("--backend openai: not connected"))?,
+        ),
     };
     Ok(ProfileConfig {
         backend,
@@ -192,9 +211,45 @@ pub fn config(a: &ProfileArgs) -> Result<ProfileConfig> {
     })
 }
 
+/// Connect to the server of `--backend openai` (before any other work: the plan needs it).
+#[cfg(feature = "http")]
+fn connect(a: &ProfileArgs) -> Result<Option<pipeline::openai_profile::OpenAiBackend>> {
+    if a.backend != BackendKind::Openai {
+        if a.url.is_some() {
+            anyhow::bail!("--url is for --backend openai");
+        }
+        return Ok(None);
+    }
+    let Some(url) = a.url.clone() else {
+        anyhow::bail!("--backend openai needs --url, e.g. --url http://127.0.0.1:8000");
+    };
+    if a.weights.is_some() || a.dtype != "f32" || a.device != "cpu" {
+        anyhow::bail!(
+            "--backend openai takes no --weights, --dtype or --device (the server has its own)"
+        );
+    }
+    if a.vocab_size < 2 {
+        anyhow::bail!("--vocab-size {}: give at least 2 token ids", a.vocab_size);
+    }
+    let b =
+        pipeline::openai_profile::OpenAiBackend::connect(pipeline::openai_profile::OpenAiSpec {
+            url,
+            model: a.model.clone(),
+            api: endpoint::Api::Completions,
+            vocab_size: a.vocab_size,
+            request_timeout_s: 600.0,
+        })?;
+    Ok(Some(b))
+}
+
 /// Run `tokenq profile`.
 pub fn run(a: ProfileArgs) -> Result<()> {
-    let cfg = config(&a)?;
+    #[cfg(feature = "http")]
+    let mut server = connect(&a)?;
+    #[cfg(feature = "http")]
+    let cfg = config(&a, server.as_ref().map(|s| s.external_spec()))?;
+    #[cfg(not(feature = "http"))]
+    let cfg = config(&a, None)?;
     for (flag, v) in [
         ("--peak-tflops", a.peak_tflops),
         ("--peak-bandwidth-gbs", a.peak_bandwidth_gbs),
@@ -214,11 +269,14 @@ pub fn run(a: ProfileArgs) -> Result<()> {
             peak_tflops: a.peak_tflops,
             peak_bandwidth_gbs: a.peak_bandwidth_gbs,
         },
+        #[cfg(feature = "http")]
+        server.as_mut().map(|s| s as &mut dyn profiler::Backend),
+        #[cfg(not(feature = "http"))]
+        None,
     )
 }
 
-/// Sizes the profiler would otherwise accept and then fail on (or run for days): refused before
-/// any work, naming the flag.
+/// Checks of the flags that the profiler's own checks do not name.
 fn check_sizes(a: &ProfileArgs) -> Result<()> {
     if a.reps == Some(0) {
         anyhow::bail!("--reps 0: give at least 1 timed pass per point, e.g. --reps 3");
@@ -235,43 +293,7 @@ fn check_sizes(a: &ProfileArgs) -> Result<()> {
             a.synthetic_spike_prob
         );
     }
-    if a.output > MAX_OUTPUT {
-        anyhow::bail!(
-            "--output {}: at most {MAX_OUTPUT} tokens per pass (one timed step each; the row buffer of one pass is allocated up front)",
-            a.output
-        );
-    }
-    let points = a.batch.len().saturating_mul(a.input.len());
-    if points > MAX_POINTS {
-        anyhow::bail!(
-            "--batch × --input is {points} grid points: at most {MAX_POINTS}; profile fewer sizes, or split them over runs with --shard I/N"
-        );
-    }
-    let (b, n) = (
-        a.batch.iter().copied().max().unwrap_or(0),
-        a.input.iter().copied().max().unwrap_or(0),
-    );
-    if u64::from(b) * u64::from(n) > MAX_PROMPT_TOKENS {
-        anyhow::bail!(
-            "--batch {b} × --input {n} = {} prompt tokens per pass: at most {MAX_PROMPT_TOKENS} (the prompts of a pass are held in memory)",
-            u64::from(b) * u64::from(n)
-        );
-    }
-    let reps = a.reps.unwrap_or(a.max_reps);
-    if reps > MAX_REPS || a.warmup > MAX_REPS {
-        anyhow::bail!(
-            "--reps/--max-reps/--warmup: at most {MAX_REPS} passes per point, got {}",
-            reps.max(a.warmup)
-        );
-    }
+    let passes = a.reps.unwrap_or(a.max_reps).max(a.warmup);
+    profiler::plan::check_work(&a.batch, &a.input, a.output, passes)?;
     Ok(())
 }
-
-/// Largest `--output` (timed steps of one pass).
-const MAX_OUTPUT: u32 = 1_000_000;
-/// Largest grid (points of one profile).
-const MAX_POINTS: usize = 100_000;
-/// Most prompt tokens of one pass (batch × input).
-const MAX_PROMPT_TOKENS: u64 = 100_000_000;
-/// Most passes per point.
-const MAX_REPS: u32 = 10_000;
