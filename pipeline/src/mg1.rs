@@ -7,7 +7,9 @@
 use anyhow::{Result, bail};
 use queueing::Method;
 use queueing::dist::TokenDist;
-use queueing::impatience::{self, Abandonment, ImpatienceResult, ServiceLaw};
+use queueing::impatience::{
+    self, Abandonment, DEFAULT_GRID, ImpatienceResult, MAX_GRID_CELLS, ServiceLaw,
+};
 use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
 use queueing::waiting::{WaitOptions, waiting_distribution};
 use serde::Serialize;
@@ -45,6 +47,53 @@ pub struct Workload {
     pub abandonment: Abandonment,
     /// Grid cells of the exact level-crossing solve.
     pub grid_cells: usize,
+}
+
+impl Workload {
+    /// Check the service line, the patience and the solver settings against their flags'
+    /// domains; each error names the flag and the fix.
+    pub fn validated(self) -> Result<Workload> {
+        use crate::values::{MAX_SECONDS, at_most, non_negative, positive};
+        let s = self.service;
+        at_most(
+            "--per-token-s",
+            non_negative("--per-token-s", s.per_token_s, "s/token")?,
+            MAX_SECONDS,
+            "s/token",
+        )?;
+        at_most(
+            "--intercept-s",
+            non_negative("--intercept-s", s.intercept_s, "s")?,
+            MAX_SECONDS,
+            "s",
+        )?;
+        if s.per_token_s == 0.0 && s.intercept_s == 0.0 {
+            bail!("--per-token-s and --intercept-s are both 0: the service time would be 0 s");
+        }
+        if let Some(t) = self.patience {
+            at_most(
+                "--patience",
+                positive("--patience", t, "s")?,
+                MAX_SECONDS,
+                "s",
+            )?;
+        }
+        if self.patience.is_none()
+            && (self.abandonment == Abandonment::Balk || self.approx != Approx::Exact)
+        {
+            bail!("--balking and --approx need --patience (they describe impatient users)");
+        }
+        if self.grid_cells < 10 {
+            bail!("--grid-cells must be >= 10, got {}", self.grid_cells);
+        }
+        if self.grid_cells > MAX_GRID_CELLS {
+            bail!(
+                "--grid-cells {}: at most {MAX_GRID_CELLS} (the default {DEFAULT_GRID} is about 1e-8 relative; the solve's memory and time grow with the cells)",
+                self.grid_cells
+            );
+        }
+        Ok(self)
+    }
 }
 
 #[derive(Debug, Serialize)]

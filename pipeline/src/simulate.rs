@@ -7,10 +7,53 @@ use std::sync::Arc;
 
 use anyhow::{Result, bail};
 use serde::Serialize;
-use sim::{ProgressFn, Report, RunConfig, Scenario, Stability};
+use sim::{Policy, ProgressFn, Report, RunConfig, Scenario, Stability};
 
 /// Runs this long (arrivals × replications) get a progress bar on a terminal.
 const PROGRESS_MIN_REQUESTS: u64 = 5_000_000;
+
+/// Most arrivals of one replication (about a minute of simulation).
+const MAX_REQUESTS: u64 = 1_000_000_000;
+/// Fewest fixed batches a run must form.
+const MIN_BATCHES_PER_RUN: u64 = 30;
+
+/// Check the run's size against the scenario, naming the flags: worker threads, replications,
+/// a batch cap of 0, arrivals per replication, and enough arrivals for fixed batches.
+pub fn check_run(scenario: &Scenario, config: &RunConfig) -> Result<()> {
+    let requests = config.requests;
+    if config.threads == Some(0) {
+        bail!("--threads 0: give at least 1 worker thread (omit it for all cores)");
+    }
+    if config.replications == 0 {
+        bail!("--replications 0: give at least 1 (1 = one run with 30 batch means)");
+    }
+    let cap = match &scenario.policy {
+        Policy::Dynamic { max_batch, .. } | Policy::Elastic { max_batch, .. } => *max_batch,
+        Policy::Fixed { batch_size, .. } => Some(*batch_size),
+        Policy::Mg1 { .. } => None,
+    };
+    if cap == Some(0) {
+        bail!("--max-batch 0: the batch size K must be at least 1");
+    }
+    if requests > MAX_REQUESTS {
+        bail!(
+            "--requests {requests}: at most {MAX_REQUESTS} per replication (about a minute of simulation); use --replications for more"
+        );
+    }
+    // Fixed batches start only when K requests wait: with fewer than 30·K arrivals some of the
+    // 30 batch-means sections see no batch at all and the estimates are meaningless.
+    if let Policy::Fixed { batch_size, .. } = &scenario.policy {
+        let need = u64::from(*batch_size).saturating_mul(MIN_BATCHES_PER_RUN);
+        if requests < need {
+            bail!(
+                "--max-batch {batch_size}: fixed batches of {batch_size} requests need at least {need} requests per replication ({MIN_BATCHES_PER_RUN} batches), got --requests {requests}; lower --max-batch or raise --requests"
+            );
+        }
+    }
+    config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("--requests {requests}: {e}"))
+}
 
 /// The JSON document: the scenario as described plus the report.
 #[derive(Debug, Serialize)]

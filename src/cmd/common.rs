@@ -16,8 +16,7 @@ use queueing::mg1::LinearService;
 use serde::Serialize;
 
 pub use pipeline::values::{
-    MAX_SECONDS, at_most, max_tokens, non_negative, parse_count, parse_fraction, parse_tokens,
-    positive, rate,
+    MAX_SECONDS, at_most, max_tokens, parse_count, parse_fraction, parse_tokens, rate,
 };
 
 /// Print a value as pretty JSON on stdout.
@@ -25,9 +24,6 @@ pub fn print_json<T: Serialize>(v: &T) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
-
-/// Largest `--grid-cells` of the level-crossing solve (the solver's own limit).
-pub use queueing::impatience::MAX_GRID_CELLS;
 
 /// Most simulated arrivals per replication of a `--validate` run (about a minute).
 pub const MAX_VALIDATE_REQUESTS: u64 = 1_000_000_000;
@@ -143,46 +139,11 @@ impl Mg1WorkloadArgs {
                 }
             };
         let service = LinearService {
-            per_token_s: at_most(
-                "--per-token-s",
-                non_negative("--per-token-s", per_token_s, "s/token")?,
-                MAX_SECONDS,
-                "s/token",
-            )?,
-            intercept_s: at_most(
-                "--intercept-s",
-                non_negative("--intercept-s", intercept_s, "s")?,
-                MAX_SECONDS,
-                "s",
-            )?,
+            per_token_s,
+            intercept_s,
         };
-        if service.per_token_s == 0.0 && service.intercept_s == 0.0 {
-            bail!("--per-token-s and --intercept-s are both 0: the service time would be 0 s");
-        }
-        let patience = self
-            .patience
-            .map(|t| {
-                at_most(
-                    "--patience",
-                    positive("--patience", t, "s")?,
-                    MAX_SECONDS,
-                    "s",
-                )
-            })
-            .transpose()?;
-        if patience.is_none() && (self.balking || self.approx != ApproxArg::Exact) {
-            bail!("--balking and --approx need --patience (they describe impatient users)");
-        }
-        if self.grid_cells < 10 {
-            bail!("--grid-cells must be >= 10, got {}", self.grid_cells);
-        }
-        if self.grid_cells > MAX_GRID_CELLS {
-            bail!(
-                "--grid-cells {}: at most {MAX_GRID_CELLS} (the default {DEFAULT_GRID} is about 1e-8 relative; the solve's memory and time grow with the cells)",
-                self.grid_cells
-            );
-        }
-        Ok(Workload {
+        let patience = self.patience;
+        Workload {
             tokens,
             tokens_spec: self.tokens.clone(),
             arrival_rate,
@@ -198,7 +159,8 @@ impl Mg1WorkloadArgs {
                 Abandonment::Renege
             },
             grid_cells: self.grid_cells,
-        })
+        }
+        .validated()
     }
 }
 

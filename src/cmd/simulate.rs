@@ -305,7 +305,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
             TokenMode::Integer
         },
     };
-    check_flags(a, &scenario, requests)?;
+    check_flags(a)?;
     scenario.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = RunConfig {
         requests,
@@ -315,9 +315,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
         threads: a.threads,
         ..RunConfig::default()
     };
-    config
-        .validate()
-        .map_err(|e| anyhow::anyhow!("--requests {requests}: {e}"))?;
+    pipeline::simulate::check_run(&scenario, &config)?;
     let limit = a
         .max_tokens
         .map_or("no limit".into(), |l| format!("L = {l}"));
@@ -327,7 +325,7 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
 }
 
 /// Checks that name the flag at fault, before the library's own validation.
-fn check_flags(a: &SimulateArgs, scenario: &Scenario, requests: u64) -> Result<()> {
+fn check_flags(a: &SimulateArgs) -> Result<()> {
     if let Some(r) = a.arrival_rate {
         super::common::rate("--arrival-rate", r)?;
     }
@@ -348,37 +346,8 @@ fn check_flags(a: &SimulateArgs, scenario: &Scenario, requests: u64) -> Result<(
             super::common::at_most(flag, v, super::common::MAX_SECONDS, "s")?;
         }
     }
-    if a.threads == Some(0) {
-        bail!("--threads 0: give at least 1 worker thread (omit it for all cores)");
-    }
-    if a.replications == 0 {
-        bail!("--replications 0: give at least 1 (1 = one run with 30 batch means)");
-    }
-    if a.max_batch == Some(0) {
-        bail!("--max-batch 0: the batch size K must be at least 1");
-    }
-    if requests > MAX_REQUESTS {
-        bail!(
-            "--requests {requests}: at most {MAX_REQUESTS} per replication (about a minute of simulation); use --replications for more"
-        );
-    }
-    // Fixed batches start only when K requests wait: with fewer than 30·K arrivals some of the
-    // 30 batch-means sections see no batch at all and the estimates are meaningless.
-    if let Policy::Fixed { batch_size, .. } = &scenario.policy {
-        let need = u64::from(*batch_size).saturating_mul(MIN_BATCHES_PER_RUN);
-        if requests < need {
-            bail!(
-                "--max-batch {batch_size}: fixed batches of {batch_size} requests need at least {need} requests per replication ({MIN_BATCHES_PER_RUN} batches), got --requests {requests}; lower --max-batch or raise --requests"
-            );
-        }
-    }
     Ok(())
 }
-
-/// Most arrivals of one replication.
-const MAX_REQUESTS: u64 = 1_000_000_000;
-/// Fewest fixed batches a run must form.
-const MIN_BATCHES_PER_RUN: u64 = 30;
 
 /// Run `tokenq simulate`.
 pub fn run(a: SimulateArgs) -> Result<()> {

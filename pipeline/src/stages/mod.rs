@@ -127,6 +127,72 @@ pub struct PipelineConfig {
     pub peaks: (Option<f64>, Option<f64>),
 }
 
+impl PipelineConfig {
+    /// Check the numbers of the questions; each error names the flag and the fix.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = self.rate
+            && !(r.is_finite() && r > 0.0)
+        {
+            bail!("--rate {r}: give a positive arrival rate in req/s, e.g. 0.5");
+        }
+        if let Some(r) = self.rate {
+            crate::values::rate("--rate", r)?;
+        }
+        if !(self.load >= 1e-3 && self.load < 1.0) {
+            bail!(
+                "--load {}: give a fraction of capacity from 0.001 to below 1, e.g. 0.7",
+                self.load
+            );
+        }
+        if !(self.beta > 0.0 && self.beta < 1.0) {
+            bail!(
+                "--beta {}: give a weight strictly between 0 and 1, e.g. 0.99",
+                self.beta
+            );
+        }
+        for (flag, v) in [
+            ("--peak-tflops", self.peaks.0),
+            ("--peak-bandwidth-gbs", self.peaks.1),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                bail!("{flag} {v}: give the device's peak as a positive number");
+            }
+        }
+        if let Some(t) = self.patience
+            && !(t.is_finite() && t > 0.0)
+        {
+            bail!("--patience {t}: give a positive number of seconds, e.g. 60");
+        }
+        if !(self.loss_cost.is_finite() && self.loss_cost >= 0.0) {
+            bail!(
+                "--loss-cost {}: give a cost ≥ 0 per lost user, e.g. 4",
+                self.loss_cost
+            );
+        }
+        if self.max_batch == 0 || self.max_batch > 4096 {
+            bail!(
+                "--max-batch {}: give a batch size between 1 and 4096",
+                self.max_batch
+            );
+        }
+        if self.sim_requests > 1_000_000_000 {
+            bail!(
+                "--sim-requests {}: at most 1000000000 per check (about a minute each)",
+                self.sim_requests
+            );
+        }
+        if self.sim_requests < 10_000 {
+            bail!(
+                "--sim-requests {}: give at least 10000 so the 95% intervals mean something",
+                self.sim_requests
+            );
+        }
+        Ok(())
+    }
+}
+
 /// Where the latency coefficients come from.
 #[derive(Debug)]
 pub enum Source {
@@ -169,6 +235,7 @@ impl Steps {
 /// Run the whole pipeline: profile (or read) → fit → queueing answers → simulation checks →
 /// `report.html` and one SVG per figure in `cfg.out`. Returns what was written and answered.
 pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
+    cfg.validate()?;
     let started = Instant::now();
     std::fs::create_dir_all(&cfg.out)
         .with_context(|| format!("--out {}: cannot create the directory", cfg.out.display()))?;
