@@ -3,7 +3,8 @@
 //! One binary, clap derive subcommands. Each subcommand lives in `src/cmd/<name>.rs`: its clap
 //! struct, the validation of its flags into a typed configuration, and a call into the library
 //! crates (`pipeline` for the application layer). Command files do not import each other, except
-//! the shared flag helpers in `common.rs` and `coefficients_args.rs`.
+//! the shared flag helpers in `common.rs` (the coefficients from a file or flags are
+//! `pipeline::coefficients`).
 //!
 //! Errors print as one line, `Error: {:#}` (the message and its causes), exit status 1 (130 for
 //! a profile stopped by Ctrl-C); usage errors are clap's, exit status 2.

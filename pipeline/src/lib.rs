@@ -12,6 +12,8 @@
 //! * [`mg1`] — `tokenq queue mg1`: the single-server model, solved and optionally simulated;
 //! * [`fitting`] (feature `tables`) — `tokenq fit`: timings tables or imported data → the
 //!   coefficients file;
+//! * [`coefficients`] — the latency coefficients a command needs, from a file written by
+//!   `tokenq fit` or from raw flags (exactly one source);
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
 //! * [`openai_profile`] (feature `http`) — an OpenAI-compatible server as a profiler backend;
@@ -32,6 +34,7 @@
 
 pub mod batch;
 pub mod check;
+pub mod coefficients;
 pub mod continuous_report;
 #[cfg(feature = "tables")]
 pub mod fitting;

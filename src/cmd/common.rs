@@ -130,11 +130,8 @@ impl Mg1WorkloadArgs {
                 // A file, or an incomplete/doubled choice: the shared resolver reads the file or
                 // gives its one-line error.
                 (file, a, c) => {
-                    let line = crate::cmd::coefficients_args::resolve_single_request(
-                        file.as_deref(),
-                        a,
-                        c,
-                    )?;
+                    let line =
+                        pipeline::coefficients::resolve_single_request(file.as_deref(), a, c)?;
                     (line.per_token_s, line.intercept_s)
                 }
             };
@@ -202,7 +199,7 @@ pub struct BatchModelArgs {
 impl BatchModelArgs {
     /// Validate into the library's batch model.
     pub fn model(&self) -> Result<LlmBatch> {
-        let [k1, k2, k3, k4] = crate::cmd::coefficients_args::resolve_batch_k(
+        let [k1, k2, k3, k4] = pipeline::coefficients::resolve_batch_k(
             self.coefficients.as_deref(),
             &self.first_token_s,
             &self.decode_step_s,

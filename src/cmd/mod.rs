@@ -1,6 +1,4 @@
 //! One module per subcommand.
-// `--coefficients FILE` for the queue and optimize commands.
-pub mod coefficients_args;
 pub mod common;
 #[cfg(feature = "tables")]
 pub mod fit;

@@ -143,7 +143,7 @@ pub struct SimulateArgs {
 fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
     let ks = [a.k1, a.k2, a.k3, a.k4];
     let k = match ks.iter().filter(|v| v.is_some()).count() {
-        0 => super::coefficients_args::resolve_batch_k(
+        0 => pipeline::coefficients::resolve_batch_k(
             a.coefficients.as_deref(),
             &a.first_token_s,
             &a.decode_step_s,
@@ -160,7 +160,7 @@ fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
 /// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
 fn single_request(a: &SimulateArgs) -> Result<(f64, f64)> {
     let (per_token_s, intercept_s) = match (&a.coefficients, a.per_token_s, a.intercept_s) {
-        (Some(f), None, None) => super::coefficients_args::load(f)?.single_request_line().with_context(|| {
+        (Some(f), None, None) => pipeline::coefficients::load(f)?.single_request_line().with_context(|| {
             format!(
                 "--coefficients {}: the file has no [single_request] line (pass --per-token-s and --intercept-s)",
                 f.display()
