@@ -379,6 +379,10 @@ pub struct RequestRecord {
     pub token_chunks: u32,
     /// Content chunks with empty text (no role announcement, no finish reason).
     pub empty_chunks: u32,
+    /// Arrival of every content chunk with empty text (`empty_chunks` entries): a token whose
+    /// text is empty (a special token, a partial UTF-8 sequence), still a step of the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub empty_times_s: Vec<f64>,
     /// `usage.prompt_tokens` from the final chunk.
     pub usage_prompt_tokens: Option<u32>,
     /// `usage.completion_tokens` from the final chunk.
@@ -404,6 +408,7 @@ impl RequestRecord {
             token_times_s: Vec::new(),
             token_chunks: 0,
             empty_chunks: 0,
+            empty_times_s: Vec::new(),
             usage_prompt_tokens: None,
             usage_completion_tokens: None,
             requested_input_tokens: spec.prompt.known_tokens(),
@@ -982,7 +987,10 @@ async fn stream_response(
         finished |= chunk.finished;
         match chunk.kind {
             ChunkKind::Token => rec.push_token(t_s),
-            ChunkKind::Empty => rec.empty_chunks += 1,
+            ChunkKind::Empty => {
+                rec.empty_chunks += 1;
+                rec.empty_times_s.push(t_s);
+            }
             ChunkKind::Other => {}
             ChunkKind::ServerError(message) => {
                 return Err(RequestError::ServerError {

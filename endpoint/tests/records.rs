@@ -24,6 +24,7 @@ fn rec(
         token_times_s: tokens.to_vec(),
         token_chunks: tokens.len() as u32,
         empty_chunks: 0,
+        empty_times_s: Vec::new(),
         usage_prompt_tokens: usage.map(|u| u.0),
         usage_completion_tokens: usage.map(|u| u.1),
         requested_input_tokens: None,

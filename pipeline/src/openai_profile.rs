@@ -119,20 +119,32 @@ impl OpenAiBackend {
 /// The batch's lockstep step times from its requests' token arrival times (module docs).
 pub fn lockstep_steps(records: &[RequestRecord], output: u32) -> Result<Vec<f64>, BackendError> {
     let n = output as usize;
+    // Every content chunk is one token step, whether its text is empty (a special token, a
+    // partial UTF-8 sequence: `endpoint` flags those as `NoToken`) or not.
+    let mut times: Vec<Vec<f64>> = Vec::with_capacity(records.len());
     for r in records {
-        if let Some(e) = &r.error {
-            return Err(BackendError::Server(format!("request {}: {e}", r.id)));
+        let mut t = r.token_times_s.clone();
+        t.extend(&r.empty_times_s);
+        t.sort_by(f64::total_cmp);
+        let every_chunk_a_token = r.usage_completion_tokens == Some(t.len() as u32);
+        match &r.error {
+            Some(endpoint::RequestError::NoToken { .. }) if every_chunk_a_token => {}
+            Some(e) => return Err(BackendError::Server(format!("request {}: {e}", r.id))),
+            None => {}
         }
+        times.push(t);
+    }
+    for (r, t) in records.iter().zip(&times) {
         let got = r.output_tokens();
         if got < output {
             return Err(BackendError::Server(format!(
                 "asked for exactly {output} tokens (min_tokens = max_tokens, ignore_eos) and got {got}: the server ignores min_tokens/ignore_eos, so step times cannot be measured at fixed lengths"
             )));
         }
-        if r.token_times_s.len() < n {
+        if t.len() < n {
             return Err(BackendError::Server(format!(
                 "{got} tokens arrived in {} chunks: the server streams several tokens per chunk, so step times cannot be read",
-                r.token_times_s.len()
+                t.len()
             )));
         }
     }
@@ -143,10 +155,7 @@ pub fn lockstep_steps(records: &[RequestRecord], output: u32) -> Result<Vec<f64>
     let mut steps = Vec::with_capacity(n);
     let mut prev = send;
     for k in 0..n {
-        let t = records
-            .iter()
-            .map(|r| r.token_times_s[k])
-            .fold(f64::NEG_INFINITY, f64::max);
+        let t = times.iter().map(|t| t[k]).fold(f64::NEG_INFINITY, f64::max);
         steps.push((t - prev).max(0.0));
         prev = t;
     }
@@ -256,6 +265,24 @@ mod tests {
         }
         // The steps sum to the batch's end-to-end time.
         assert!((s.iter().sum::<f64>() - 0.15).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_token_with_empty_text_is_still_a_step() {
+        let mut r = rec(0, &[0.10, 0.30]);
+        r.empty_chunks = 1;
+        r.empty_times_s = vec![0.20];
+        r.usage_completion_tokens = Some(3);
+        r.error = Some(endpoint::RequestError::NoToken {
+            token_chunks: 2,
+            empty_chunks: 1,
+            usage_completion_tokens: Some(3),
+        });
+        let s = lockstep_steps(&[r], 3).unwrap();
+        assert!(
+            (s[1] - 0.10).abs() < 1e-12 && (s[2] - 0.10).abs() < 1e-12,
+            "{s:?}"
+        );
     }
 
     #[test]

@@ -1,0 +1,145 @@
+//! Against a real vLLM server (vLLM 0.32 on the CPU, started by `.ci/run` with
+//! scripts/vllm-cpu.sh; docs/vllm-cpu.md): `tokenq profile --backend openai` writes a table that
+//! `tokenq fit` fits, and the fitted decode step is checked against the engine's own step times
+//! (its `--enable-logging-iteration-details` log, an independent measurement); `tokenq bench`
+//! is checked against `vllm bench serve` on the same server and workload.
+//!
+//! Skipped, with the reason printed, when `TOKENQ_VLLM_URL` is not set (no server was started).
+#![cfg(feature = "http")]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn server() -> Option<(String, String)> {
+    match std::env::var("TOKENQ_VLLM_URL") {
+        Ok(url) => Some((
+            url,
+            std::env::var("TOKENQ_VLLM_MODEL").unwrap_or_else(|_| "tiny-llama".into()),
+        )),
+        Err(_) => {
+            println!(
+                "skipped: TOKENQ_VLLM_URL is not set (no vLLM server; .ci/run starts one with scripts/vllm-cpu.sh)"
+            );
+            None
+        }
+    }
+}
+
+fn tokenq(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokenq"))
+        .args(args)
+        .env_remove("RUST_BACKTRACE")
+        .env_remove("RUST_LIB_BACKTRACE")
+        .output()
+        .expect("run tokenq")
+}
+
+fn ok_json(o: &Output) -> serde_json::Value {
+    assert!(
+        o.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// The engine's decode-only step times (ms) at `batch` running requests, from its iteration log:
+/// `… 0 context requests, 0 context tokens, 8 generation requests, 8 generation tokens,
+/// iteration elapsed time: 24.16 ms, …`.
+fn engine_decode_ms(log: &str, batch: u32) -> Vec<f64> {
+    let want = format!(" 0 context requests, 0 context tokens, {batch} generation requests,");
+    log.lines()
+        .filter(|l| l.contains(&want))
+        .filter_map(|l| {
+            let t = l.split("iteration elapsed time: ").nth(1)?;
+            t.split(" ms").next()?.trim().parse().ok()
+        })
+        .collect()
+}
+
+#[test]
+fn a_profile_of_the_server_fits_and_matches_its_engine_steps() {
+    let Some((url, model)) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let table = dir.path().join("vllm.parquet");
+    let v = ok_json(&tokenq(&[
+        "profile",
+        "--backend",
+        "openai",
+        "--url",
+        &url,
+        "--model",
+        &model,
+        "--batch",
+        "1,4,8",
+        "--input",
+        "32,128",
+        "--output",
+        "24",
+        "--reps",
+        "2",
+        "--warmup",
+        "1",
+        "--vocab-size",
+        "2000",
+        "--quiet",
+        "--json",
+        "--out",
+        p(&table),
+    ]));
+    assert_eq!(v["summary"]["points_ok"], 6, "{v}");
+    let coef = dir.path().join("vllm.toml");
+    let f = ok_json(&tokenq(&[
+        "fit",
+        p(&table),
+        "-o",
+        p(&coef),
+        "--json",
+        "--quiet",
+        "--device",
+        "cpu (vLLM 0.32)",
+        "--model",
+        &model,
+    ]));
+    let c = &f["coefficients"]["decode_step"];
+    let (k3, k4) = (
+        c["slope_s_per_req"].as_f64().unwrap(),
+        c["intercept_s"].as_f64().unwrap(),
+    );
+    let log_path = std::env::var("TOKENQ_VLLM_LOG").map(PathBuf::from);
+    let Ok(log) = log_path.as_ref().map(std::fs::read_to_string) else {
+        println!("no TOKENQ_VLLM_LOG: the engine's step times are not compared");
+        return;
+    };
+    let log = log.unwrap();
+    for b in [1u32, 8] {
+        let steps = engine_decode_ms(&log, b);
+        assert!(
+            steps.len() >= 20,
+            "{} engine steps at batch {b}",
+            steps.len()
+        );
+        let engine = median(steps) / 1e3;
+        let client = k3 * f64::from(b) + k4;
+        println!(
+            "decode step at batch {b}: profile (client) {:.2} ms, engine log {:.2} ms",
+            client * 1e3,
+            engine * 1e3
+        );
+        // The client sees the engine step plus the server's host work and the stream: never
+        // less than the step (10 % noise allowed), and not more than half again plus 5 ms.
+        assert!(
+            client >= 0.9 * engine && client <= 1.5 * engine + 0.005,
+            "batch {b}: client {client} s vs engine {engine} s"
+        );
+    }
+}
