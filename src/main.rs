@@ -52,6 +52,10 @@ enum Command {
     /// Join the timings tables of `profile --shard I/N` runs.
     #[cfg(feature = "profiler")]
     Merge(cmd::merge::MergeArgs),
+    /// Benchmark an OpenAI-compatible server (vLLM, SGLang, …) under scheduled load: TTFT, TPOT,
+    /// ITL, E2EL, throughput and goodput, as `vllm bench serve`.
+    #[cfg(feature = "http")]
+    Bench(Box<cmd::bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -131,6 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Profile(a) => cmd::profile::run(a),
         #[cfg(feature = "profiler")]
         Command::Merge(a) => cmd::merge::run(a),
+        #[cfg(feature = "http")]
+        Command::Bench(a) => cmd::bench::run(*a),
     }
 }
 

@@ -6,6 +6,8 @@
 //!
 //! * [`stages`] (feature `profiler`) — `tokenq pipeline`: profile → fit → the max-token-limit
 //!   and batch-size questions → simulation checks → report;
+//! * [`bench`] (feature `http`) — `tokenq bench`: scheduled load on an OpenAI-compatible
+//!   server, summarised with `vllm bench serve`'s metrics;
 //! * [`batch`] — `tokenq queue batch`: the batching models, solved and optionally simulated;
 //! * [`check`] — an analytic value beside its simulation estimate, and the `validation` object
 //!   of `--validate`;
@@ -33,6 +35,8 @@
 //! errors are messages for a person, each naming the flag or file and the fix.
 
 pub mod batch;
+#[cfg(feature = "http")]
+pub mod bench;
 pub mod check;
 pub mod coefficients;
 pub mod continuous_report;

@@ -1,4 +1,6 @@
 //! One module per subcommand.
+#[cfg(feature = "http")]
+pub mod bench;
 pub mod common;
 #[cfg(feature = "tables")]
 pub mod fit;
