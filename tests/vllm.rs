@@ -143,3 +143,95 @@ fn a_profile_of_the_server_fits_and_matches_its_engine_steps() {
         );
     }
 }
+
+/// `tokenq bench` and `vllm bench serve` on the same server and workload (Poisson 2 req/s, 40
+/// requests of 64 input and 64 output tokens): the means of TTFT and TPOT agree within the
+/// run-to-run noise of this machine (a trace run twice differs by ≈ 10 % on TPOT, ≈ 20 % on
+/// TTFT; the bounds leave room for that).
+#[test]
+fn bench_agrees_with_vllm_bench_serve() {
+    let Some((url, model)) = server() else { return };
+    let ours = ok_json(&tokenq(&[
+        "bench",
+        "--url",
+        &url,
+        "--model",
+        &model,
+        "--request-rate",
+        "2",
+        "--num-prompts",
+        "40",
+        "--input",
+        "const:64",
+        "--output",
+        "const:64",
+        "--vocab-size",
+        "2000",
+        "--seed",
+        "0",
+        "--json",
+        "--quiet",
+    ]));
+    assert_eq!(ours["completed"], 40, "{ours}");
+    assert_eq!(ours["total_output_tokens"], 40 * 64, "{ours}");
+    let (Ok(venv), Ok(tokenizer)) = (
+        std::env::var("TOKENQ_VLLM_VENV"),
+        std::env::var("TOKENQ_VLLM_TOKENIZER"),
+    ) else {
+        println!("no TOKENQ_VLLM_VENV/TOKENQ_VLLM_TOKENIZER: vllm bench serve not run");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/vllm-cpu.sh");
+    let o = Command::new(script)
+        .args([
+            "vllm",
+            &venv,
+            "bench",
+            "serve",
+            "--backend",
+            "openai",
+            "--base-url",
+            &url,
+            "--model",
+            &model,
+            "--tokenizer",
+            &tokenizer,
+            "--dataset-name",
+            "random",
+            "--random-input-len",
+            "64",
+            "--random-output-len",
+            "64",
+            "--request-rate",
+            "2",
+            "--num-prompts",
+            "40",
+            "--ignore-eos",
+            "--percentile-metrics",
+            "ttft,tpot,itl,e2el",
+            "--save-result",
+            "--result-dir",
+            p(dir.path()),
+            "--result-filename",
+            "vllm.json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let theirs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("vllm.json")).unwrap())
+            .unwrap();
+    for (metric, tolerance) in [("mean_tpot_ms", 0.15), ("mean_ttft_ms", 0.35)] {
+        let (a, b) = (
+            ours[metric].as_f64().unwrap(),
+            theirs[metric].as_f64().unwrap(),
+        );
+        println!("{metric}: tokenq bench {a:.2}, vllm bench serve {b:.2}");
+        assert!(
+            (a - b).abs() <= tolerance * b,
+            "{metric}: tokenq {a} vs vllm {b} (more than {}% apart)",
+            tolerance * 100.0
+        );
+    }
+}
