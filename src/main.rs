@@ -56,6 +56,10 @@ enum Command {
     /// ITL, E2EL, throughput and goodput, as `vllm bench serve`.
     #[cfg(feature = "http")]
     Bench(Box<cmd::bench::BenchArgs>),
+    /// Replay a measured load test through the model fitted to the same server: predicted
+    /// against measured TTFT, TPOT and E2E.
+    #[cfg(feature = "http")]
+    Compare(Box<cmd::compare::CompareArgs>),
 }
 
 fn main() -> ExitCode {
@@ -137,6 +141,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Merge(a) => cmd::merge::run(a),
         #[cfg(feature = "http")]
         Command::Bench(a) => cmd::bench::run(*a),
+        #[cfg(feature = "http")]
+        Command::Compare(a) => cmd::compare::run(*a),
     }
 }
 

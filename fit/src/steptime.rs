@@ -253,6 +253,32 @@ pub fn samples_from_profile(rows: &[crate::profile::StepRow]) -> Vec<(StepFeatur
         .collect()
 }
 
+/// [`fit_step_time`] for a tokenq profile, which holds uniform batches only:
+///
+/// * a prefill step of more than `max_batched_tokens` prompt tokens is not one engine step (the
+///   engine splits it into chunks), so those step-0 rows are left out;
+/// * a profile has no step that mixes a prefill chunk with decodes, so the mixed form's decode
+///   terms cannot be fitted; they are taken from the decode-only form (additive costs: a decode
+///   request adds to a mixed step what it adds to a decode-only step, its fixed cost counted
+///   once). `mixed.per_decode_s` is that marginal cost less the per-token term the decode's own
+///   token already pays in `T`.
+pub fn fit_profile_step_time(
+    source: &str,
+    kv_capacity_tokens: u64,
+    rows: &[crate::profile::StepRow],
+    max_batched_tokens: u32,
+) -> Result<StepTimeCoefficients, StepFitError> {
+    let samples: Vec<(StepFeatures, f64)> = samples_from_profile(rows)
+        .into_iter()
+        .filter(|(f, _)| f.prefill_tokens <= f64::from(max_batched_tokens))
+        .collect();
+    let mut c = fit_step_time(source, kv_capacity_tokens, &samples)?;
+    let d = c.decode;
+    c.mixed.per_decode_s = d.per_decode_s - c.mixed.per_token_s;
+    c.mixed.per_decode_context_token_s = d.per_context_token_s;
+    Ok(c)
+}
+
 /// Samples of each form drawn by [`fit_from_tables`].
 pub const FIT_SAMPLES_PER_FORM: usize = 4000;
 
@@ -448,6 +474,30 @@ mod tests {
             prefill_tokens: 300.0,
             ..StepFeatures::default()
         };
+        assert!((c.predict_s(&q) - (5e-3 + 2e-5 * 300.0)).abs() < 1e-9);
+
+        // The profile fit: prefills above the budget are several engine steps (here timed as
+        // 10× the one-step law, which must not leak in), and a mixed step costs its prefill plus
+        // each decode's marginal cost in a decode-only step.
+        let mut rows2 = rows.clone();
+        for r in rows2.iter_mut() {
+            if r.step == 0 && r.batch_size * r.input_tokens > 2048 {
+                r.time_s *= 10.0;
+            }
+        }
+        let c = fit_profile_step_time("profile", 0, &rows2, 2048).unwrap();
+        let m = StepFeatures {
+            prefill_tokens: 300.0,
+            n_decode: 8.0,
+            decode_context_sum: 8.0 * 400.0,
+            ..StepFeatures::default()
+        };
+        let want = 5e-3 + 2e-5 * 300.0 + 5e-5 * 8.0 + 1e-8 * 8.0 * 400.0;
+        assert!(
+            (c.predict_s(&m) - want).abs() < 1e-9,
+            "{} vs {want}",
+            c.predict_s(&m)
+        );
         assert!((c.predict_s(&q) - (5e-3 + 2e-5 * 300.0)).abs() < 1e-9);
     }
 

@@ -809,7 +809,7 @@ TPOT = (E2EL − TTFT)/(output tokens − 1); ITL pools every gap between token 
 }
 
 /// Write `path` whole: a temporary file in the same directory, then a rename over the target.
-fn write_atomic(
+pub(crate) fn write_atomic(
     path: &Path,
     flag: &str,
     fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,

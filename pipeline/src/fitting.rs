@@ -141,18 +141,25 @@ fn fit_profiles(
         .map(|p| p.display().to_string())
         .collect();
     let step_time = if step_model {
-        let samples = fit::steptime::samples_from_profile(&steps.rows);
         let cap = if r.kv_blocks_given {
             u64::from(r.engine.kv_blocks) * u64::from(r.engine.block_size)
         } else {
             0
         };
         let source = format!(
-            "tokenq profile {} ({} step rows; uniform batches)",
+            "tokenq profile {} ({} step rows; uniform batches; mixed steps: prefill form plus the decode-only form's decode costs)",
             files.join(", "),
             steps.rows.len()
         );
-        Some(fit::steptime::fit_step_time(&source, cap, &samples).context("--step-model")?)
+        Some(
+            fit::steptime::fit_profile_step_time(
+                &source,
+                cap,
+                &steps.rows,
+                r.engine.max_batched_tokens,
+            )
+            .context("--step-model")?,
+        )
     } else {
         None
     };

@@ -16,6 +16,8 @@
 //!   coefficients file;
 //! * [`coefficients`] — the latency coefficients a command needs, from a file written by
 //!   `tokenq fit` or from raw flags (exactly one source);
+//! * [`compare`] (feature `http`) — `tokenq compare`: a measured load test replayed through
+//!   the model, predicted against measured;
 //! * [`continuous_report`] — the continuous-batching replay's report, with the paper's
 //!   batching models beside it;
 //! * [`openai_profile`] (feature `http`) — an OpenAI-compatible server as a profiler backend;
@@ -39,6 +41,8 @@ pub mod batch;
 pub mod bench;
 pub mod check;
 pub mod coefficients;
+#[cfg(feature = "http")]
+pub mod compare;
 pub mod continuous_report;
 #[cfg(feature = "tables")]
 pub mod fitting;

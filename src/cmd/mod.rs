@@ -2,6 +2,8 @@
 #[cfg(feature = "http")]
 pub mod bench;
 pub mod common;
+#[cfg(feature = "http")]
+pub mod compare;
 #[cfg(feature = "tables")]
 pub mod fit;
 #[cfg(feature = "profiler")]
