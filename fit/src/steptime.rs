@@ -257,6 +257,9 @@ pub fn samples_from_profile(rows: &[crate::profile::StepRow]) -> Vec<(StepFeatur
 ///
 /// * a prefill step of more than `max_batched_tokens` prompt tokens is not one engine step (the
 ///   engine splits it into chunks), so those step-0 rows are left out;
+/// * with `single_prefills` (a server profile: the requests of a batch reach the engine one by
+///   one, so a batch's first tokens can span several engine steps), only batch-1 prefills are
+///   used, when there are enough of them for the mixed form;
 /// * a profile has no step that mixes a prefill chunk with decodes, so the mixed form's decode
 ///   terms cannot be fitted; they are taken from the decode-only form (additive costs: a decode
 ///   request adds to a mixed step what it adds to a decode-only step, its fixed cost counted
@@ -267,8 +270,17 @@ pub fn fit_profile_step_time(
     kv_capacity_tokens: u64,
     rows: &[crate::profile::StepRow],
     max_batched_tokens: u32,
+    single_prefills: bool,
 ) -> Result<StepTimeCoefficients, StepFitError> {
-    let samples: Vec<(StepFeatures, f64)> = samples_from_profile(rows)
+    let single = |r: &crate::profile::StepRow| r.step == 0 && r.batch_size == 1;
+    let singles = rows.iter().filter(|r| single(r)).count();
+    let only_singles = single_prefills && singles >= MIN_SAMPLES_PER_FORM;
+    let kept: Vec<crate::profile::StepRow> = rows
+        .iter()
+        .filter(|r| r.step > 0 || !only_singles || single(r))
+        .cloned()
+        .collect();
+    let samples: Vec<(StepFeatures, f64)> = samples_from_profile(&kept)
         .into_iter()
         .filter(|(f, _)| f.prefill_tokens <= f64::from(max_batched_tokens))
         .collect();
@@ -485,7 +497,7 @@ mod tests {
                 r.time_s *= 10.0;
             }
         }
-        let c = fit_profile_step_time("profile", 0, &rows2, 2048).unwrap();
+        let c = fit_profile_step_time("profile", 0, &rows2, 2048, false).unwrap();
         let m = StepFeatures {
             prefill_tokens: 300.0,
             n_decode: 8.0,

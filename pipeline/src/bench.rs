@@ -451,21 +451,38 @@ impl BenchPlan {
     }
 
     /// The requests: prompts of the drawn lengths (token ids from `0..vocab_size`, or words for
-    /// the chat API), outputs forced to their drawn lengths. Seeded.
-    pub fn requests(&self, api: Api, vocab_size: u32, seed: u64) -> Vec<RequestSpec> {
+    /// the chat API), outputs forced to their drawn lengths. Seeded, except that the first two
+    /// tokens of every prompt come from `salt` (a new one per run: [`crate::openai_profile::
+    /// run_salt`]), so a rerun is not served from the server's prefix cache of an earlier run.
+    pub fn requests(&self, api: Api, vocab_size: u32, seed: u64, salt: u64) -> Vec<RequestSpec> {
         let mut rng = StdRng::seed_from_u64(seed ^ 0x9abc_def0);
+        let mut salted = StdRng::seed_from_u64(salt);
         self.lengths
             .iter()
             .map(|&(inp, out)| {
                 let prompt = match api {
                     Api::Completions => Prompt::TokenIds(
                         (0..inp)
-                            .map(|_| rng.random_range(0..vocab_size.max(1)))
+                            .map(|k| {
+                                let r = if k < SALTED_TOKENS {
+                                    &mut salted
+                                } else {
+                                    &mut rng
+                                };
+                                r.random_range(0..vocab_size.max(1))
+                            })
                             .collect(),
                     ),
                     Api::Chat => Prompt::Text(
                         (0..inp)
-                            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                            .map(|k| {
+                                let r = if k < SALTED_TOKENS {
+                                    &mut salted
+                                } else {
+                                    &mut rng
+                                };
+                                WORDS[r.random_range(0..WORDS.len())]
+                            })
                             .collect::<Vec<_>>()
                             .join(" "),
                     ),
@@ -475,6 +492,9 @@ impl BenchPlan {
             .collect()
     }
 }
+
+/// Leading prompt tokens drawn from the run's salt.
+const SALTED_TOKENS: u32 = 2;
 
 /// The result of a run.
 #[derive(Debug, Clone)]
@@ -493,7 +513,12 @@ pub struct BenchOutcome {
 pub fn run(cfg: &BenchConfig) -> Result<BenchOutcome> {
     let plan = cfg.validate()?;
     let (client, server) = connect(cfg)?;
-    let requests = plan.requests(cfg.api, cfg.vocab_size, cfg.seed);
+    let requests = plan.requests(
+        cfg.api,
+        cfg.vocab_size,
+        cfg.seed,
+        crate::openai_profile::run_salt(),
+    );
     let n = requests.len();
 
     let bar = (!cfg.quiet && !cfg.json && std::io::stderr().is_terminal()).then(|| {
@@ -878,7 +903,7 @@ mod tests {
         assert_ne!(a.lengths, other.lengths);
         assert_eq!(a.load.schedule, Schedule::Poisson { rate_rps: 10.0 });
 
-        let reqs = a.requests(Api::Completions, 7, 0);
+        let reqs = a.requests(Api::Completions, 7, 0, 1);
         for (r, &(i, o)) in reqs.iter().zip(&a.lengths) {
             let Prompt::TokenIds(ids) = &r.prompt else {
                 panic!()
@@ -887,7 +912,7 @@ mod tests {
             assert!(ids.iter().all(|&t| t < 7));
             assert!(r.forces_length() && r.max_tokens == o);
         }
-        let chat = a.requests(Api::Chat, 7, 0);
+        let chat = a.requests(Api::Chat, 7, 0, 1);
         let Prompt::Text(t) = &chat[0].prompt else {
             panic!()
         };

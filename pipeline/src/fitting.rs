@@ -146,10 +146,16 @@ fn fit_profiles(
         } else {
             0
         };
+        let server = is_server_profile(&steps.files);
         let source = format!(
-            "tokenq profile {} ({} step rows; uniform batches; mixed steps: prefill form plus the decode-only form's decode costs)",
+            "tokenq profile {} ({} step rows; uniform batches; mixed steps: prefill form{} plus the decode-only form's decode costs)",
             files.join(", "),
-            steps.rows.len()
+            steps.rows.len(),
+            if server {
+                " from single requests (a server admits a batch's requests one by one)"
+            } else {
+                ""
+            }
         );
         Some(
             fit::steptime::fit_profile_step_time(
@@ -157,6 +163,7 @@ fn fit_profiles(
                 cap,
                 &steps.rows,
                 r.engine.max_batched_tokens,
+                server,
             )
             .context("--step-model")?,
         )
@@ -185,6 +192,23 @@ fn fit_profiles(
     let mut f = fitted.into_file(provenance, Vec::new());
     f.step_time = step_time;
     Ok(f)
+}
+
+/// Whether a timings table was measured at a server (`profile --backend openai`): its run
+/// metadata (`X.runs.json` beside `X.parquet`) names the backend.
+fn is_server_profile(files: &[PathBuf]) -> bool {
+    files.iter().any(|f| {
+        let meta = f.with_extension("runs.json");
+        std::fs::read_to_string(meta)
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                v["runs"]
+                    .as_array()
+                    .map(|runs| runs.iter().any(|r| r["backend"]["backend"] == "openai"))
+            })
+            .unwrap_or(false)
+    })
 }
 
 /// `--step-model-from DIR`: fit, check on a replay, write, print.

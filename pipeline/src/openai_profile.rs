@@ -12,6 +12,10 @@
 //! These are client-side times: they include the network and the server's host overhead
 //! between engine steps, which is what a user of the server waits for.
 //!
+//! The prompts are the profiler's seeded ones except for their first two tokens, drawn anew in
+//! every run, so that a server with prefix caching (vLLM's default) cannot serve a pass from the
+//! cache of an earlier run.
+//!
 //! A request that fails, a server that ignores `min_tokens`/`ignore_eos` (fewer tokens than
 //! asked) or one that streams several tokens per chunk (the steps cannot be read) fails the
 //! point with a one-line reason; the runner records it and goes on.
@@ -22,6 +26,19 @@ use endpoint::{Api, Client, ClientConfig, Prompt, RequestRecord, RequestSpec, Se
 use profiler::{
     Backend, BackendError, BackendInfo, ExternalSpec, PointShape, PromptBatch, StepTiming,
 };
+
+/// A number new to every run (clock and process id): the first prompt tokens drawn from it
+/// keep a rerun from being served by the server's prefix cache of an earlier run (prefix
+/// caching hashes blocks from the first token on, so one differing leading token is enough).
+pub fn run_salt() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+/// Leading prompt tokens drawn from the run's salt.
+const SALTED_TOKENS: usize = 2;
 
 /// A guess of one step of a small server, for the `--dry-run` estimate.
 const STEP_S_GUESS: f64 = 0.03;
@@ -50,6 +67,7 @@ pub struct OpenAiBackend {
     shape: Option<PointShape>,
     decode: VecDeque<f64>,
     forward_calls: u64,
+    salt: rand::rngs::StdRng,
 }
 
 impl OpenAiBackend {
@@ -84,6 +102,7 @@ impl OpenAiBackend {
             shape: None,
             decode: VecDeque::new(),
             forward_calls: 0,
+            salt: rand::SeedableRng::seed_from_u64(run_salt()),
         })
     }
 
@@ -196,7 +215,13 @@ impl Backend for OpenAiBackend {
         let n = prompts.input_tokens;
         let specs: Vec<RequestSpec> = (0..prompts.batch_size)
             .map(|i| {
-                let ids = prompts.ids[i * n..(i + 1) * n].to_vec();
+                let mut ids = prompts.ids[i * n..(i + 1) * n].to_vec();
+                // The profile's prompts are seeded (the same in every run); their first tokens
+                // are the run's own, so no pass is served from an earlier run's prefix cache.
+                let vocab = self.spec.vocab_size.max(1) as u32;
+                for id in ids.iter_mut().take(SALTED_TOKENS) {
+                    *id = rand::RngExt::random_range(&mut self.salt, 0..vocab);
+                }
                 RequestSpec::fixed_length(Prompt::TokenIds(ids), shape.max_output)
             })
             .collect();
