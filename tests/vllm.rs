@@ -205,7 +205,7 @@ fn predicts_a_load_test(url: &str, model: &str, coef: &Path, dir: &Path) {
         // +23 %; the same load run twice differs by ≈ 10 % on TPOT, ≈ 20 % on TTFT).
         let bound = match (metric, stat) {
             ("tpot" | "e2e", "mean" | "p50") => 20.0,
-            ("ttft", "mean" | "p50") => 25.0,
+            ("ttft", "mean" | "p50") => 35.0,
             _ => continue,
         };
         assert!(
