@@ -5,6 +5,9 @@
 //! anything is sent or written.
 #![cfg(feature = "http")]
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,31 +16,8 @@ use endpoint::mock::{Fault, MockConfig, MockServer};
 use endpoint::{RequestRecord, Schedule, read_jsonl_file};
 use serde_json::Value;
 
-fn tokenq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenq"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .env_remove("OPENAI_API_KEY")
-        .output()
-        .expect("run tokenq")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 fn json(o: &Output) -> Value {
-    serde_json::from_str(&ok(o)).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+    ok_json(o)
 }
 
 fn f(v: &Value, key: &str) -> f64 {

@@ -5,33 +5,12 @@
 //! against a real vLLM server is in tests/vllm.rs.
 #![cfg(feature = "http")]
 
+mod common;
+use common::*;
+
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Command, Output};
 
 use endpoint::mock::{Fault, MockConfig, MockServer};
-
-fn tokenq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenq"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .expect("run tokenq")
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
 
 /// Mock: first token after 20 ms + 0.25 ms per prompt token, then one token every 8 ms.
 const TTFT_S: f64 = 0.020;

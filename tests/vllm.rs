@@ -7,8 +7,11 @@
 //! Skipped, with the reason printed, when `TOKENQ_VLLM_URL` is not set (no server was started).
 #![cfg(feature = "http")]
 
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 fn server() -> Option<(String, String)> {
     match std::env::var("TOKENQ_VLLM_URL") {
@@ -23,28 +26,6 @@ fn server() -> Option<(String, String)> {
             None
         }
     }
-}
-
-fn tokenq(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokenq"))
-        .args(args)
-        .env_remove("RUST_BACKTRACE")
-        .env_remove("RUST_LIB_BACKTRACE")
-        .output()
-        .expect("run tokenq")
-}
-
-fn ok_json(o: &Output) -> serde_json::Value {
-    assert!(
-        o.status.success(),
-        "stderr: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

@@ -196,6 +196,52 @@ impl RepPolicy {
     }
 }
 
+/// Largest `--output` (timed steps of one pass).
+const MAX_OUTPUT: u32 = 1_000_000;
+/// Largest grid (points of one profile).
+const MAX_POINTS: usize = 100_000;
+/// Most prompt tokens of one pass (batch × input).
+const MAX_PROMPT_TOKENS: u64 = 100_000_000;
+/// Most passes per point.
+const MAX_REPS: u32 = 10_000;
+
+/// Sizes the profiler would otherwise accept and then fail on (or run for days), refused
+/// before any work with the flag named: `passes` is the most passes (timed or warm-up) of a
+/// point.
+pub fn check_work(
+    batch: &[u32],
+    input: &[u32],
+    output: u32,
+    passes: u32,
+) -> Result<(), ProfileError> {
+    let fail = |m: String| Err(ProfileError::Config(m));
+    if output > MAX_OUTPUT {
+        return fail(format!(
+            "--output {output}: at most {MAX_OUTPUT} tokens per pass (one timed step each; the row buffer of one pass is allocated up front)"
+        ));
+    }
+    let points = batch.len().saturating_mul(input.len());
+    if points > MAX_POINTS {
+        return fail(format!(
+            "--batch × --input is {points} grid points: at most {MAX_POINTS}; profile fewer sizes, or split them over runs with --shard I/N"
+        ));
+    }
+    let b = u64::from(batch.iter().copied().max().unwrap_or(0));
+    let n = u64::from(input.iter().copied().max().unwrap_or(0));
+    if b * n > MAX_PROMPT_TOKENS {
+        return fail(format!(
+            "--batch {b} × --input {n} = {} prompt tokens per pass: at most {MAX_PROMPT_TOKENS} (the prompts of a pass are held in memory)",
+            b * n
+        ));
+    }
+    if passes > MAX_REPS {
+        return fail(format!(
+            "--reps/--max-reps/--warmup: at most {MAX_REPS} passes per point, got {passes}"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,50 +309,4 @@ mod tests {
         assert!(Grid::new(vec![1], vec![], 1).is_err());
         assert!(Grid::new(vec![1], vec![1], 0).is_err());
     }
-}
-
-/// Largest `--output` (timed steps of one pass).
-const MAX_OUTPUT: u32 = 1_000_000;
-/// Largest grid (points of one profile).
-const MAX_POINTS: usize = 100_000;
-/// Most prompt tokens of one pass (batch × input).
-const MAX_PROMPT_TOKENS: u64 = 100_000_000;
-/// Most passes per point.
-const MAX_REPS: u32 = 10_000;
-
-/// Sizes the profiler would otherwise accept and then fail on (or run for days), refused
-/// before any work with the flag named: `passes` is the most passes (timed or warm-up) of a
-/// point.
-pub fn check_work(
-    batch: &[u32],
-    input: &[u32],
-    output: u32,
-    passes: u32,
-) -> Result<(), ProfileError> {
-    let fail = |m: String| Err(ProfileError::Config(m));
-    if output > MAX_OUTPUT {
-        return fail(format!(
-            "--output {output}: at most {MAX_OUTPUT} tokens per pass (one timed step each; the row buffer of one pass is allocated up front)"
-        ));
-    }
-    let points = batch.len().saturating_mul(input.len());
-    if points > MAX_POINTS {
-        return fail(format!(
-            "--batch × --input is {points} grid points: at most {MAX_POINTS}; profile fewer sizes, or split them over runs with --shard I/N"
-        ));
-    }
-    let b = u64::from(batch.iter().copied().max().unwrap_or(0));
-    let n = u64::from(input.iter().copied().max().unwrap_or(0));
-    if b * n > MAX_PROMPT_TOKENS {
-        return fail(format!(
-            "--batch {b} × --input {n} = {} prompt tokens per pass: at most {MAX_PROMPT_TOKENS} (the prompts of a pass are held in memory)",
-            b * n
-        ));
-    }
-    if passes > MAX_REPS {
-        return fail(format!(
-            "--reps/--max-reps/--warmup: at most {MAX_REPS} passes per point, got {passes}"
-        ));
-    }
-    Ok(())
 }
