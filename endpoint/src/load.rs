@@ -4,9 +4,10 @@
 //! time is computed before the run from the seed, as seconds after the run's epoch. A
 //! dispatcher sleeps until each absolute deadline (`sleep_until(epoch + t)`, never a sum of
 //! relative sleeps, so lateness does not accumulate) and spawns every request that is due on
-//! the client's multi-thread tokio runtime. Tokio's timer has millisecond granularity, so a
-//! request typically leaves up to ~1 ms after its scheduled time; the records keep both times
-//! and the metrics report the difference as client lateness. An optional concurrency cap makes
+//! the client's multi-thread tokio runtime. Tokio's timer has millisecond granularity, so the
+//! dispatcher wakes about a millisecond early and sleeps the rest with the OS's high-resolution
+//! sleep (on the caller's thread, which no request task runs on); the records keep the scheduled
+//! and the actual send time and the metrics report the difference as client lateness. An optional concurrency cap makes
 //! a due request wait for a free slot; that wait is lateness too, and counts in its TTFT.
 //!
 //! Closed loop ([`Schedule::ClosedLoop`]): `concurrency` workers each send their next request as
@@ -29,6 +30,11 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant as TokioInstant;
 
 use crate::client::{Abort, Client, Inner, RequestRecord, RequestSpec, execute};
+
+/// The dispatcher's timer is set this long before a send time and the rest is slept with the
+/// OS's high-resolution sleep: tokio's timer has millisecond granularity, which would make
+/// requests up to ~1 ms late.
+const SPIN_AHEAD: Duration = Duration::from_micros(1100);
 
 /// How often the dispatcher looks at the caller's cancel flag.
 const CANCEL_POLL: Duration = Duration::from_millis(20);
@@ -262,7 +268,15 @@ pub fn run_load(
             // Sending on time comes first, then collecting results, then cancellation.
             tokio::select! {
                 biased;
-                () = tokio::time::sleep_until(send_at), if tx.is_some() => {
+                () = tokio::time::sleep_until(send_at.checked_sub(SPIN_AHEAD).unwrap_or(send_at)), if tx.is_some() => {
+                    // The timer wakes up to a millisecond late: it is set SPIN_AHEAD early and
+                    // the last stretch is slept here.
+                    // The dispatcher runs in `block_on` on the caller's thread, not on a worker:
+                    // a high-resolution OS sleep here delays no request task.
+                    let rest = send_at.saturating_duration_since(TokioInstant::now());
+                    if !rest.is_zero() {
+                        std::thread::sleep(rest);
+                    }
                     let now = TokioInstant::now();
                     while let Some((id, spec, t)) =
                         queue.next_if(|(_, _, t)| t0 + Duration::from_secs_f64(*t) <= now)
