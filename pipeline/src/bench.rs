@@ -833,32 +833,17 @@ TPOT = (E2EL − TTFT)/(output tokens − 1); ITL pools every gap between token 
     o
 }
 
-/// Write `path` whole: a temporary file in the same directory, then a rename over the target.
+/// Write `path` whole (`reports::write_atomic`: a temporary sibling, then a rename over the
+/// target), its contents filled in memory first; the error names `flag`.
 pub(crate) fn write_atomic(
     path: &Path,
     flag: &str,
-    fill: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<()>,
+    fill: impl FnOnce(&mut Vec<u8>) -> Result<()>,
 ) -> Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| anyhow!("{flag} {}: not a file name", path.display()))?;
-    let tmp = parent(path).join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| -> Result<()> {
-        let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-        fill(&mut w)?;
-        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e.context(format!("{flag} {}: could not write it", path.display())));
-    }
-    Ok(())
+    let mut buf = Vec::new();
+    fill(&mut buf)?;
+    reports::write_atomic(path, &buf)
+        .map_err(|e| anyhow!("{flag} {}: could not write it: {e}", path.display()))
 }
 
 #[cfg(test)]
