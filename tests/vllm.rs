@@ -52,7 +52,7 @@ fn a_profile_of_the_server_fits_and_matches_its_engine_steps() {
     let Some((url, model)) = server() else { return };
     let dir = tempfile::tempdir().unwrap();
     let table = dir.path().join("vllm.parquet");
-    let v = ok_json(&tokenq(&[
+    let out = tokenq(&[
         "profile",
         "--backend",
         "openai",
@@ -76,8 +76,14 @@ fn a_profile_of_the_server_fits_and_matches_its_engine_steps() {
         "--json",
         "--out",
         p(&table),
-    ]));
-    assert_eq!(v["summary"]["points_ok"], 30, "{v}");
+    ]);
+    let v = ok_json(&out);
+    assert_eq!(
+        v["summary"]["points_ok"],
+        30,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let coef = dir.path().join("vllm.toml");
     let f = ok_json(&tokenq(&[
         "fit",

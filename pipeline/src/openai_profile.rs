@@ -16,8 +16,11 @@
 //! every run, so that a server with prefix caching (vLLM's default) cannot serve a pass from the
 //! cache of an earlier run.
 //!
-//! A request that fails, a server that ignores `min_tokens`/`ignore_eos` (fewer tokens than
-//! asked) or one that streams several tokens per chunk (the steps cannot be read) fails the
+//! A server's output path can fall behind its engine and merge the pending tokens of a stream
+//! into one chunk (vLLM's API process does under load): such a request is left out of the
+//! lockstep, its batch-mates carry the step times; a batch in which every stream merged is
+//! sent again (twice at most). A request that fails, a server that ignores
+//! `min_tokens`/`ignore_eos` (fewer tokens than asked) or one that merges every time fails the
 //! point with a one-line reason; the runner records it and goes on.
 
 use std::collections::VecDeque;
@@ -39,6 +42,10 @@ pub fn run_salt() -> u64 {
 
 /// Leading prompt tokens drawn from the run's salt.
 const SALTED_TOKENS: usize = 2;
+
+/// Times a batch is sent again when every one of its streams merged tokens (a passing stall
+/// of the server's output path) before the point fails.
+const MERGED_RETRIES: u32 = 2;
 
 /// A guess of one step of a small server, for the `--dry-run` estimate.
 const STEP_S_GUESS: f64 = 0.03;
@@ -106,6 +113,24 @@ impl OpenAiBackend {
         })
     }
 
+    /// Send the batch's `b` prompts at once, each forced to `output` tokens, and wait for all.
+    fn send_batch(&mut self, prompts: &PromptBatch, output: u32) -> Vec<RequestRecord> {
+        let n = prompts.input_tokens;
+        let vocab = self.spec.vocab_size.max(1) as u32;
+        let specs: Vec<RequestSpec> = (0..prompts.batch_size)
+            .map(|i| {
+                let mut ids = prompts.ids[i * n..(i + 1) * n].to_vec();
+                // The profile's prompts are seeded (the same in every run); their first tokens
+                // are the run's own, so no pass is served from an earlier run's prefix cache.
+                for id in ids.iter_mut().take(SALTED_TOKENS) {
+                    *id = rand::RngExt::random_range(&mut self.salt, 0..vocab);
+                }
+                RequestSpec::fixed_length(Prompt::TokenIds(ids), output)
+            })
+            .collect();
+        endpoint::run_batch(&self.client, specs)
+    }
+
     /// What the plan, the labels and the resume fingerprint know of this server.
     pub fn external_spec(&self) -> ExternalSpec {
         ExternalSpec {
@@ -135,37 +160,90 @@ impl OpenAiBackend {
     }
 }
 
+/// Why a batch's streams gave no step times.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LockstepError {
+    /// A request failed (HTTP, timeout, a broken stream).
+    #[error("request {id}: {message}")]
+    Request {
+        /// The request's id in the batch.
+        id: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// Fewer tokens came back than were forced.
+    #[error(
+        "asked for exactly {asked} tokens (min_tokens = max_tokens, ignore_eos) and got {got}: the server ignores min_tokens/ignore_eos, so step times cannot be measured at fixed lengths"
+    )]
+    Short {
+        /// Tokens asked for.
+        asked: u32,
+        /// Tokens received.
+        got: u32,
+    },
+    /// Every request of the batch received some chunk holding several tokens.
+    #[error(
+        "{got} tokens arrived in {chunks} chunks in every request of the batch: the server streamed several tokens per chunk, so step times cannot be read"
+    )]
+    Merged {
+        /// Tokens of the request with the fewest chunks.
+        got: u32,
+        /// Its chunks.
+        chunks: usize,
+    },
+}
+
+impl From<LockstepError> for BackendError {
+    fn from(e: LockstepError) -> Self {
+        BackendError::Server(e.to_string())
+    }
+}
+
 /// The batch's lockstep step times from its requests' token arrival times (module docs).
-pub fn lockstep_steps(records: &[RequestRecord], output: u32) -> Result<Vec<f64>, BackendError> {
+///
+/// A request whose stream merged tokens into one chunk (a server whose output path falls
+/// behind the engine coalesces the pending tokens: vLLM's API process does so under load) has
+/// no arrival time for some of its tokens; it is left out, and its batch-mates, stepped by
+/// the same engine steps, carry the times. Only a batch in which every request merged fails
+/// ([`LockstepError::Merged`]).
+pub fn lockstep_steps(records: &[RequestRecord], output: u32) -> Result<Vec<f64>, LockstepError> {
     let n = output as usize;
     // Every content chunk is one token step, whether its text is empty (a special token, a
     // partial UTF-8 sequence: `endpoint` flags those as `NoToken`) or not.
     let mut times: Vec<Vec<f64>> = Vec::with_capacity(records.len());
+    let mut fewest: Option<(u32, usize)> = None;
     for r in records {
         let mut t = r.token_times_s.clone();
         t.extend(&r.empty_times_s);
         t.sort_by(f64::total_cmp);
-        let every_chunk_a_token = r.usage_completion_tokens == Some(t.len() as u32);
         match &r.error {
-            Some(endpoint::RequestError::NoToken { .. }) if every_chunk_a_token => {}
-            Some(e) => return Err(BackendError::Server(format!("request {}: {e}", r.id))),
-            None => {}
+            // Empty chunks are tokens too; whether every token had its chunk is read below.
+            Some(endpoint::RequestError::NoToken { .. }) | None => {}
+            Some(e) => {
+                return Err(LockstepError::Request {
+                    id: r.id,
+                    message: e.to_string(),
+                });
+            }
+        }
+        let got = r.output_tokens();
+        if got < output {
+            return Err(LockstepError::Short { asked: output, got });
+        }
+        if t.len() < n
+            || r.usage_completion_tokens
+                .is_some_and(|u| (t.len() as u32) < u)
+        {
+            if fewest.is_none_or(|(_, c)| t.len() < c) {
+                fewest = Some((got, t.len()));
+            }
+            continue;
         }
         times.push(t);
     }
-    for (r, t) in records.iter().zip(&times) {
-        let got = r.output_tokens();
-        if got < output {
-            return Err(BackendError::Server(format!(
-                "asked for exactly {output} tokens (min_tokens = max_tokens, ignore_eos) and got {got}: the server ignores min_tokens/ignore_eos, so step times cannot be measured at fixed lengths"
-            )));
-        }
-        if t.len() < n {
-            return Err(BackendError::Server(format!(
-                "{got} tokens arrived in {} chunks: the server streams several tokens per chunk, so step times cannot be read",
-                t.len()
-            )));
-        }
+    if times.is_empty() {
+        let (got, chunks) = fewest.unwrap_or((0, 0));
+        return Err(LockstepError::Merged { got, chunks });
     }
     let send = records
         .iter()
@@ -212,28 +290,21 @@ impl Backend for OpenAiBackend {
         let shape = self
             .shape
             .ok_or_else(|| BackendError::Server("prefill before prepare".into()))?;
-        let n = prompts.input_tokens;
-        let specs: Vec<RequestSpec> = (0..prompts.batch_size)
-            .map(|i| {
-                let mut ids = prompts.ids[i * n..(i + 1) * n].to_vec();
-                // The profile's prompts are seeded (the same in every run); their first tokens
-                // are the run's own, so no pass is served from an earlier run's prefix cache.
-                let vocab = self.spec.vocab_size.max(1) as u32;
-                for id in ids.iter_mut().take(SALTED_TOKENS) {
-                    *id = rand::RngExt::random_range(&mut self.salt, 0..vocab);
-                }
-                RequestSpec::fixed_length(Prompt::TokenIds(ids), shape.max_output)
-            })
-            .collect();
-        let records = endpoint::run_batch(&self.client, specs);
-        if records.len() != prompts.batch_size {
-            return Err(BackendError::Server(format!(
-                "{} of {} requests came back",
-                records.len(),
-                prompts.batch_size
-            )));
-        }
-        let steps = lockstep_steps(&records, shape.max_output)?;
+        let mut attempt = 0;
+        let steps = loop {
+            let records = self.send_batch(prompts, shape.max_output);
+            if records.len() != prompts.batch_size {
+                return Err(BackendError::Server(format!(
+                    "{} of {} requests came back",
+                    records.len(),
+                    prompts.batch_size
+                )));
+            }
+            match lockstep_steps(&records, shape.max_output) {
+                Err(LockstepError::Merged { .. }) if attempt < MERGED_RETRIES => attempt += 1,
+                other => break other?,
+            }
+        };
         self.forward_calls += u64::from(shape.max_output);
         self.decode = steps[1..].iter().copied().collect();
         Ok(StepTiming {
@@ -313,11 +384,38 @@ mod tests {
     #[test]
     fn short_or_merged_streams_are_named() {
         let short = rec(0, &[0.1, 0.2]);
-        let e = lockstep_steps(&[short], 3).unwrap_err().to_string();
-        assert!(e.contains("ignores min_tokens/ignore_eos"), "{e}");
+        let e = lockstep_steps(&[short], 3).unwrap_err();
+        assert_eq!(e, LockstepError::Short { asked: 3, got: 2 });
+        assert!(
+            e.to_string().contains("ignores min_tokens/ignore_eos"),
+            "{e}"
+        );
         let mut merged = rec(0, &[0.1, 0.2]);
         merged.usage_completion_tokens = Some(3);
-        let e = lockstep_steps(&[merged], 3).unwrap_err().to_string();
-        assert!(e.contains("several tokens per chunk"), "{e}");
+        let e = lockstep_steps(&[merged], 3).unwrap_err();
+        assert_eq!(e, LockstepError::Merged { got: 3, chunks: 2 });
+        assert!(e.to_string().contains("several tokens per chunk"), "{e}");
+    }
+
+    #[test]
+    fn a_merged_stream_is_left_to_its_batch_mates() {
+        // Request 1's second and third tokens came in one chunk at 0.30: the batch's steps are
+        // read from request 0 alone, and request 1's late chunk does not stretch them.
+        let a = rec(0, &[0.10, 0.20, 0.30]);
+        let mut b = rec(1, &[0.11, 0.31]);
+        b.usage_completion_tokens = Some(3);
+        let s = lockstep_steps(&[a.clone(), b], 3).unwrap();
+        let want = [0.10, 0.10, 0.10];
+        for (x, w) in s.iter().zip(want) {
+            assert!((x - w).abs() < 1e-12, "{s:?}");
+        }
+        // A failed request still fails the batch.
+        let mut c = rec(2, &[0.12, 0.22, 0.32]);
+        c.error = Some(endpoint::RequestError::Http {
+            status: 500,
+            body_excerpt: "boom".into(),
+        });
+        let e = lockstep_steps(&[a, c], 3).unwrap_err();
+        assert!(matches!(e, LockstepError::Request { id: 2, .. }), "{e}");
     }
 }
