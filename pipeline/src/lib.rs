@@ -27,6 +27,8 @@
 //! * [`profiling`] (feature `profiler`) — `tokenq profile`: the plan or the timed grid and its
 //!   summary;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
+//! * [`poisson_replay`] — continuous batching under Poisson arrivals: percentiles with
+//!   intervals from independent replications (`tokenq plan`);
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
 //! * [`simulate`] — `tokenq simulate`: one of the paper's policies, simulated;
 //! * [`token_limit`] — `tokenq optimize token-limit`: the objective's curve and argmax;
@@ -52,6 +54,7 @@ pub mod mg1;
 pub mod openai_profile;
 pub mod outdir;
 pub mod plan;
+pub mod poisson_replay;
 #[cfg(feature = "profiler")]
 pub mod profiling;
 #[cfg(feature = "profiler")]

@@ -23,7 +23,10 @@ use queueing::dist::TokenDist;
 use queueing::waiting::{WaitOptions, waiting_distribution};
 use rayon::prelude::*;
 use serde::Serialize;
+use sim::continuous::{EngineConfig, StepModel};
 use tokenq_core::{BatchTime, CoefficientsFile, Estimate, LinearService, Method};
+
+use crate::poisson_replay::{Latency, PoissonWorkload, Statistic};
 
 /// Which latency an SLO bounds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,6 +36,19 @@ pub enum Metric {
     E2e,
     /// Arrival → start of service (queueing wait).
     Wait,
+    /// Arrival → first token (continuous batching).
+    Ttft,
+    /// Time per output token after the first (continuous batching).
+    Tpot,
+    /// Gap between consecutive tokens (continuous batching).
+    Itl,
+}
+
+impl Metric {
+    /// Only the continuous-batching replay gives this latency.
+    pub fn replay_only(self) -> bool {
+        matches!(self, Metric::Ttft | Metric::Tpot | Metric::Itl)
+    }
 }
 
 /// Which statistic of it.
@@ -56,9 +72,6 @@ pub struct Slo {
     pub target_s: f64,
 }
 
-/// Seed salt of the goodput bisection's simulations.
-const GOODPUT_SALT: u64 = 7_000;
-
 /// Quantiles the simulator estimates (with intervals).
 const SIM_QUANTILES: [f64; 3] = [0.5, 0.9, 0.99];
 
@@ -67,7 +80,7 @@ impl Slo {
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why: &str| {
             anyhow::anyhow!(
-                "--slo `{s}`: {why}; write METRIC:STAT<=TARGET, e.g. e2e:p99<=10s or wait:mean<=2s (METRIC e2e or wait, STAT mean or pNN, TARGET in s or ms)"
+                "--slo `{s}`: {why}; write METRIC:STAT<=TARGET, e.g. e2e:p99<=10s or ttft:p90<=2s (METRIC e2e, wait, ttft, tpot or itl; STAT mean or pNN; TARGET in s or ms)"
             )
         };
         let (lhs, target) = s.split_once("<=").ok_or_else(|| bad("no `<=`"))?;
@@ -75,11 +88,9 @@ impl Slo {
         let metric = match metric.trim() {
             "e2e" | "e2el" | "latency" => Metric::E2e,
             "wait" | "queue" => Metric::Wait,
-            "ttft" | "tpot" | "itl" => {
-                return Err(bad(
-                    "ttft, tpot and itl are replay metrics (tokenq replay); the planner's models give e2e and wait",
-                ));
-            }
+            "ttft" => Metric::Ttft,
+            "tpot" => Metric::Tpot,
+            "itl" => Metric::Itl,
             _ => return Err(bad("unknown metric")),
         };
         let stat = match stat.trim() {
@@ -121,6 +132,9 @@ impl Slo {
         let metric = match self.metric {
             Metric::E2e => "e2e",
             Metric::Wait => "wait",
+            Metric::Ttft => "ttft",
+            Metric::Tpot => "tpot",
+            Metric::Itl => "itl",
         };
         format!("{metric}:{stat}<={}s", trim_num(self.target_s))
     }
@@ -142,6 +156,42 @@ pub enum PlanPolicy {
         /// The batch cap K.
         cap: u32,
     },
+    /// Continuous batching as vLLM runs it, at most `max_num_seqs` requests running.
+    Continuous {
+        /// vLLM's `max_num_seqs`.
+        max_num_seqs: u32,
+    },
+}
+
+/// The continuous-batching engine the planner replays (docs/serving.md).
+#[derive(Clone)]
+pub struct ContinuousSetup {
+    /// The step-time model.
+    pub model: std::sync::Arc<dyn StepModel + Send + Sync>,
+    /// Its description, for the answer.
+    pub model_description: String,
+    /// Engine limits (`max_num_seqs` is searched: `caps`).
+    pub engine: EngineConfig,
+    /// Prompt-length law.
+    pub input: TokenDist,
+    /// The law as written.
+    pub input_spec: String,
+    /// Requests per replication.
+    pub requests: u64,
+    /// Independent replications.
+    pub replications: u32,
+}
+
+impl std::fmt::Debug for ContinuousSetup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContinuousSetup")
+            .field("model", &self.model_description)
+            .field("engine", &self.engine)
+            .field("input", &self.input_spec)
+            .field("requests", &self.requests)
+            .field("replications", &self.replications)
+            .finish()
+    }
 }
 
 /// The question.
@@ -175,6 +225,10 @@ pub struct PlanConfig {
     pub seed: u64,
     /// How many of the best configurations get a goodput.
     pub goodput_top: usize,
+    /// Continuous batching, when a step model is given.
+    pub continuous: Option<ContinuousSetup>,
+    /// Search one request at a time and dynamic batching (with the coefficients' lines).
+    pub paper_policies: bool,
 }
 
 /// One statistic of one configuration.
@@ -210,6 +264,10 @@ pub struct Candidate {
     pub feasible: bool,
     /// Why not, in words.
     pub note: Option<String>,
+    /// Seed salt of its simulation (the goodput bisection reuses it, so that the bisection's
+    /// answer at the asked rate is this evaluation).
+    #[serde(skip)]
+    pub salt: u64,
 }
 
 /// The largest total rate a configuration sustains within the SLOs.
@@ -239,8 +297,10 @@ pub struct PlanAnswer {
     pub rate_rps: f64,
     /// The SLOs.
     pub slos: Vec<String>,
-    /// Routing assumption.
-    pub routing: &'static str,
+    /// Routing assumption of each policy searched.
+    pub routing: String,
+    /// Continuous batching's engine, step model and replications (null: not searched).
+    pub continuous: Option<String>,
     /// (a) feasible configurations, cheapest first.
     pub feasible: Vec<Candidate>,
     /// (c) the smallest number of GPUs that meets every SLO at the rate (null: none searched).
@@ -290,10 +350,14 @@ fn evaluate(
         slos: Vec::new(),
         feasible: false,
         note: None,
+        salt,
     };
     let result = match policy {
         PlanPolicy::Single => single(cfg, service, limit, lambda, &mut c),
         PlanPolicy::Dynamic { cap } => batched(cfg, cap, limit, lambda, salt, &mut c),
+        PlanPolicy::Continuous { max_num_seqs } => {
+            continuous(cfg, max_num_seqs, limit, gpus, rate, salt, &mut c)
+        }
     };
     if let Err(e) = result {
         c.note = Some(e.to_string());
@@ -330,6 +394,7 @@ fn single(
             (Metric::Wait, Stat::Mean) => w.mean_wait_s,
             (Metric::E2e, Stat::Quantile(p)) => w.quantile_sojourn(p)?,
             (Metric::Wait, Stat::Quantile(p)) => w.quantile_wait(p)?,
+            (m, _) => bail!("{m:?} is a continuous-batching latency"),
         };
         c.slos.push(SloValue {
             slo: slo.label(),
@@ -382,6 +447,7 @@ fn batched(
         let s = match slo.metric {
             Metric::E2e => &r.latency_s,
             Metric::Wait => &r.wait_s,
+            m => bail!("{m:?} is a continuous-batching latency"),
         };
         let e = match slo.stat {
             Stat::Mean => s.mean,
@@ -410,14 +476,86 @@ fn batched(
     Ok(())
 }
 
+/// Continuous batching on `gpus` engines behind vLLM's data-parallel router, by replications
+/// of the replay under Poisson arrivals ([`crate::poisson_replay`]).
+fn continuous(
+    cfg: &PlanConfig,
+    max_num_seqs: u32,
+    limit: f64,
+    gpus: u32,
+    rate: f64,
+    salt: u64,
+    c: &mut Candidate,
+) -> Result<()> {
+    let Some(cs) = &cfg.continuous else {
+        bail!("no step model for continuous batching");
+    };
+    let w = PoissonWorkload {
+        rate_rps: rate,
+        input: cs.input.clone(),
+        output: cfg.tokens.clone(),
+        max_tokens: limit,
+        requests: cs.requests,
+        replications: cs.replications,
+        seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt),
+    };
+    let engine = EngineConfig {
+        max_num_seqs,
+        ..cs.engine
+    };
+    let r = crate::poisson_replay::replicate(&w, &engine, gpus, cs.model.as_ref())?;
+    c.utilisation = r.utilisation;
+    if r.overloaded {
+        bail!(
+            "overloaded at {rate:.4} req/s on {gpus} GPU(s): the replay completes {:.3} req/s",
+            r.throughput_rps.value
+        );
+    }
+    for slo in &cfg.slos {
+        let what = match slo.metric {
+            Metric::E2e => Latency::E2e,
+            Metric::Ttft => Latency::Ttft,
+            Metric::Tpot => Latency::Tpot,
+            Metric::Itl => Latency::Itl,
+            Metric::Wait => bail!(
+                "{}: continuous batching has no single wait; bound ttft instead",
+                slo.label()
+            ),
+        };
+        let stat = match slo.stat {
+            Stat::Mean => Statistic::Mean,
+            Stat::Quantile(p) => Statistic::Quantile(p),
+        };
+        let Some(e) = r.estimate(what, stat) else {
+            bail!("{}: no request had a sample of it", slo.label());
+        };
+        c.slos.push(SloValue {
+            slo: slo.label(),
+            value_s: e,
+            method: Method::Simulation,
+            met: e.hi() <= slo.target_s,
+        });
+    }
+    Ok(())
+}
+
 /// Policies searched.
 fn policies(cfg: &PlanConfig) -> Vec<PlanPolicy> {
     let mut v = Vec::new();
-    if cfg.service.is_some() {
+    // The paper's models give e2e and wait only.
+    let paper = cfg.paper_policies && !cfg.slos.iter().any(|s| s.metric.replay_only());
+    if paper && cfg.service.is_some() {
         v.push(PlanPolicy::Single);
     }
-    if cfg.batch.is_some() {
+    if paper && cfg.batch.is_some() {
         v.extend(cfg.caps.iter().map(|&cap| PlanPolicy::Dynamic { cap }));
+    }
+    if cfg.continuous.is_some() {
+        v.extend(
+            cfg.caps
+                .iter()
+                .map(|&max_num_seqs| PlanPolicy::Continuous { max_num_seqs }),
+        );
     }
     v
 }
@@ -436,10 +574,9 @@ fn cheaper(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
 /// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate).
 fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> Option<f64> {
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
-    // The same random numbers at every rate (common random numbers), so that the simulated
-    // statistics move with the rate, not with the seed.
-    let ok =
-        |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, service, GOODPUT_SALT).feasible;
+    // The same random numbers at every rate (common random numbers, those of the candidate's
+    // own evaluation), so that the simulated statistics move with the rate, not with the seed.
+    let ok = |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, service, c.salt).feasible;
     let (mut lo, mut hi) = (0.0, cfg.rate);
     // Grow the bracket until the rate fails (at most 2^30 × the asked rate).
     let mut doublings = 0;
@@ -458,8 +595,13 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
             return None;
         }
     }
+    // Exact statistics are bisected to 0.1 %; simulated ones to 1 %, finer than their noise.
+    let tol = match c.policy {
+        PlanPolicy::Single => 1e-3,
+        PlanPolicy::Dynamic { .. } | PlanPolicy::Continuous { .. } => 1e-2,
+    };
     for _ in 0..25 {
-        if (hi - lo) <= 1e-3 * hi {
+        if (hi - lo) <= tol * hi {
             break;
         }
         let mid = 0.5 * (lo + hi);
@@ -527,6 +669,20 @@ impl PlanConfig {
         if self.limits.iter().any(|&l| l.is_nan() || l < 1.0) {
             bail!("--limits: every limit must be at least 1 token");
         }
+        if let Some(cs) = &self.continuous {
+            if cs.replications < 2 {
+                bail!(
+                    "--replications {}: give at least 2 (the intervals come from their spread)",
+                    cs.replications
+                );
+            }
+            if cs.requests < 20 {
+                bail!(
+                    "--replay-requests {}: give at least 20 per replication",
+                    cs.requests
+                );
+            }
+        }
         Ok(())
     }
 }
@@ -540,30 +696,61 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     }
     let policies = policies(cfg);
     if policies.is_empty() {
+        if cfg.slos.iter().any(|s| s.metric.replay_only()) {
+            bail!(
+                "--slo {}: ttft, tpot and itl come from the continuous-batching replay, which needs a step model: give --step-table DIR, or a --coefficients file with a [step_time] section (tokenq fit --step-model)",
+                cfg.slos
+                    .iter()
+                    .find(|s| s.metric.replay_only())
+                    .map(Slo::label)
+                    .unwrap_or_default()
+            );
+        }
         bail!("the coefficients have neither a single-request line nor batch-time lines");
     }
-    let mut configs = Vec::new();
+    let mut pairs = Vec::new();
     for &p in &policies {
         for &l in &cfg.limits {
-            for n in 1..=cfg.max_gpus {
-                configs.push((p, l, n));
-            }
+            pairs.push((p, l));
         }
     }
-    let all: Vec<Candidate> = configs
+    // For each policy and limit, GPU counts upwards until one meets the SLOs: more GPUs only
+    // spread the same stream thinner, so the first feasible count is the one worth listing.
+    let all: Vec<Candidate> = pairs
         .par_iter()
         .enumerate()
-        .map(|(i, &(p, l, n))| evaluate(cfg, p, l, n, cfg.rate, cfg.service, i as u64))
+        .flat_map_iter(|(i, &(p, l))| {
+            let mut out = Vec::new();
+            for n in 1..=cfg.max_gpus {
+                let salt = (i as u64) * 1024 + u64::from(n);
+                let c = evaluate(cfg, p, l, n, cfg.rate, cfg.service, salt);
+                let done = c.feasible || c.served_whole_fraction < cfg.min_served_fraction;
+                out.push(c);
+                if done {
+                    break;
+                }
+            }
+            out
+        })
         .collect();
     let mut feasible: Vec<Candidate> = all.iter().filter(|c| c.feasible).cloned().collect();
     feasible.sort_by(cheaper);
     let min_gpus = feasible.first().map(|c| c.gpus);
     let mut notes = Vec::new();
+    if cfg.paper_policies
+        && (cfg.service.is_some() || cfg.batch.is_some())
+        && cfg.slos.iter().any(|s| s.metric.replay_only())
+    {
+        notes.push(
+            "ttft/tpot/itl SLOs: only continuous batching is searched (the paper's single-request and dynamic-batching models give e2e and wait)".into(),
+        );
+    }
     if let Some(best) = feasible.first() {
         if best.max_tokens.is_none() {
             notes.push("the cheapest configuration needs no max-token limit (= no limit)".into());
         }
-        if let PlanPolicy::Dynamic { cap } = best.policy
+        if let PlanPolicy::Dynamic { cap } | PlanPolicy::Continuous { max_num_seqs: cap } =
+            best.policy
             && Some(&cap) == cfg.caps.iter().max()
         {
             notes.push(format!(
@@ -593,7 +780,9 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
                 goodput_at_fit_upper_rps: g_hi,
                 method: match c.policy {
                     PlanPolicy::Single => Method::Exact,
-                    PlanPolicy::Dynamic { .. } => Method::Simulation,
+                    PlanPolicy::Dynamic { .. } | PlanPolicy::Continuous { .. } => {
+                        Method::Simulation
+                    }
                 },
             });
         }
@@ -602,7 +791,20 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
         tokens: cfg.tokens_spec.clone(),
         rate_rps: cfg.rate,
         slos: cfg.slos.iter().map(Slo::label).collect(),
-        routing: "random split: each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)",
+        routing: routing(&policies),
+        continuous: cfg.continuous.as_ref().map(|cs| {
+            format!(
+                "{}; input tokens {}; max_batched_tokens {}, {} KV blocks of {} tokens; {} replications of {} Poisson arrivals (first {:.0}% warm-up), 95% Student-t intervals",
+                cs.model_description,
+                cs.input_spec,
+                cs.engine.max_batched_tokens,
+                cs.engine.kv_blocks,
+                cs.engine.block_size,
+                cs.replications,
+                cs.requests,
+                100.0 * crate::poisson_replay::WARMUP_FRACTION
+            )
+        }),
         feasible,
         min_gpus,
         goodput: goodputs,
@@ -612,10 +814,31 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     })
 }
 
+/// How requests reach the GPUs, for each kind of policy searched.
+fn routing(policies: &[PlanPolicy]) -> String {
+    let mut v = Vec::new();
+    if policies
+        .iter()
+        .any(|p| !matches!(p, PlanPolicy::Continuous { .. }))
+    {
+        v.push("one request at a time and dynamic batching: random split, each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)");
+    }
+    if policies
+        .iter()
+        .any(|p| matches!(p, PlanPolicy::Continuous { .. }))
+    {
+        v.push("continuous batching: n data-parallel engines behind vLLM's router (least 4·waiting + running)");
+    }
+    v.join("; ")
+}
+
 fn policy_text(p: PlanPolicy) -> String {
     match p {
         PlanPolicy::Single => "one request at a time".into(),
         PlanPolicy::Dynamic { cap } => format!("dynamic batching, cap {cap}"),
+        PlanPolicy::Continuous { max_num_seqs } => {
+            format!("continuous batching, max_num_seqs {max_num_seqs}")
+        }
     }
 }
 
@@ -635,6 +858,9 @@ pub fn render(a: &PlanAnswer, rows: usize) -> String {
         a.slos.join(", ")
     );
     let _ = writeln!(o, "routing: {}", a.routing);
+    if let Some(c) = &a.continuous {
+        let _ = writeln!(o, "continuous batching: {c}");
+    }
     match a.min_gpus {
         Some(n) => {
             let b = &a.feasible[0];
@@ -739,12 +965,16 @@ mod tests {
             (w.metric, w.stat, w.target_s),
             (Metric::Wait, Stat::Mean, 0.5)
         );
+        let t = Slo::parse("ttft:p90<=250ms").unwrap();
+        assert_eq!((t.metric, t.target_s), (Metric::Ttft, 0.25));
+        assert!(t.metric.replay_only() && !Metric::E2e.replay_only());
+        assert_eq!(t.label(), "ttft:p90<=0.25s");
         for bad in [
             "e2e:p99",
             "x:p99<=1s",
             "e2e:p100<=1s",
             "e2e:p99<=-1s",
-            "ttft:p99<=2s",
+            "ttfb:p99<=2s",
         ] {
             let e = Slo::parse(bad).unwrap_err().to_string();
             assert!(e.starts_with("--slo"), "{e}");

@@ -886,6 +886,41 @@ pub struct Settings {
     pub dp_lockstep: Option<bool>,
 }
 
+/// The step model of a continuous-batching question: the per-layer tables of `s.step_table`
+/// when given, else the `[step_time]` section of `coef` (`coef_flag` names the file in errors).
+/// Returns the model and its description.
+pub fn open_step_model(
+    s: &Settings,
+    coef: Option<&CoefficientsFile>,
+    coef_flag: &str,
+) -> Result<(std::sync::Arc<dyn StepModel + Send + Sync>, String)> {
+    if let Some(dir) = &s.step_table {
+        let t = TableStepModel::open(
+            dir,
+            &TableOptions {
+                layers: s.layers,
+                skew: s.skew,
+                parallel: s.parallel,
+            },
+        )
+        .with_context(|| format!("--step-table {}", dir.display()))?;
+        let d = t.describe();
+        return Ok((std::sync::Arc::new(t), d));
+    }
+    match coef.map(|c| c.step_time.clone()) {
+        Some(Some(st)) => {
+            let d = st.describe();
+            Ok((std::sync::Arc::new(st), d))
+        }
+        None => bail!(
+            "no step model: give --step-table DIR (per-layer tables) or --coefficients FILE with a [step_time] section"
+        ),
+        Some(None) => bail!(
+            "{coef_flag}: no [step_time] section; give --step-table DIR, or fit one with `tokenq fit --step-model` or `tokenq replay --step-table DIR --save-step-model FILE`"
+        ),
+    }
+}
+
 /// Merge the engine settings given as flags (`args`, the file's keys), the `--engine-config`
 /// file and the defaults; `--kv-blocks` may come from a measured capacity in `coef` or, with a
 /// warning, from `--kv-memory-gib`.

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pipeline::plan::{PlanConfig, Slo, default_limits};
+use pipeline::plan::{ContinuousSetup, PlanConfig, Slo, default_limits};
+use pipeline::replay::EngineFile;
 use tokenq_core::CoefficientsFile;
 
-use super::common::{parse_count, parse_tokens, print_json};
+use super::common::{input_tokens, parse_count, parse_tokens, print_json};
 
 /// Search policies, max-token limits and GPU counts for the cheapest configuration that meets
 /// latency SLOs stated as percentiles, and each one's goodput.
@@ -28,8 +29,9 @@ pub struct PlanArgs {
     /// Total arrival rate, requests per second.
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
     pub rate: f64,
-    /// A service-level objective METRIC:STAT<=TARGET (METRIC e2e or wait; STAT mean or pNN;
-    /// TARGET in s or ms), e.g. 'e2e:p99<=10s'. Repeat for several; all must hold.
+    /// A service-level objective METRIC:STAT<=TARGET (METRIC e2e or wait, or for continuous
+    /// batching ttft, tpot, itl; STAT mean or pNN; TARGET in s or ms), e.g. 'e2e:p99<=10s'.
+    /// Repeat for several; all must hold.
     #[arg(long = "slo", value_name = "SLO", required = true)]
     pub slos: Vec<String>,
     /// Least share of requests the max-token limit may leave whole, P(N ≤ L).
@@ -42,7 +44,7 @@ pub struct PlanArgs {
     /// p99, p99.9 and no limit).
     #[arg(long, value_delimiter = ',', value_name = "L")]
     pub limits: Vec<f64>,
-    /// Batch caps of dynamic batching to search.
+    /// Batch caps of dynamic batching, and max_num_seqs of continuous batching, to search.
     #[arg(
         long,
         value_delimiter = ',',
@@ -62,6 +64,49 @@ pub struct PlanArgs {
     /// Print the answer as JSON (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
+    /// Policies to search [default: every one the coefficients and step model support].
+    #[arg(long = "policy", value_delimiter = ',', value_name = "POLICY")]
+    pub policies: Vec<PolicyArg>,
+    /// Continuous batching: per-layer step tables (as `tokenq replay --step-table`); without it
+    /// the coefficients file's [step_time] section is the step model.
+    #[arg(long, value_name = "DIR")]
+    pub step_table: Option<PathBuf>,
+    /// Continuous batching: decoder layers of the model (default: the tables' model_config.json).
+    #[arg(long, value_name = "N")]
+    pub layers: Option<u32>,
+    /// Continuous batching: prompt-length distribution [default: DIST-input for a built-in
+    /// --tokens DIST that has one, e.g. sharegpt-input].
+    #[arg(long, value_name = "DIST")]
+    pub input_tokens: Option<String>,
+    /// Continuous batching: KV cache blocks of each engine (vLLM's "# GPU blocks").
+    #[arg(long, value_name = "BLOCKS")]
+    pub kv_blocks: Option<u32>,
+    /// Continuous batching: token budget per iteration [default: 2048].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_batched_tokens: Option<u32>,
+    /// Continuous batching: tokens per KV block [default: 16].
+    #[arg(long, value_name = "TOKENS")]
+    pub block_size: Option<u32>,
+    /// Continuous batching: engine settings file (TOML or a run's JSON, as `tokenq replay`).
+    #[arg(long, value_name = "FILE")]
+    pub engine_config: Option<PathBuf>,
+    /// Continuous batching: Poisson arrivals per replication (accepts 2e3).
+    #[arg(long, default_value = "2000", value_name = "N")]
+    pub replay_requests: String,
+    /// Continuous batching: independent replications (the intervals come from their spread).
+    #[arg(long, default_value_t = 5, value_name = "R")]
+    pub replications: u32,
+}
+
+/// A serving policy `tokenq plan` can search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// One request at a time (exact M/G/1; the single-request line).
+    Single,
+    /// Dynamic batching (simulated; the batch lines).
+    Dynamic,
+    /// Continuous batching as vLLM runs it (replayed; a step model).
+    Continuous,
 }
 
 /// Run `tokenq plan`.
@@ -81,6 +126,24 @@ pub fn run(a: PlanArgs) -> Result<()> {
     };
     let (service, service_hi, batch) = pipeline::plan::service_models(&file)
         .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
+    let wants = |p: PolicyArg| a.policies.is_empty() || a.policies.contains(&p);
+    let paper_policies = wants(PolicyArg::Single) || wants(PolicyArg::Dynamic);
+    let (service, service_hi) = if wants(PolicyArg::Single) {
+        (service, service_hi)
+    } else {
+        (None, None)
+    };
+    let batch = batch.filter(|_| wants(PolicyArg::Dynamic));
+    let has_step_model = a.step_table.is_some() || file.step_time.is_some();
+    let continuous = if wants(PolicyArg::Continuous) && has_step_model {
+        Some(continuous_setup(&a, &file)?)
+    } else if a.policies.contains(&PolicyArg::Continuous) {
+        anyhow::bail!(
+            "--policy continuous needs a step model: give --step-table DIR, or a --coefficients file with a [step_time] section (tokenq fit --step-model)"
+        );
+    } else {
+        None
+    };
     let cfg = PlanConfig {
         tokens,
         tokens_spec: a.tokens.clone(),
@@ -96,6 +159,8 @@ pub fn run(a: PlanArgs) -> Result<()> {
         sim_requests: parse_count(&a.sim_requests)?,
         seed: a.seed,
         goodput_top: 3,
+        continuous,
+        paper_policies,
     };
     let answer = pipeline::plan::plan(&cfg)?;
     if a.json {
@@ -103,4 +168,31 @@ pub fn run(a: PlanArgs) -> Result<()> {
     }
     print!("{}", pipeline::plan::render(&answer, a.rows));
     Ok(())
+}
+
+/// The continuous-batching engine, step model and workload from the flags.
+fn continuous_setup(a: &PlanArgs, file: &CoefficientsFile) -> Result<ContinuousSetup> {
+    let given = EngineFile {
+        max_batched_tokens: a.max_batched_tokens,
+        kv_blocks: a.kv_blocks,
+        block_size: a.block_size,
+        step_table: a.step_table.clone(),
+        layers: a.layers,
+        // Poisson requests share no prefixes; the engine runs one request stream per replica.
+        prefix_caching: Some(false),
+        ..EngineFile::default()
+    };
+    let s = pipeline::replay::settings(&given, a.engine_config.as_deref(), None, Some(file))?;
+    let flag = format!("--coefficients {}", a.coefficients.display());
+    let (model, model_description) = pipeline::replay::open_step_model(&s, Some(file), &flag)?;
+    let (input, input_spec) = input_tokens(a.input_tokens.as_deref(), &a.tokens)?;
+    Ok(ContinuousSetup {
+        model,
+        model_description,
+        engine: s.engine,
+        input,
+        input_spec,
+        requests: parse_count(&a.replay_requests).context("--replay-requests")?,
+        replications: a.replications,
+    })
 }

@@ -163,9 +163,9 @@ impl EngineArgs {
 pub struct ReplayArgs {
     /// Trace: a tokenq CSV (arrival_s,input_tokens,output_tokens[,prefix_parent,
     /// shared_prefix_blocks]), an LLMServingSim workload (…lengths.csv), an Azure trace, or a
-    /// built-in name (azure-conv, azure-code).
-    #[arg(long, value_name = "FILE")]
-    pub trace: PathBuf,
+    /// built-in name (azure-conv, azure-code). Or, instead, --rate for Poisson arrivals.
+    #[arg(long, value_name = "FILE", required_unless_present = "rate")]
+    pub trace: Option<PathBuf>,
     /// Coefficients file whose [step_time] section is the step model (and whose measured
     /// [[kv_capacity]] sizes the cache when --kv-blocks is not given).
     #[arg(long, value_name = "FILE")]
@@ -184,6 +184,44 @@ pub struct ReplayArgs {
     /// Engine settings and step model.
     #[command(flatten)]
     pub engine: EngineArgs,
+    /// Poisson arrivals instead of a trace.
+    #[command(flatten)]
+    pub poisson: PoissonArgs,
+}
+
+/// `tokenq replay --rate`: Poisson arrivals in independent replications, each latency's mean
+/// and percentiles with a 95 % interval (docs/usage.md "tokenq replay").
+#[derive(Debug, Clone, Args)]
+pub struct PoissonArgs {
+    /// Replay a Poisson stream of this many requests per second instead of a trace
+    /// (--requests per replication, default 2000).
+    #[arg(
+        long,
+        value_name = "REQ_PER_S",
+        conflicts_with = "trace",
+        allow_hyphen_values = true
+    )]
+    pub rate: Option<f64>,
+    /// With --rate: output-token distribution (a built-in name such as sharegpt, or a spec).
+    #[arg(long, value_name = "DIST", requires = "rate")]
+    pub tokens: Option<String>,
+    /// With --rate: prompt-length distribution [default: DIST-input for a built-in --tokens DIST].
+    #[arg(long, value_name = "DIST", requires = "rate")]
+    pub input_tokens: Option<String>,
+    /// With --rate: max-token limit L, outputs clipped at L (tokens) [default: none].
+    #[arg(long, value_name = "L", requires = "rate")]
+    pub max_tokens: Option<f64>,
+    /// With --rate: independent replications (the intervals come from their spread).
+    #[arg(long, default_value_t = 5, value_name = "R")]
+    pub replications: u32,
+    /// With --rate: percentiles of each latency, e.g. 50,90,99.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "50,90,99",
+        value_name = "P"
+    )]
+    pub percentiles: Vec<f64>,
 }
 
 /// Validate the flags into the library's configuration.
@@ -230,13 +268,10 @@ pub fn config(
 
 /// Run `tokenq replay`.
 pub fn run(a: ReplayArgs) -> Result<()> {
-    let cfg = config(
-        &a.engine,
-        &a.trace,
-        a.coefficients.as_deref(),
-        a.json,
-        a.seed,
-    )?;
+    let Some(trace) = a.trace.clone() else {
+        return run_poisson(&a);
+    };
+    let cfg = config(&a.engine, &trace, a.coefficients.as_deref(), a.json, a.seed)?;
     let cfg = ReplayConfig {
         requests: a
             .requests
@@ -246,4 +281,86 @@ pub fn run(a: ReplayArgs) -> Result<()> {
         ..cfg
     };
     pipeline::replay::run(&cfg)
+}
+
+/// `tokenq replay --rate R`: replications of Poisson arrivals (`pipeline::poisson_replay`).
+fn run_poisson(a: &ReplayArgs) -> Result<()> {
+    let p = &a.poisson;
+    let rate = p.rate.unwrap_or(f64::NAN);
+    if !(rate.is_finite() && rate > 0.0) {
+        anyhow::bail!("--rate {rate}: give a positive arrival rate in req/s, e.g. 3");
+    }
+    for (given, flag) in [
+        (a.engine.records.is_some(), "--records"),
+        (a.engine.series.is_some(), "--series"),
+        (a.engine.report.is_some(), "--report"),
+        (a.engine.fit_step_model, "--fit-step-model"),
+        (a.engine.save_step_model.is_some(), "--save-step-model"),
+    ] {
+        if given {
+            anyhow::bail!("{flag} works on a trace: give --trace FILE instead of --rate");
+        }
+    }
+    if let Some(q) = p.percentiles.iter().find(|&&q| !(q > 0.0 && q < 100.0)) {
+        anyhow::bail!("--percentiles {q}: give percentiles between 0 and 100, e.g. 50,90,99");
+    }
+    let Some(tokens_spec) = p.tokens.as_deref() else {
+        anyhow::bail!("--rate needs --tokens DIST (output lengths), e.g. --tokens sharegpt");
+    };
+    let output = super::common::parse_tokens("--tokens", tokens_spec)?;
+    let (input, input_spec) = super::common::input_tokens(p.input_tokens.as_deref(), tokens_spec)?;
+    let limit = super::common::max_tokens("--max-tokens", p.max_tokens)?;
+    let coef = match &a.coefficients {
+        Some(c) => Some(
+            CoefficientsFile::read(c).with_context(|| format!("--coefficients {}", c.display()))?,
+        ),
+        None => None,
+    };
+    let s = pipeline::replay::settings(
+        &a.engine.given(),
+        a.engine.engine_config.as_deref(),
+        a.engine.kv_memory_gib,
+        coef.as_ref(),
+    )?;
+    let flag = a
+        .coefficients
+        .as_ref()
+        .map_or("--coefficients".into(), |c| {
+            format!("--coefficients {}", c.display())
+        });
+    let (model, description) = pipeline::replay::open_step_model(&s, coef.as_ref(), &flag)?;
+    let w = pipeline::poisson_replay::PoissonWorkload {
+        rate_rps: rate,
+        input,
+        output,
+        max_tokens: limit,
+        requests: match a.requests.as_deref() {
+            Some(n) => super::common::parse_count(n).context("--requests")?,
+            None => 2000,
+        },
+        replications: p.replications,
+        seed: a.seed,
+    };
+    let r = pipeline::poisson_replay::replicate(
+        &w,
+        &s.engine,
+        s.data_parallel.engines,
+        model.as_ref(),
+    )?;
+    let qs: Vec<f64> = p.percentiles.iter().map(|q| q / 100.0).collect();
+    let summary = pipeline::poisson_replay::Summary::new(
+        &r,
+        &w,
+        description,
+        s.engine,
+        s.data_parallel.engines,
+        input_spec,
+        tokens_spec.to_string(),
+        &qs,
+    );
+    if a.json {
+        return super::common::print_json(&summary);
+    }
+    print!("{}", summary.render(&qs));
+    Ok(())
 }

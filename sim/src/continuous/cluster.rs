@@ -249,18 +249,20 @@ fn merge_series(engines: &[Engine<'_>]) -> Vec<SeriesPoint> {
         kv_blocks_used: 0,
         step_s: 0.0,
         tokens: 0,
+        decodes: 0,
     };
     let mut last = vec![zero; engines.len()];
     let mut out: Vec<SeriesPoint> = Vec::new();
     let mut i = 0;
     while i < pts.len() {
         let t = pts[i].0;
-        let (mut step, mut tokens) = (0.0f64, 0u32);
+        let (mut step, mut tokens, mut decodes) = (0.0f64, 0u32, 0u32);
         while i < pts.len() && pts[i].0 == t {
             let (_, e, p) = pts[i];
             last[e] = p;
             step = step.max(p.step_s);
             tokens += p.tokens;
+            decodes += p.decodes;
             i += 1;
         }
         out.push(SeriesPoint {
@@ -270,6 +272,7 @@ fn merge_series(engines: &[Engine<'_>]) -> Vec<SeriesPoint> {
             kv_blocks_used: last.iter().map(|p| p.kv_blocks_used).sum(),
             step_s: step,
             tokens,
+            decodes,
         });
     }
     out

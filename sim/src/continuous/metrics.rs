@@ -54,6 +54,9 @@ pub struct SeriesPoint {
     pub step_s: f64,
     /// Tokens computed in the iteration.
     pub tokens: u32,
+    /// Decode requests in the iteration: each receives its next token when it ends, so the
+    /// iteration is an inter-token latency of each of them.
+    pub decodes: u32,
 }
 
 /// Mean and percentiles of one latency, seconds.

@@ -229,7 +229,7 @@ impl<'a> Engine<'a> {
     }
 
     /// The state after scheduling, as one series point.
-    fn point(&self, t: f64, step_s: f64, tokens: u32) -> SeriesPoint {
+    fn point(&self, t: f64, step_s: f64, tokens: u32, decodes: u32) -> SeriesPoint {
         SeriesPoint {
             t_s: t,
             running: self.running.len() as u32,
@@ -237,6 +237,7 @@ impl<'a> Engine<'a> {
             kv_blocks_used: self.pool.num_used(),
             step_s,
             tokens,
+            decodes,
         }
     }
 
@@ -402,7 +403,8 @@ impl<'a> Engine<'a> {
         batch: StepBatch,
         opts: SimOptions,
     ) {
-        self.series.push(self.point(t, dt, batch.tokens()));
+        self.series
+            .push(self.point(t, dt, batch.tokens(), batch.n_decode));
         if opts.record_steps {
             self.steps.push((batch, dt_model));
         }
@@ -414,13 +416,13 @@ impl<'a> Engine<'a> {
     /// A dummy step (data parallelism in lockstep: nothing to run while a peer has work).
     pub(crate) fn record_dummy(&mut self, t: f64, dt: f64) {
         self.scheduled.clear();
-        self.series.push(self.point(t, dt, 0));
+        self.series.push(self.point(t, dt, 0, 0));
         self.dummy_steps += 1;
     }
 
     /// Note that the engine went idle at `t`.
     pub(crate) fn mark_idle(&mut self, t: f64) {
-        self.idle_points.push(self.point(t, 0.0, 0));
+        self.idle_points.push(self.point(t, 0.0, 0, 0));
     }
 
     /// Step 4, at the end `t` of the planned iteration: commit computed tokens, register full
