@@ -178,7 +178,8 @@ pub struct ReplayArgs {
     pub seed: u64,
     /// Replay N requests (accepts 4e4): the first N of the trace, or more than the trace holds
     /// by looping it end to end, each lap's arrivals shifted by the trace's span (as `simulate
-    /// --trace` loops it) [default: the trace once].
+    /// --trace` loops it) [default: the trace once]. With --rate: requests per replication
+    /// [default: 2000].
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub requests: Option<String>,
     /// Engine settings and step model.
