@@ -103,38 +103,46 @@ fn a_server_with_known_latency_is_profiled_and_fitted() {
 }
 
 #[test]
-fn a_failed_request_fails_its_point_and_the_run_goes_on() {
-    // The 3rd request the server sees gets HTTP 500; with batch 1 and 2 points of 2 passes,
-    // exactly one point loses a pass.
-    let server = mock(BTreeMap::from([(2, Fault::Http500)]));
-    let url = server.url();
-    let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("t.parquet");
-    let o = tokenq(&[
-        "profile",
-        "--backend",
-        "openai",
-        "--url",
-        &url,
-        "--batch",
-        "1",
-        "--input",
-        "8,16",
-        "--output",
-        "4",
-        "--reps",
-        "2",
-        "--warmup",
-        "0",
-        "--quiet",
-        "--json",
-        "--out",
-        p(&table),
-    ]);
-    let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+fn a_failed_request_is_retried_then_fails_its_point_and_the_run_goes_on() {
+    let run = |faults: &[u64]| {
+        let server = mock(faults.iter().map(|&i| (i, Fault::Http500)).collect());
+        let url = server.url();
+        let dir = tempfile::tempdir().unwrap();
+        let table = dir.path().join("t.parquet");
+        let o = tokenq(&[
+            "profile",
+            "--backend",
+            "openai",
+            "--url",
+            &url,
+            "--batch",
+            "1",
+            "--input",
+            "8,16",
+            "--output",
+            "4",
+            "--reps",
+            "2",
+            "--warmup",
+            "0",
+            "--quiet",
+            "--json",
+            "--out",
+            p(&table),
+        ]);
+        let v: serde_json::Value = serde_json::from_str(&ok(&o)).unwrap();
+        let meta = std::fs::read_to_string(dir.path().join("t.runs.json")).unwrap();
+        (v, meta)
+    };
+    // The 3rd request the server sees gets HTTP 500 once: the batch is sent again and both
+    // points (batch 1, 2 passes each) are measured.
+    let (v, _) = run(&[2]);
+    assert_eq!(v["summary"]["points_ok"], 2, "{v}");
+    // The 3rd, 4th and 5th fail: the pass is tried three times, its point fails with the
+    // reason, and the other point is measured.
+    let (v, meta) = run(&[2, 3, 4]);
     assert_eq!(v["summary"]["points_ok"], 1, "{v}");
     assert_eq!(v["summary"]["points_failed"], 1, "{v}");
-    let meta = std::fs::read_to_string(dir.path().join("t.runs.json")).unwrap();
     assert!(meta.contains("HTTP 500"), "{meta}");
 }
 

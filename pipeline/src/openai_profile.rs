@@ -18,10 +18,10 @@
 //!
 //! A server's output path can fall behind its engine and merge the pending tokens of a stream
 //! into one chunk (vLLM's API process does under load): such a request is left out of the
-//! lockstep, its batch-mates carry the step times; a batch in which every stream merged is
-//! sent again (twice at most). A request that fails, a server that ignores
-//! `min_tokens`/`ignore_eos` (fewer tokens than asked) or one that merges every time fails the
-//! point with a one-line reason; the runner records it and goes on.
+//! lockstep, its batch-mates carry the step times. A batch in which every stream merged, or
+//! one of whose requests failed, is sent again (twice at most). A server that ignores
+//! `min_tokens`/`ignore_eos` (fewer tokens than asked), or a batch that fails three times, fails
+//! the point with a one-line reason; the runner records it and goes on.
 
 use std::collections::VecDeque;
 
@@ -44,8 +44,9 @@ pub fn run_salt() -> u64 {
 const SALTED_TOKENS: usize = 2;
 
 /// Times a batch is sent again when every one of its streams merged tokens (a passing stall
-/// of the server's output path) before the point fails.
-const MERGED_RETRIES: u32 = 2;
+/// of the server's output path) or a request failed (a dropped connection, a timeout) before
+/// the point fails.
+const RETRIES: u32 = 2;
 
 /// A guess of one step of a small server, for the `--dry-run` estimate.
 const STEP_S_GUESS: f64 = 0.03;
@@ -301,7 +302,11 @@ impl Backend for OpenAiBackend {
                 )));
             }
             match lockstep_steps(&records, shape.max_output) {
-                Err(LockstepError::Merged { .. }) if attempt < MERGED_RETRIES => attempt += 1,
+                Err(LockstepError::Merged { .. } | LockstepError::Request { .. })
+                    if attempt < RETRIES =>
+                {
+                    attempt += 1
+                }
                 other => break other?,
             }
         };
