@@ -261,6 +261,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .in_group("dynamic"),
         ],
         stability_limits: vec![("dynamic".into(), 1.0 / al)],
+        batch_cap: None,
     })?;
 
     // Fig. 6: Set L, λ = 0.3, docs/models.md §9.6 / §9.7.
@@ -309,6 +310,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ],
         best_fixed: Some(4.0),
         best_cap: Some(8.0),
+        range_note: String::new(),
     })?;
 
     let figures = vec![f2a, f2b, f3, f4, f5, f6];

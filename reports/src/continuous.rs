@@ -135,11 +135,10 @@ pub fn latency_figure(lat: &[LatencyData]) -> Figure {
                     .scale(Scale::Linear)
                     .from_zero(),
             )
-            .with(Series::from_xy(
-                format!("{} per request", l.name),
-                Method::Simulation,
-                pts,
-            ))
+            .with(
+                Series::from_xy(format!("{} per request", l.name), Method::Simulation, pts)
+                    .joined(),
+            )
             .mark(l.mean_s, format!("mean {} s", format_number(l.mean_s)))
             .mark(l.p50_s, format!("p50 {} s", format_number(l.p50_s)))
             .mark(l.p90_s, format!("p90 {} s", format_number(l.p90_s)))
@@ -154,7 +153,7 @@ pub fn latency_figure(lat: &[LatencyData]) -> Figure {
             .map(|l| format!("{}: {}.", l.name, l.definition))
             .collect::<Vec<_>>()
             .join(" ")
-            + " Points: each request's value from the deterministic replay; vertical lines: mean, p50, p90, p99.",
+            + " Line: the fraction of requests at or below each value in the deterministic replay; vertical lines (each with its own dash pattern, named in the legend): mean, p50, p90, p99.",
         panels,
     }
 }

@@ -62,6 +62,11 @@ pub struct Series {
     /// points). `None`: the label is the group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// Draw the points joined by a thin line instead of one circle each: an empirical CDF or
+    /// a dense time series, where thousands of circles would pile into a smear. Intervals are
+    /// not drawn for a joined series.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub joined: bool,
 }
 
 impl Series {
@@ -76,6 +81,7 @@ impl Series {
             method,
             points: points.into_iter().collect(),
             group: None,
+            joined: false,
         }
     }
 
@@ -91,6 +97,13 @@ impl Series {
     /// Set the colour group.
     pub fn in_group(mut self, group: impl Into<String>) -> Self {
         self.group = Some(group.into());
+        self
+    }
+
+    /// Join the points by a thin line (an empirical CDF, a dense time series) instead of
+    /// drawing a circle per point.
+    pub fn joined(mut self) -> Self {
+        self.joined = true;
         self
     }
 
@@ -173,7 +186,8 @@ impl Axis {
     }
 }
 
-/// A vertical marker line, e.g. the recommended max-token limit.
+/// A vertical marker line, e.g. the recommended max-token limit. Its label goes into the
+/// panel's legend band, beside a sample of the line's dash pattern, never over the data.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Marker {
     pub x: f64,

@@ -140,7 +140,8 @@ pub(crate) enum Block<'a> {
         columns: Vec<String>,
         rows: Vec<Vec<Cell>>,
     },
-    /// A figure with its inline SVG (as rendered from it), title and caption.
+    /// A figure with its inline SVG (as rendered from it, title included: the page does not
+    /// print the title a second time) and caption.
     Figure { figure: &'a Figure, svg: &'a str },
     /// Terms and their definitions.
     Definitions(Vec<(&'a str, &'a str)>),
@@ -253,10 +254,9 @@ fn block(h: &mut String, b: &Block<'_>) {
         Block::Figure { figure, svg } => {
             let _ = writeln!(
                 h,
-                "<figure id=\"fig-{id}\">\n<h3>{title}</h3>\n{svg}\n<figcaption>{cap} \
+                "<figure id=\"fig-{id}\">\n{svg}\n<figcaption>{cap} \
                  <span class=\"method\">(also saved as <code>{id}.svg</code>)</span></figcaption>\n</figure>",
                 id = escape(&figure.id),
-                title = escape(&figure.title),
                 svg = strip_xml_prolog(svg),
                 cap = escape(&figure.caption)
             );

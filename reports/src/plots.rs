@@ -471,27 +471,50 @@ pub struct RateSweepInput {
     /// Largest stable arrival rate per policy (drawn as markers), e.g. ("dynamic", 0.55).
     #[serde(default)]
     pub stability_limits: Vec<(String, f64)>,
+    /// The most requests one batch may hold in every curve of the figure (stated in the title,
+    /// the panel title and the caption); `None`: batches are not capped.
+    #[serde(default)]
+    pub batch_cap: Option<usize>,
 }
 
 /// Fig. 5: mean latency vs arrival rate, dynamic and elastic batching with Inoue's bound.
 pub fn delay_vs_rate(input: &RateSweepInput) -> Result<Figure, ReportError> {
+    let (cap_title, cap_caption) = match input.batch_cap {
+        Some(k) => (
+            format!("batch cap {k}"),
+            format!(
+                "Every batch holds at most {k} requests (the largest batch size searched, \
+                 --max-batch): with unbounded reply lengths an uncapped padded batch is never \
+                 stable, so the cap sets the largest stable rate. "
+            ),
+        ),
+        None => (
+            "no batch cap".to_string(),
+            "Batches are not capped: each takes every request waiting. ".to_string(),
+        ),
+    };
     let mut p = Panel::new(
-        "Mean latency vs arrival rate",
+        format!("Mean latency vs arrival rate ({cap_title})"),
         Axis::new("arrival rate λ", "req/s").scale(Scale::Linear),
         Axis::new("mean latency (wait + own batch)", "s"),
     )
     .with_all(input.latency.iter().cloned());
     for (name, lam) in &input.stability_limits {
-        p = p.mark(*lam, format!("{name}: λ max {}", sig(*lam)));
+        p = p.mark(*lam, format!("{name}: largest stable λ = {}", sig(*lam)));
     }
     done(Figure {
         id: "fig5-delay-vs-rate".into(),
-        title: format!("Dynamic vs elastic batching — {}", input.setting),
-        caption: "Latency from arrival to the last token of a request's reply. Elastic batching \
-                  returns each reply as soon as it ends, so it is never slower than padded \
-                  dynamic batching; the dotted line is Inoue's closed-form upper bound (eq. 16) \
-                  (paper Fig. 5)."
-            .into(),
+        title: format!(
+            "Dynamic vs elastic batching — {}, {cap_title}",
+            input.setting
+        ),
+        caption: format!(
+            "{cap_caption}Latency from arrival to the last token of a request's reply. The rates \
+             are sampled more densely towards the largest stable rate, where the latency rises \
+             steeply. Elastic batching returns each reply as soon as it ends, so it is never \
+             slower than padded dynamic batching; the dotted line is Inoue's closed-form upper \
+             bound (eq. 16) (paper Fig. 5)."
+        ),
         panels: vec![p],
     })
 }
@@ -512,6 +535,10 @@ pub struct BatchSizeInput {
     pub best_fixed: Option<f64>,
     /// Latency-optimal cap, marked.
     pub best_cap: Option<f64>,
+    /// Which batch sizes were searched and why some are not drawn (unstable, not solved),
+    /// appended to the caption.
+    #[serde(default)]
+    pub range_note: String,
 }
 
 /// Fig. 6: fixed batching vs batch size K, and dynamic batching with a maximum batch size.
@@ -538,10 +565,13 @@ pub fn batch_size(input: &BatchSizeInput) -> Result<Figure, ReportError> {
     done(Figure {
         id: "fig6-batch-size".into(),
         title: format!("Choosing the batch size — {}", input.setting),
-        caption: "Fixed batching waits until K requests are present, so small K wastes \
-                  capacity and large K makes early arrivals wait; dynamic batching takes \
-                  whatever is waiting, up to the cap K (paper Fig. 6)."
-            .into(),
+        caption: format!(
+            "Fixed batching waits until K requests are present, so small K wastes capacity \
+             and large K makes early arrivals wait; dynamic batching takes whatever is waiting, \
+             up to the cap K (paper Fig. 6).{}{}",
+            if input.range_note.is_empty() { "" } else { " " },
+            input.range_note
+        ),
         panels: nonempty(vec![fixed, capped]),
     })
 }

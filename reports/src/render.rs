@@ -6,7 +6,10 @@
 //! Colour follows the series' group, so a model curve and the simulation of the same policy
 //! share it. Each axis says its quantity and unit; an axis turns logarithmic when the data span
 //! [`crate::figure::AUTO_LOG_DECADES`] decades or more (or when asked). The legend sits in a band
-//! under each chart, so it never hides data; marker labels go on the roomier side of their line.
+//! under each chart, so it never hides data; so do the labels of vertical marker lines (each
+//! marker has its own grey dash pattern, repeated beside its label), so labels never collide
+//! with each other or with a curve. A series marked `joined` (an empirical CDF, a dense time
+//! series) is a thin line through its points rather than a circle per point.
 //!
 //! Text is emitted as SVG `<text>` (no font files are needed to write it); widths are estimated
 //! with a conservative average glyph width so boxes fit common sans-serif fonts.
@@ -47,9 +50,14 @@ const PANEL_TITLE_FONT_PX: u32 = 17;
 const AXIS_DESC_FONT_PX: u32 = 15;
 const TICK_FONT_PX: u32 = 13;
 const LEGEND_FONT_PX: u32 = 13;
-const MARKER_FONT_PX: u32 = 12;
-/// Vertical offset between the labels of successive markers of one panel.
-const MARKER_LABEL_STEP_PX: i32 = 15;
+/// Dash pattern (dash, gap in px) and shade of the i-th vertical marker of a panel: distinct,
+/// so a marker is matched to its legend entry even when two lines are close.
+const MARKER_STYLES: [(u32, u32, RGBColor); 4] = [
+    (6, 4, RGBColor(90, 90, 90)),
+    (2, 3, RGBColor(20, 20, 20)),
+    (14, 5, RGBColor(140, 140, 140)),
+    (4, 9, RGBColor(20, 20, 20)),
+];
 
 /// A colour-blind-safe palette (Okabe & Ito 2008), without yellow (too pale on white).
 const PALETTE: [RGBColor; 7] = [
@@ -63,7 +71,6 @@ const PALETTE: [RGBColor; 7] = [
 ];
 const GRID_BOLD: RGBColor = RGBColor(215, 215, 215);
 const GRID_LIGHT: RGBColor = RGBColor(240, 240, 240);
-const MARKER_COLOR: RGBColor = RGBColor(90, 90, 90);
 
 /// Render a figure to an SVG document.
 pub fn render_svg(figure: &Figure) -> Result<String, ReportError> {
@@ -482,7 +489,7 @@ fn draw_panel(
         draw_series(&mut chart, groups, s, &yc)?;
     }
     for (i, m) in panel.markers.iter().enumerate() {
-        draw_marker(&mut chart, m, i, &xc, &yc)?;
+        draw_marker(&mut chart, m, i, &yc)?;
     }
     draw_legend(legend_area, panel, groups)?;
     Ok(())
@@ -508,6 +515,16 @@ fn draw_series(
     let colour = colour_of(groups, s);
     let line = colour.stroke_width(2);
     let pts = finite_sorted(s);
+    if s.joined {
+        let thin = match s.method {
+            Method::Exact | Method::Fitted | Method::Approximation | Method::Bound => line,
+            Method::Simulation | Method::Measured => colour.stroke_width(1),
+        };
+        chart
+            .draw_series(LineSeries::new(pts, thin))
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     match s.method {
         Method::Exact | Method::Fitted => {
             chart
@@ -568,41 +585,24 @@ fn draw_series(
     Ok(())
 }
 
+fn marker_style(index: usize) -> (u32, u32, RGBColor) {
+    MARKER_STYLES[index % MARKER_STYLES.len()]
+}
+
+/// The marker's line across the whole chart; its label is in the legend band.
 fn draw_marker(
     chart: &mut Chart<'_, '_>,
     m: &crate::figure::Marker,
     index: usize,
-    xc: &ScaleCoord,
     yc: &ScaleCoord,
 ) -> Result<(), String> {
-    let style = MARKER_COLOR.stroke_width(1);
+    let (dash, gap, colour) = marker_style(index);
     chart
         .draw_series(DashedLineSeries::new(
             vec![(m.x, yc.lo), (m.x, yc.hi)],
-            6,
-            4,
-            style,
-        ))
-        .map_err(|e| e.to_string())?;
-    // Label on the side of the line with more room.
-    let right_half = xc.fraction(m.x) > 0.6;
-    let (dx, hpos) = if right_half {
-        (-4, HPos::Right)
-    } else {
-        (4, HPos::Left)
-    };
-    let font = (FONT, MARKER_FONT_PX)
-        .into_font()
-        .color(&MARKER_COLOR)
-        .pos(Pos::new(hpos, VPos::Top));
-    chart
-        .draw_series(std::iter::once(
-            EmptyElement::at((m.x, yc.hi))
-                + Text::new(
-                    m.label.clone(),
-                    (dx, 4 + MARKER_LABEL_STEP_PX * index as i32),
-                    font,
-                ),
+            dash,
+            gap,
+            colour.stroke_width(1),
         ))
         .map_err(|e| e.to_string())?;
     Ok(())
@@ -626,8 +626,17 @@ fn legend_line_h() -> i32 {
     (f64::from(LEGEND_FONT_PX) * 1.45).round() as i32
 }
 
+/// The legend's texts: one per drawable series, then one per marker.
+fn legend_texts(panel: &Panel) -> Vec<String> {
+    panel
+        .drawable_series()
+        .map(|s| s.legend_text())
+        .chain(panel.markers.iter().map(|m| m.label.clone()))
+        .collect()
+}
+
 fn legend_layout(panel: &Panel, panel_w: i32) -> LegendLayout {
-    let texts: Vec<String> = panel.drawable_series().map(|s| s.legend_text()).collect();
+    let texts = legend_texts(panel);
     if texts.is_empty() {
         return LegendLayout {
             cols: 1,
@@ -660,12 +669,13 @@ fn draw_legend(
     groups: &[String],
 ) -> Result<(), String> {
     let entries: Vec<&Series> = panel.drawable_series().collect();
-    if entries.is_empty() {
+    let texts = legend_texts(panel);
+    if texts.is_empty() {
         return Ok(());
     }
     let (w_area, _) = area.dim_in_pixel();
     let layout = legend_layout(panel, w_area as i32);
-    let rows = entries.len().div_ceil(layout.cols) as i32;
+    let rows = texts.len().div_ceil(layout.cols) as i32;
     let line_h = legend_line_h();
     let box_w = layout.col_w * layout.cols as i32;
     let box_h = rows * line_h + 2 * LEGEND_PAD;
@@ -680,51 +690,66 @@ fn draw_legend(
         .into_font()
         .color(&BLACK)
         .pos(Pos::new(HPos::Left, VPos::Center));
-    for (i, s) in entries.iter().enumerate() {
+    let sample_w = LEGEND_SAMPLE_W;
+    for (i, text) in texts.iter().enumerate() {
         // Column-major order, so related series read top to bottom.
         let (col, row) = (i as i32 / rows, i as i32 % rows);
         let cy = y0 + LEGEND_PAD + line_h * row + line_h / 2;
         let sx = x0 + col * layout.col_w + LEGEND_PAD;
-        let sample_w = LEGEND_SAMPLE_W;
-        let colour = colour_of(groups, s);
-        let line = colour.stroke_width(2);
-        let res = match s.method {
-            Method::Exact | Method::Fitted => {
-                area.draw(&PathElement::new(vec![(sx, cy), (sx + sample_w, cy)], line))
-            }
-            Method::Approximation => area.draw(&DashedPathElement::new(
-                vec![(sx, cy), (sx + sample_w, cy)],
-                9,
-                6,
-                line,
-            )),
-            Method::Bound => area.draw(&DashedPathElement::new(
-                vec![(sx, cy), (sx + sample_w, cy)],
-                3,
-                4,
-                line,
-            )),
-            Method::Simulation => {
-                let mid = sx + sample_w / 2;
-                area.draw(&PathElement::new(
-                    vec![(mid, cy - 6), (mid, cy + 6)],
+        let res = match entries.get(i) {
+            Some(s) => draw_legend_sample(area, s, groups, sx, cy),
+            None => {
+                let (dash, gap, colour) = marker_style(i - entries.len());
+                area.draw(&DashedPathElement::new(
+                    vec![(sx, cy), (sx + sample_w, cy)],
+                    dash,
+                    gap,
                     colour.stroke_width(1),
                 ))
-                .and_then(|_| area.draw(&Circle::new((mid, cy), 4, colour.filled())))
             }
-            Method::Measured => area.draw(&Circle::new(
-                (sx + sample_w / 2, cy),
-                3,
-                colour.stroke_width(1),
-            )),
         };
         res.map_err(|e| e.to_string())?;
         area.draw(&Text::new(
-            s.legend_text(),
+            text.clone(),
             (sx + sample_w + LEGEND_PAD, cy),
             font.clone(),
         ))
         .map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// The sample of a series' line or symbol at the start of its legend entry.
+fn draw_legend_sample<'b>(
+    area: &DrawingArea<SVGBackend<'b>, Shift>,
+    s: &Series,
+    groups: &[String],
+    sx: i32,
+    cy: i32,
+) -> Result<(), DrawingAreaErrorKind<<SVGBackend<'b> as DrawingBackend>::ErrorType>> {
+    let sample_w = LEGEND_SAMPLE_W;
+    let colour = colour_of(groups, s);
+    let line = colour.stroke_width(2);
+    let span = vec![(sx, cy), (sx + sample_w, cy)];
+    match s.method {
+        _ if s.joined && s.method.is_points() => {
+            area.draw(&PathElement::new(span, colour.stroke_width(1)))
+        }
+        Method::Exact | Method::Fitted => area.draw(&PathElement::new(span, line)),
+        Method::Approximation => area.draw(&DashedPathElement::new(span, 9, 6, line)),
+        Method::Bound => area.draw(&DashedPathElement::new(span, 3, 4, line)),
+        Method::Simulation => {
+            let mid = sx + sample_w / 2;
+            area.draw(&PathElement::new(
+                vec![(mid, cy - 6), (mid, cy + 6)],
+                colour.stroke_width(1),
+            ))
+            .and_then(|_| area.draw(&Circle::new((mid, cy), 4, colour.filled())))
+        }
+        Method::Measured => area.draw(&Circle::new(
+            (sx + sample_w / 2, cy),
+            3,
+            colour.stroke_width(1),
+        )),
+    }
 }

@@ -409,13 +409,184 @@ fn fig5_delay_vs_rate_single_wide_panel() {
             .in_group("d"),
         ],
         stability_limits: vec![("dynamic".into(), 1.0 / 0.204)],
+        batch_cap: None,
     })
     .unwrap();
     let svg_text = render_svg(&fig).unwrap();
     let doc = roxmltree::Document::parse(&svg_text).unwrap();
     assert_eq!(doc.root_element().attribute("width"), Some("860"));
     let svg = check_figure(&fig);
-    assert!(svg.texts.iter().any(|t| t == "dynamic: λ max 4.902"));
+    assert!(
+        svg.texts
+            .iter()
+            .any(|t| t == "dynamic: largest stable λ = 4.902")
+    );
+    // No cap given: the figure says batches are not capped, in the title and the caption.
+    assert!(fig.title.contains("no batch cap"), "{}", fig.title);
+    assert!(fig.panels[0].title.contains("no batch cap"));
+    assert!(fig.caption.contains("not capped"), "{}", fig.caption);
+}
+
+#[test]
+fn fig5_states_the_batch_cap() {
+    let fig = plots::delay_vs_rate(&RateSweepInput {
+        setting: "lognormal".into(),
+        latency: vec![Series::from_xy(
+            "dynamic, cap 64",
+            Method::Exact,
+            [(0.5, 3.0), (2.0, 9.0)],
+        )],
+        stability_limits: vec![],
+        batch_cap: Some(64),
+    })
+    .unwrap();
+    assert!(fig.title.contains("batch cap 64"), "{}", fig.title);
+    assert!(fig.panels[0].title.contains("batch cap 64"));
+    assert!(
+        fig.caption.contains("at most 64 requests"),
+        "{}",
+        fig.caption
+    );
+    let svg = check_figure(&fig);
+    assert!(svg.texts.iter().any(|t| t.contains("batch cap 64")));
+}
+
+#[test]
+fn fig6_caption_carries_the_range_note() {
+    let fig = plots::batch_size(&BatchSizeInput {
+        setting: "s".into(),
+        fixed: vec![Series::from_xy("fixed K", Method::Exact, [(1.0, 3.0)])],
+        capped: vec![Series::from_xy(
+            "dynamic, cap K",
+            Method::Exact,
+            [(1.0, 3.0), (2.0, 4.0)],
+        )],
+        best_fixed: Some(1.0),
+        best_cap: Some(1.0),
+        range_note: "K = 2–64 are unstable at this rate.".into(),
+    })
+    .unwrap();
+    assert!(
+        fig.caption
+            .ends_with(" K = 2–64 are unstable at this rate."),
+        "{}",
+        fig.caption
+    );
+}
+
+/// (text, x, y) of every `<text>` element.
+fn text_positions(svg: &str) -> Vec<(String, f64, f64)> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    doc.root_element()
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| {
+            (
+                n.text().unwrap_or("").trim().to_string(),
+                n.attribute("x")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN),
+                n.attribute("y")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn marker_labels_sit_in_the_legend_band_not_over_the_data() {
+    // Two markers a hair apart and a curve reaching the top right corner, where the labels
+    // used to be drawn: every label must be below the chart (in the legend band), each on its
+    // own legend row or column.
+    let fig = Figure {
+        id: "markers".into(),
+        title: "markers".into(),
+        caption: String::new(),
+        panels: vec![
+            Panel::new(
+                "p",
+                Axis::new("x", "s").scale(Scale::Linear),
+                Axis::new("y", "1").scale(Scale::Linear),
+            )
+            .with(Series::from_xy(
+                "curve",
+                Method::Exact,
+                (0..=10).map(|i| (f64::from(i), f64::from(i * i))),
+            ))
+            .mark(9.9, "mean 9.9 s")
+            .mark(10.0, "p50 10 s"),
+        ],
+    };
+    let svg_text = render_svg(&fig).unwrap();
+    let texts = text_positions(&svg_text);
+    // One panel: a 44 px title band above a 400 px chart.
+    let chart_bottom = 44.0 + f64::from(render::PANEL_SIZE.1);
+    let labels: Vec<&(String, f64, f64)> = texts
+        .iter()
+        .filter(|t| t.0 == "mean 9.9 s" || t.0 == "p50 10 s")
+        .collect();
+    assert_eq!(labels.len(), 2, "{texts:?}");
+    for l in &labels {
+        assert!(l.2 > chart_bottom, "label {l:?} is inside the chart");
+    }
+    assert!(
+        (labels[0].2 - labels[1].2).abs() >= 13.0 || (labels[0].1 - labels[1].1).abs() >= 60.0,
+        "labels overlap: {labels:?}"
+    );
+    // The curve's legend entry is there too, on its own row.
+    let curve = texts.iter().find(|t| t.0 == "curve (exact)").unwrap();
+    assert!(
+        labels
+            .iter()
+            .all(|l| (l.2 - curve.2).abs() >= 13.0 || l.1 != curve.1)
+    );
+}
+
+#[test]
+fn a_joined_series_is_one_thin_line_not_a_circle_per_point() {
+    let n = 500;
+    let fig = Figure {
+        id: "cdf".into(),
+        title: "cdf".into(),
+        caption: String::new(),
+        panels: vec![
+            Panel::new(
+                "p",
+                Axis::new("x", "s").scale(Scale::Linear),
+                Axis::new("F", "1").scale(Scale::Linear),
+            )
+            .with(
+                Series::from_xy(
+                    "per request",
+                    Method::Simulation,
+                    (1..=n).map(|i| (f64::from(i), f64::from(i) / f64::from(n))),
+                )
+                .joined(),
+            ),
+        ],
+    };
+    let svg_text = render_svg(&fig).unwrap();
+    let doc = roxmltree::Document::parse(&svg_text).unwrap();
+    let circles = doc
+        .root_element()
+        .descendants()
+        .filter(|e| e.has_tag_name("circle"))
+        .count();
+    assert_eq!(circles, 0, "a joined series draws no circles");
+    let longest = doc
+        .root_element()
+        .descendants()
+        .filter(|e| e.has_tag_name("polyline"))
+        .map(|e| {
+            e.attribute("points")
+                .unwrap_or("")
+                .split_whitespace()
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert_eq!(longest, n as usize, "one polyline through every point");
 }
 
 #[test]
@@ -442,6 +613,7 @@ fn fig6_batch_size_fixed_and_capped() {
         )],
         best_fixed: Some(4.0),
         best_cap: Some(8.0),
+        range_note: String::new(),
     })
     .unwrap();
     assert_eq!(fig.panels.len(), 2);

@@ -233,3 +233,15 @@ fn empty_fit_table_says_so() {
     let html = render_html(&r).unwrap();
     assert!(html.contains("No fit in this run"));
 }
+
+#[test]
+fn each_figure_title_is_printed_once() {
+    // The SVG draws the title; the page around it must not repeat it.
+    let html = render_html(&sample()).unwrap();
+    for id in ["fig-a", "fig-b"] {
+        let title = format!("Figure {id}");
+        assert_eq!(html.matches(&title).count(), 1, "{title}");
+        // ... and it is the SVG's copy.
+        assert_eq!(text_outline(&html).matches(&title).count(), 0, "{title}");
+    }
+}

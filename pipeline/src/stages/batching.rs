@@ -136,6 +136,7 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         ],
         best_fixed: Some(fixed.best.k as f64),
         best_cap: Some(cap.best.k as f64),
+        range_note: String::new(),
     };
 
     // Fig. 5: latency against λ, dynamic (unbounded when stable, else capped) and elastic.
@@ -208,6 +209,7 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         setting: cfg.workload_spec.clone(),
         latency,
         stability_limits: vec![(dyn_label, max_rate)],
+        batch_cap: dynamic_cap,
     };
     let answer = BatchAnswer {
         arrival_rate_rps: lambda,
