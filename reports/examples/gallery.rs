@@ -320,6 +320,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let report = Report {
         title: "tokenq gallery report".into(),
+        summary: vec!["Reference numbers of docs/models.md §9, drawn.".into()],
+        fit_warnings: Vec::new(),
         metadata: vec![(
             "source".into(),
             "reports/examples/gallery.rs (reference numbers)".into(),

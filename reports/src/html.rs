@@ -21,7 +21,8 @@ use crate::page::{Block, Cell, Page, Section, Span, render_figures, write_docume
 pub use crate::page::{REPORT_FILE, WrittenReport, escape};
 
 /// The section ids and headings, in document order. Tests check that each is present.
-pub const SECTIONS: [(&str, &str); 6] = [
+pub const SECTIONS: [(&str, &str); 7] = [
+    ("summary", "Summary"),
     ("run", "Run"),
     ("fit", "Fit"),
     ("coefficients", "Coefficients"),
@@ -80,6 +81,65 @@ pub struct Quantity {
     /// How it was obtained or what it assumes (shown beside it).
     #[serde(default)]
     pub note: String,
+    /// p50, p90 and p99 of the quantity whose mean is `value` (same unit), when the model or
+    /// the simulation gives them; printed beside the mean.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percentiles: Option<Percentiles>,
+}
+
+/// The median, 90th and 99th percentiles of a quantity (same unit as its mean).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// p50, p90, p99.
+    pub values: [f64; 3],
+    /// 95% CI half-widths of p50, p90, p99 (simulation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci95: Option<[f64; 3]>,
+    pub method: Method,
+}
+
+impl Percentiles {
+    /// Percentiles without intervals (a model's).
+    pub fn new(values: [f64; 3], method: Method) -> Self {
+        Percentiles {
+            values,
+            ci95: None,
+            method,
+        }
+    }
+
+    /// Simulated percentiles with their 95% CI half-widths.
+    pub fn with_ci(values: [f64; 3], ci95: [f64; 3]) -> Self {
+        Percentiles {
+            values,
+            ci95: Some(ci95),
+            method: Method::Simulation,
+        }
+    }
+
+    /// "1.2 ± 0.01" for the i-th percentile (0: p50, 1: p90, 2: p99), without the unit.
+    pub fn cell(&self, i: usize) -> String {
+        let v = format_number(self.values[i]);
+        match self.ci95 {
+            Some(h) => format!("{v} ± {}", format_number(h[i])),
+            None => v,
+        }
+    }
+
+    /// "p50 1.2 s, p90 3.4 s, p99 5.6 s" (intervals included when there are some).
+    pub fn text(&self, unit: &str) -> String {
+        let unit = if unit.is_empty() || unit == "1" {
+            String::new()
+        } else {
+            format!(" {unit}")
+        };
+        ["p50", "p90", "p99"]
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{p} {}{unit}", self.cell(i)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl Quantity {
@@ -97,7 +157,14 @@ impl Quantity {
             method,
             ci95: None,
             note: String::new(),
+            percentiles: None,
         }
+    }
+
+    /// Attach the quantity's p50, p90 and p99.
+    pub fn with_percentiles(mut self, p: Percentiles) -> Self {
+        self.percentiles = Some(p);
+        self
     }
 
     /// Attach a 95% CI half-width.
@@ -161,6 +228,14 @@ pub struct Table {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub title: String,
+    /// The opening section: a few sentences that say what the run found (the recommended
+    /// settings and the latency they give, percentiles beside the means).
+    #[serde(default)]
+    pub summary: Vec<String>,
+    /// Fits too poor to trust (low R², high held-out error), each with its numbers and the fix;
+    /// shown above the fit table and in the summary.
+    #[serde(default)]
+    pub fit_warnings: Vec<String>,
     /// Run metadata as (key, value): tool version, command, backend, device, model, workload...
     pub metadata: Vec<(String, String)>,
     /// The fit table (one row per fitted term: coefficient, R², MAPE, n, range).
@@ -257,13 +332,38 @@ const METHOD_LABELS: [(&str, &str); 6] = [
 /// The report as a page of [`SECTIONS`], with the given SVG bodies (one per figure, same order).
 fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
     let mut s = SECTIONS.map(Section::new);
-    let [run, fit, coefficients, recommendations, plots, definitions] = &mut s;
+    let [
+        summary,
+        run,
+        fit,
+        coefficients,
+        recommendations,
+        plots,
+        definitions,
+    ] = &mut s;
+
+    if report.summary.is_empty() {
+        summary.push(Block::text("No summary for this run."));
+    }
+    for line in &report.summary {
+        summary.push(Block::text(line.as_str()));
+    }
+    if !report.fit_warnings.is_empty() {
+        summary.push(Block::warning(format!(
+            "Warning: {} poor fit(s) — the answers rest on coefficients that describe the \
+             measurements badly; see Fit.",
+            report.fit_warnings.len()
+        )));
+    }
 
     run.push(Block::KeyValues(report.metadata.clone()));
     for n in &report.notes {
         run.push(Block::note(n.as_str()));
     }
 
+    for w in &report.fit_warnings {
+        fit.push(Block::warning(format!("Warning: {w}")));
+    }
     if report.fit_table.rows.is_empty() {
         fit.push(Block::text(
             "No fit in this run (coefficients were read from a file).",
@@ -346,23 +446,52 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
 }
 
 /// A table of quantities (name, value with unit and interval, method, note); "None." if empty.
+/// When any quantity carries percentiles, p50/p90/p99 columns stand beside the value ("-" where a
+/// quantity has none).
 fn quantity_table(qs: &[Quantity]) -> Block<'static> {
     if qs.is_empty() {
         return Block::text("None.");
     }
+    let with_pct = qs.iter().any(|q| q.percentiles.is_some());
+    let mut columns: Vec<String> = vec!["quantity".into(), "value (mean)".into()];
+    if with_pct {
+        columns.extend(["p50", "p90", "p99"].map(String::from));
+    } else {
+        columns[1] = "value".into();
+    }
+    columns.extend(["method", "note"].map(String::from));
     Block::Table {
-        columns: ["quantity", "value", "method", "note"]
-            .map(String::from)
-            .into(),
+        columns,
         rows: qs
             .iter()
             .map(|q| {
-                vec![
-                    Cell::text(q.name.as_str()),
-                    Cell::num(q.value_text()),
-                    Cell::method(q.method_text()),
-                    Cell::text(q.note.as_str()),
-                ]
+                let mut row = vec![Cell::text(q.name.as_str()), Cell::num(q.value_text())];
+                if with_pct {
+                    let unit = if q.unit == "1" { "" } else { q.unit.as_str() };
+                    for i in 0..3 {
+                        row.push(match &q.percentiles {
+                            Some(p) if unit.is_empty() => Cell::num(p.cell(i)),
+                            Some(p) => Cell::num(format!("{} {unit}", p.cell(i))),
+                            None => Cell::num("-"),
+                        });
+                    }
+                }
+                let method = match &q.percentiles {
+                    Some(p) if p.method != q.method || p.ci95.is_some() != q.ci95.is_some() => {
+                        format!(
+                            "{}; percentiles: {}",
+                            q.method_text(),
+                            match p.ci95 {
+                                Some(_) => "simulation (95% CI)".to_string(),
+                                None => p.method.label().to_string(),
+                            }
+                        )
+                    }
+                    _ => q.method_text(),
+                };
+                row.push(Cell::method(method));
+                row.push(Cell::text(q.note.as_str()));
+                row
             })
             .collect(),
     }

@@ -25,7 +25,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub use figure::{Axis, Figure, Marker, Method, Panel, Point, Scale, Series};
-pub use html::{Quantity, Recommendation, Report, Table, WrittenReport, write_report};
+pub use html::{Percentiles, Quantity, Recommendation, Report, Table, WrittenReport, write_report};
 pub use render::render_svg;
 
 /// Errors of the reports crate.

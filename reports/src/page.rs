@@ -27,7 +27,8 @@ h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-to
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left}\
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}\
 .method{font-size:.85em;color:#555}figure{margin:1.5em 0}figure svg{max-width:100%;height:auto}\
-figcaption{color:#444;max-width:60em}nav a{margin-right:1em}.note{color:#555}";
+figcaption{color:#444;max-width:60em}nav a{margin-right:1em}.note{color:#555}\
+.warn{font-weight:bold;color:#8a1c00;border-left:4px solid #d55e00;padding-left:.6em}";
 
 /// The files a report writes: the HTML and one SVG per figure, in figure order.
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +148,8 @@ pub(crate) enum Block<'a> {
     Definitions(Vec<(&'a str, &'a str)>),
     /// A bullet list.
     List(Vec<String>),
+    /// A warning (`<p class="warn">`).
+    Warning(String),
 }
 
 impl Block<'_> {
@@ -156,6 +159,11 @@ impl Block<'_> {
             note: false,
             spans: vec![Span::Text(s.into())],
         }
+    }
+
+    /// A warning the reader must not miss (set bold, with a coloured bar).
+    pub fn warning(s: impl Into<String>) -> Self {
+        Block::Warning(s.into())
     }
 
     /// A remark (limitation, warning, assumption).
@@ -272,6 +280,9 @@ fn block(h: &mut String, b: &Block<'_>) {
                 );
             }
             h.push_str("</dl>\n");
+        }
+        Block::Warning(t) => {
+            let _ = writeln!(h, "<p class=\"warn\">{}</p>", escape(t));
         }
         Block::List(items) => {
             h.push_str("<ul>\n");

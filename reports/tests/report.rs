@@ -42,6 +42,8 @@ fn figure(id: &str) -> Figure {
 fn sample() -> Report {
     Report {
         title: "tokenq report <test>".into(),
+        summary: vec!["Set max_tokens to 1600 tokens.".into()],
+        fit_warnings: Vec::new(),
         metadata: vec![
             ("tool".into(), "tokenq 0.1.0".into()),
             (
@@ -244,4 +246,70 @@ fn each_figure_title_is_printed_once() {
         // ... and it is the SVG's copy.
         assert_eq!(text_outline(&html).matches(&title).count(), 0, "{title}");
     }
+}
+
+#[test]
+fn summary_opens_the_report() {
+    let html = render_html(&sample()).unwrap();
+    let summary = html.find("<section id=\"summary\">").unwrap();
+    let first_other = SECTIONS[1..]
+        .iter()
+        .filter_map(|(id, _)| html.find(&format!("<section id=\"{id}\">")))
+        .min()
+        .unwrap();
+    assert!(summary < first_other);
+    let para = html.find("<p>Set max_tokens to 1600 tokens.</p>").unwrap();
+    assert!(para > summary && para < first_other);
+}
+
+#[test]
+fn fit_warnings_are_shown_in_the_summary_and_above_the_fit_table() {
+    let mut r = sample();
+    r.fit_warnings = vec!["t2(b): R² 0.50 is below 0.9".into()];
+    let html = render_html(&r).unwrap();
+    let warn = "<p class=\"warn\">Warning: t2(b): R² 0.50 is below 0.9</p>";
+    let at = html.find(warn).expect("warning above the fit table");
+    let fit = html.find("<section id=\"fit\">").unwrap();
+    let table = fit + html[fit..].find("<table>").unwrap();
+    assert!(at > fit && at < table);
+    let summary = html.find("<section id=\"summary\">").unwrap();
+    let run = html.find("<section id=\"run\">").unwrap();
+    let s = &html[summary..run];
+    assert!(
+        s.contains("class=\"warn\"") && s.contains("1 poor fit(s)"),
+        "{s}"
+    );
+    // No warnings: no warning markup at all.
+    assert!(!render_html(&sample()).unwrap().contains("class=\"warn\""));
+}
+
+#[test]
+fn percentiles_stand_beside_the_mean() {
+    use reports::Percentiles;
+    let mut r = sample();
+    r.recommendations[0].basis = vec![
+        Quantity::new("mean wait", 2.0, "s", Method::Exact)
+            .with_percentiles(Percentiles::new([1.0, 5.0, 9.0], Method::Exact)),
+        Quantity::new("mean latency", 3.0, "s", Method::Simulation)
+            .with_ci(0.1)
+            .with_percentiles(Percentiles::with_ci([2.0, 6.0, 10.0], [0.2, 0.3, 0.4])),
+        Quantity::new("utilisation", 0.5, "1", Method::Exact),
+    ];
+    let html = render_html(&r).unwrap();
+    assert!(html.contains(
+        "<th>quantity</th><th>value (mean)</th><th>p50</th><th>p90</th><th>p99</th><th>method</th>"
+    ));
+    assert!(html.contains(
+        "<td>mean wait</td><td class=\"num\">2 s</td><td class=\"num\">1 s</td>\
+         <td class=\"num\">5 s</td><td class=\"num\">9 s</td><td class=\"method\">exact</td>"
+    ));
+    assert!(html.contains("<td class=\"num\">6 ± 0.3 s</td>"));
+    // A quantity without percentiles gets dashes, not invented numbers.
+    assert!(
+        html.contains("<td>utilisation</td><td class=\"num\">0.5</td><td class=\"num\">-</td>")
+    );
+    assert_eq!(
+        Percentiles::new([1.0, 5.0, 9.0], Method::Exact).text("s"),
+        "p50 1 s, p90 5 s, p99 9 s"
+    );
 }

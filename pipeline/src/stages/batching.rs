@@ -2,6 +2,8 @@
 //! per policy, and their simulation checks (docs/models.md §4–§8).
 
 use super::*;
+use queueing::batch::optimize::Candidate;
+use queueing::batch::{Padded, fixed_roots, solve_fixed};
 
 /// The analytic models read the workload law as it is (a built-in histogram's atoms are bin means,
 /// not integers), so the simulation must too: rounding them to integers (docs/models.md §11's semantics)
@@ -50,6 +52,49 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         &opts,
     )
     .map_err(|e| anyhow::anyhow!("dynamic batching at λ = {lambda:.6} req/s: {e}"))?;
+    // Ties: the smallest K whose latency is within 0.1 % of the least (candidates ascend in K).
+    let fixed_best = smallest_within(&fixed.candidates).unwrap_or_else(|| fixed.best.clone());
+    let cap_best = smallest_within(&cap.candidates).unwrap_or_else(|| cap.best.clone());
+
+    // Fig. 6 draws every stable fixed K up to --max-batch: the search stops where its lower
+    // bound (K − 1)/(2λ) + E[T_K] exceeds the best latency, so the sizes past it are solved
+    // here for the figure only.
+    let padded = Padded {
+        llm: &model,
+        treatment: PaddedTreatment::Random,
+    };
+    let mut fixed_curve: Vec<(usize, f64)> = fixed
+        .candidates
+        .iter()
+        .map(|c| (c.k, c.latency_s))
+        .collect();
+    let mut fixed_det_curve: Vec<(usize, f64)> = fixed_det
+        .as_ref()
+        .map(|fd| fd.candidates.iter().map(|c| (c.k, c.latency_s)).collect())
+        .unwrap_or_default();
+    let mut fixed_unsolved = fixed.not_converged.clone();
+    let fixed_unstable: Vec<usize> = (1..=cfg.max_batch)
+        .filter(|&k| lambda * model.padded_moments(k).0 >= k as f64)
+        .collect();
+    for k in fixed.searched_up_to + 1..=cfg.max_batch {
+        let t = model.padded_moments(k).0;
+        if lambda * t >= k as f64 {
+            continue;
+        }
+        match solve_fixed(&padded, lambda, k, &opts) {
+            Ok(sol) => fixed_curve.push((k, sol.latency_s)),
+            Err(_) => fixed_unsolved.push(k),
+        }
+        if fixed_det.is_some()
+            && let Ok(r) = fixed_roots(lambda, k, t)
+        {
+            fixed_det_curve.push((k, r.latency_s));
+        }
+    }
+    let cap_unstable: Vec<usize> = (1..=cfg.max_batch)
+        .filter(|&k| lambda * model.padded_moments(k).0 >= k as f64)
+        .filter(|&k| cap.candidates.last().is_none_or(|c| k < c.k))
+        .collect();
 
     // Fig. 3: E[M_b], E[T_b], speed for the workload and two laws with the same mean.
     let mean = cfg.workload.mean();
@@ -106,23 +151,32 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
     )?;
 
     // Fig. 6 inputs (simulation points added later).
-    let fixed_pts: Vec<(f64, f64)> = fixed
-        .candidates
-        .iter()
-        .map(|c| (c.k as f64, c.latency_s))
-        .collect();
-    let mut fixed_series =
-        vec![Series::from_xy("fixed K", Method::Exact, fixed_pts).in_group("fixed")];
-    if let Some(fd) = &fixed_det {
+    let mut fixed_series = vec![
+        Series::from_xy(
+            "fixed K",
+            Method::Exact,
+            fixed_curve.iter().map(|&(k, l)| (k as f64, l)),
+        )
+        .in_group("fixed"),
+    ];
+    if fixed_det.is_some() {
         fixed_series.push(
             Series::from_xy(
                 "fixed K, T_K := E[T_K] (paper eq 25)",
                 Method::Approximation,
-                fd.candidates.iter().map(|c| (c.k as f64, c.latency_s)),
+                fixed_det_curve.iter().map(|&(k, l)| (k as f64, l)),
             )
             .in_group("fixed"),
         );
     }
+    fixed_unsolved.sort_unstable();
+    let range_note = fig6_range_note(
+        cfg.max_batch,
+        &fixed_unstable,
+        &fixed_unsolved,
+        &cap,
+        &cap_unstable,
+    );
     let sizes = BatchSizeInput {
         setting: format!("{}, λ = {} req/s", cfg.workload_spec, plots::sig(lambda)),
         fixed: fixed_series,
@@ -134,9 +188,9 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
             )
             .in_group("cap"),
         ],
-        best_fixed: Some(fixed.best.k as f64),
-        best_cap: Some(cap.best.k as f64),
-        range_note: String::new(),
+        best_fixed: Some(fixed_best.k as f64),
+        best_cap: Some(cap_best.k as f64),
+        range_note,
     };
 
     // Fig. 5: latency against λ, dynamic (unbounded when stable, else capped) and elastic.
@@ -149,38 +203,44 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         None => 1.0 / model.padded_slope().unwrap_or(f64::INFINITY),
         Some(kc) => kc as f64 / model.padded_moments(kc).0,
     };
-    let rate_grid: Vec<f64> = RATE_FRACTIONS.iter().map(|f| f * max_rate).collect();
-    let mut dyn_pts = Vec::new();
-    let mut el_pts = Vec::new();
-    let mut bound_pts = Vec::new();
-    for &r in &rate_grid {
-        let d = analyze(&BatchConfig {
-            policy: Policy::Dynamic,
-            max_batch: dynamic_cap,
-            arrival_rate: r,
-            model: model.clone(),
-            chain: opts.clone(),
-        });
-        if let Ok(rep) = d {
-            dyn_pts.push((r, rep.estimates[0].latency_s));
-        }
-        if dynamic_cap.is_none()
-            && let Some((alpha, tau0)) = model.linearisation()
-            && let Ok(b) = inoue_bound(r, alpha, tau0)
-        {
-            bound_pts.push((r, b.bound));
-        }
-        let e = analyze(&BatchConfig {
-            policy: Policy::Elastic,
-            max_batch: dynamic_cap,
-            arrival_rate: r,
-            model: model.clone(),
-            chain: opts.clone(),
-        });
-        if let Ok(rep) = e {
-            el_pts.push((r, rep.estimates[0].latency_s, rep.estimates[0].method));
-        }
-    }
+    let rate_grid: Vec<f64> = rate_fractions().iter().map(|f| f * max_rate).collect();
+    // One point per rate, in parallel (the chains near saturation take the longest).
+    use rayon::prelude::*;
+    let sweep: Vec<_> = rate_grid
+        .par_iter()
+        .map(|&r| {
+            let d = analyze(&BatchConfig {
+                policy: Policy::Dynamic,
+                max_batch: dynamic_cap,
+                arrival_rate: r,
+                model: model.clone(),
+                chain: opts.clone(),
+            })
+            .ok()
+            .map(|rep| (r, rep.estimates[0].latency_s));
+            let b = if dynamic_cap.is_none()
+                && let Some((alpha, tau0)) = model.linearisation()
+                && let Ok(b) = inoue_bound(r, alpha, tau0)
+            {
+                Some((r, b.bound))
+            } else {
+                None
+            };
+            let e = analyze(&BatchConfig {
+                policy: Policy::Elastic,
+                max_batch: dynamic_cap,
+                arrival_rate: r,
+                model: model.clone(),
+                chain: opts.clone(),
+            })
+            .ok()
+            .map(|rep| (r, rep.estimates[0].latency_s, rep.estimates[0].method));
+            (d, b, e)
+        })
+        .collect();
+    let dyn_pts: Vec<(f64, f64)> = sweep.iter().filter_map(|p| p.0).collect();
+    let bound_pts: Vec<(f64, f64)> = sweep.iter().filter_map(|p| p.1).collect();
+    let el_pts: Vec<(f64, f64, Method)> = sweep.iter().filter_map(|p| p.2).collect();
     let el_method = el_pts.first().map_or(Method::Approximation, |p| p.2);
     let dyn_label = match dynamic_cap {
         None => "dynamic".to_string(),
@@ -215,12 +275,17 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         arrival_rate_rps: lambda,
         speed_optimal_k: kv,
         speed_optimal_rps: v,
-        fixed_k: fixed.best.k,
-        fixed_latency_s: fixed.best.latency_s,
-        fixed_wait_s: fixed.best.wait_s,
-        cap_k: cap.best.k,
-        cap_latency_s: cap.best.latency_s,
-        cap_wait_s: cap.best.wait_s,
+        fixed_k: fixed_best.k,
+        fixed_argmin_k: fixed.best.k,
+        fixed_latency_s: fixed_best.latency_s,
+        fixed_wait_s: fixed_best.wait_s,
+        fixed_latency_percentiles_s: None,
+        cap_k: cap_best.k,
+        cap_argmin_k: cap.best.k,
+        cap_latency_s: cap_best.latency_s,
+        cap_wait_s: cap_best.wait_s,
+        cap_latency_percentiles_s: None,
+        fixed_unstable,
         cap_stops_binding: cap.cap_stops_binding,
         fixed_not_converged: fixed.not_converged.clone(),
         cap_not_converged: cap.not_converged.clone(),
@@ -239,6 +304,67 @@ pub(crate) fn batch_analysis(cfg: &PipelineConfig, k: BatchTime) -> Result<Batch
         rate_grid,
         dynamic_cap,
     })
+}
+
+/// The smallest-K candidate whose mean latency is within [`TIE_REL`] of the least.
+fn smallest_within(c: &[Candidate]) -> Option<Candidate> {
+    let least = c.iter().map(|x| x.latency_s).min_by(f64::total_cmp)?;
+    c.iter()
+        .filter(|x| x.latency_s <= least + TIE_REL * least.abs())
+        .min_by_key(|x| x.k)
+        .cloned()
+}
+
+/// Which batch sizes Fig. 6 searched and why some are not drawn.
+fn fig6_range_note(
+    max_batch: usize,
+    fixed_unstable: &[usize],
+    fixed_unsolved: &[usize],
+    cap: &queueing::batch::CapChoice,
+    cap_unstable: &[usize],
+) -> String {
+    use queueing::batch::optimize::ranges;
+    let mut s = format!("K from 1 to {max_batch} (--max-batch) searched.");
+    if !fixed_unstable.is_empty() {
+        s.push_str(&format!(
+            " Fixed K = {} not drawn: unstable at this rate (λ·E[T_K] ≥ K).",
+            ranges(fixed_unstable)
+        ));
+    }
+    if !fixed_unsolved.is_empty() {
+        s.push_str(&format!(
+            " Fixed K = {} not drawn: too close to instability to solve.",
+            ranges(fixed_unsolved)
+        ));
+    }
+    if !cap_unstable.is_empty() {
+        s.push_str(&format!(
+            " Caps K = {} not drawn: unstable at this rate.",
+            ranges(cap_unstable)
+        ));
+    }
+    if !cap.not_converged.is_empty() {
+        s.push_str(&format!(
+            " Caps K = {} not drawn: too close to instability to solve.",
+            ranges(&cap.not_converged)
+        ));
+    }
+    if let Some(last) = cap.candidates.last()
+        && last.k < max_batch
+    {
+        if cap.cap_stops_binding {
+            s.push_str(&format!(
+                " Caps above {} give the same latency as {} (the cap no longer binds), so the curve stops there.",
+                last.k, last.k
+            ));
+        } else {
+            s.push_str(&format!(
+                " Caps above {} are unstable or unsolved at this rate.",
+                last.k
+            ));
+        }
+    }
+    s
 }
 
 pub(crate) fn batch_scenario(
@@ -300,6 +426,7 @@ pub(crate) fn simulate_batching(
         let l = r.latency_s.mean;
         pts.push(Point::with_ci(kk as f64, l.value, l.half_width));
         if kk == b.answer.fixed_k {
+            b.answer.fixed_latency_percentiles_s = Some(Percentiles::simulated(&r.latency_s));
             b.answer.checks.push(Comparison::new(
                 format!("fixed batching mean latency at K* = {kk}"),
                 "s",
@@ -328,6 +455,9 @@ pub(crate) fn simulate_batching(
         300,
     )?;
     let l = r.latency_s.mean;
+    if r.is_stable() {
+        b.answer.cap_latency_percentiles_s = Some(Percentiles::simulated(&r.latency_s));
+    }
     b.sizes.capped.push(
         Series::new(
             "dynamic, cap K",
@@ -354,7 +484,15 @@ pub(crate) fn simulate_batching(
     let cap = b.dynamic_cap.map(|c| c as u32);
     let mut dyn_pts = Vec::new();
     let mut el_pts = Vec::new();
-    for (j, &i) in SIM_RATE_IDX.iter().enumerate() {
+    let fractions = rate_fractions();
+    for (j, &target) in SIM_RATE_FRACTIONS.iter().enumerate() {
+        let Some(i) = (0..fractions.len()).min_by(|&a, &b| {
+            (fractions[a] - target)
+                .abs()
+                .total_cmp(&(fractions[b] - target).abs())
+        }) else {
+            continue;
+        };
         let Some(&r) = b.rate_grid.get(i) else {
             continue;
         };
@@ -408,4 +546,47 @@ pub(crate) fn simulate_batching(
     b.figures[1] = plots::delay_vs_rate(&b.rates)?;
     b.figures[2] = plots::batch_size(&b.sizes)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cand(k: usize, latency_s: f64) -> Candidate {
+        Candidate {
+            k,
+            wait_s: latency_s / 2.0,
+            latency_s,
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_smallest_k_within_a_tenth_of_a_percent() {
+        // A flat tail: K = 19 is lowest by rounding noise, K = 7 is within 0.1 %.
+        let c = [
+            cand(5, 7.80),
+            cand(6, 7.74),
+            cand(7, 7.7240),
+            cand(8, 7.7200),
+            cand(19, 7.7190),
+        ];
+        assert_eq!(smallest_within(&c).unwrap().k, 7);
+        // A clear minimum stays where it is.
+        let c = [cand(1, 10.0), cand(2, 8.0), cand(3, 9.0)];
+        assert_eq!(smallest_within(&c).unwrap().k, 2);
+        assert!(smallest_within(&[]).is_none());
+    }
+
+    #[test]
+    fn the_rate_sweep_is_denser_towards_saturation() {
+        let f = rate_fractions();
+        assert!(f.windows(2).all(|w| w[0] < w[1]), "{f:?}");
+        assert!((f.last().unwrap() - (1.0 - CLOSEST_TO_SATURATION)).abs() < 1e-12);
+        assert!(*f.last().unwrap() < 1.0);
+        // Above ρ = 0.5 the gaps shrink towards 1.
+        let high: Vec<f64> = f.iter().copied().filter(|&x| x >= 0.5).collect();
+        let gaps: Vec<f64> = high.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.windows(2).all(|g| g[1] < g[0]), "{gaps:?}");
+        assert!(f.iter().filter(|&&x| x > 0.9).count() >= 3, "{f:?}");
+    }
 }

@@ -2,6 +2,7 @@
 //! their simulation checks (docs/models.md §1–§3).
 
 use super::*;
+use queueing::waiting::waiting_distribution;
 
 pub(crate) struct LimitAnalysis {
     pub(crate) answer: LimitAnswer,
@@ -45,7 +46,7 @@ pub(crate) fn limit_analysis(cfg: &PipelineConfig, svc: LinearService) -> Result
             Err(e) => bail!("M/G/1 at L = {l}: {e}"),
         }
     }
-    let Some(&(best_l, best_f)) = objective.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
+    let Some(&(argmax_l, top_f)) = objective.iter().max_by(|a, b| a.1.total_cmp(&b.1)) else {
         // Unstable at every limit: say how far off.
         let r = mg1::solve(d, grid[0], lambda, svc).unwrap_err();
         bail!(
@@ -53,7 +54,33 @@ pub(crate) fn limit_analysis(cfg: &PipelineConfig, svc: LinearService) -> Result
             grid[0]
         );
     };
+    // Ties: the smallest limit within 0.1 % of the best objective (the grid ascends).
+    let &(best_l, best_f) = objective
+        .iter()
+        .find(|p| p.1 >= top_f - TIE_REL * top_f.abs())
+        .unwrap_or(&(argmax_l, top_f));
     let best = mg1::solve(d, best_l, lambda, svc)?;
+    // Exact percentiles of the wait and the latency at L* (docs/models.md §1).
+    let (wait_pct, sojourn_pct) = match waiting_distribution(
+        d,
+        best_l,
+        lambda,
+        svc,
+        &queueing::waiting::WaitOptions::default(),
+    ) {
+        Ok(w) => {
+            let q = |f: &dyn Fn(f64) -> Result<f64, queueing::mg1::QueueError>| {
+                Some(Percentiles {
+                    p50: f(0.5).ok()?,
+                    p90: f(0.9).ok()?,
+                    p99: f(0.99).ok()?,
+                    half_widths: None,
+                })
+            };
+            (q(&|p| w.quantile_wait(p)), q(&|p| w.quantile_sojourn(p)))
+        }
+        Err(_) => (None, None),
+    };
 
     // Impatient users (docs/models.md §2, paper eqs 6–9 and 11): exact level crossing and the
     // De Kok–Tijms approximation, at the same λ.
@@ -115,15 +142,27 @@ pub(crate) fn limit_analysis(cfg: &PipelineConfig, svc: LinearService) -> Result
         .iter()
         .filter_map(|p| Some((p.max_tokens, p.objective?)))
         .collect();
-    let (best_imp_l, best_imp_w, best_imp_p) = point(&exact_imp.best);
+    // Ties as for patient users: the smallest limit within 0.1 % of the best objective.
+    let top_imp = exact_imp.best.objective.unwrap_or(f64::NAN);
+    let chosen_imp = exact_imp
+        .curve
+        .iter()
+        .filter(|p| {
+            p.objective
+                .is_some_and(|f| f >= top_imp - TIE_REL * top_imp.abs())
+        })
+        .min_by(|a, b| a.max_tokens.total_cmp(&b.max_tokens))
+        .unwrap_or(&exact_imp.best);
+    let (best_imp_l, best_imp_w, best_imp_p) = point(chosen_imp);
     let impatient = Some(ImpatientAnswer {
         patience_s: tau,
         loss_cost: cfg.loss_cost,
         best_limit_tokens: best_imp_l,
+        argmax_limit_tokens: exact_imp.best.max_tokens,
         loss_fraction_at_best: best_imp_p,
         wait_all_at_best_s: best_imp_w,
         loss_fraction_at_top_limit: imp_loss.last().map_or(f64::NAN, |x| x.1),
-        objective_at_best: exact_imp.best.objective.unwrap_or(f64::NAN),
+        objective_at_best: chosen_imp.objective.unwrap_or(f64::NAN),
     });
     let no_limit = mg1::solve(d, f64::INFINITY, lambda, svc)
         .map(|r| r.mean_wait_s)
@@ -131,6 +170,10 @@ pub(crate) fn limit_analysis(cfg: &PipelineConfig, svc: LinearService) -> Result
     let answer = LimitAnswer {
         arrival_rate_rps: lambda,
         best_limit_tokens: best_l,
+        argmax_limit_tokens: argmax_l,
+        wait_percentiles_at_best_s: wait_pct,
+        sojourn_percentiles_at_best_s: sojourn_pct,
+        offered_load_without_limit: lambda * unclipped.mean_service_s,
         wait_at_best_s: best.mean_wait_s,
         sojourn_at_best_s: best.mean_sojourn_s,
         utilisation_at_best: best.utilisation,

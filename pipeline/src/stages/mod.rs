@@ -61,7 +61,7 @@ use coefficients::*;
 use limit::*;
 use summary::*;
 
-pub use answers::{BatchAnswer, ImpatientAnswer, LimitAnswer, Summary};
+pub use answers::{BatchAnswer, ImpatientAnswer, LimitAnswer, Percentiles, Summary};
 
 /// Paper §V-B weight of utility against delay in the provider objective (eq 10).
 pub const DEFAULT_BETA: f64 = 119.0 / 120.0;
@@ -80,10 +80,29 @@ pub const DEFAULT_MAX_BATCH: usize = 64;
 pub(crate) const LIMIT_POINTS: usize = 40;
 /// Max-token limits checked by simulation (as fractions of the sweep range), besides L*.
 pub(crate) const SIM_LIMIT_FRACTIONS: [f64; 3] = [0.25, 0.5, 1.0];
-/// Arrival rates of the rate sweep, as fractions of the largest stable rate.
-pub(crate) const RATE_FRACTIONS: [f64; 9] = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9];
-/// Rates of the sweep checked by simulation (indices into RATE_FRACTIONS).
-pub(crate) const SIM_RATE_IDX: [usize; 3] = [1, 4, 7];
+/// Arrival rates of the rate sweep below half the largest stable rate, as fractions of it;
+/// [`rate_fractions`] adds the steep part towards ρ → 1.
+pub(crate) const LOW_RATE_FRACTIONS: [f64; 6] = [0.05, 0.1, 0.2, 0.3, 0.4, 0.5];
+/// Points of the rate sweep above half the largest stable rate, spaced geometrically in
+/// 1 − ρ from 0.5 down to [`CLOSEST_TO_SATURATION`].
+pub(crate) const HIGH_RATE_POINTS: usize = 7;
+/// The last rate of the sweep is this close to the largest stable rate: 1 − ρ = 0.05 (the
+/// exact chains grow as 1/(1 − ρ): closer points cost seconds each).
+pub(crate) const CLOSEST_TO_SATURATION: f64 = 0.05;
+/// Rates of the sweep checked by simulation (the nearest sweep point to each fraction).
+pub(crate) const SIM_RATE_FRACTIONS: [f64; 3] = [0.2, 0.5, 0.8];
+/// Optimiser ties: the smallest L (K) whose objective is within this relative distance of the
+/// best is reported, so rounding noise in flat optima does not pick the answer.
+pub(crate) const TIE_REL: f64 = 1e-3;
+
+/// The rate sweep as fractions of the largest stable rate: even steps up to 0.5, then
+/// geometric in 1 − ρ (0.5 → 0.05), where the latency rises steeply.
+pub(crate) fn rate_fractions() -> Vec<f64> {
+    let mut f = LOW_RATE_FRACTIONS.to_vec();
+    let ratio = (CLOSEST_TO_SATURATION / 0.5).powf(1.0 / HIGH_RATE_POINTS as f64);
+    f.extend((1..=HIGH_RATE_POINTS).map(|i| 1.0 - 0.5 * ratio.powi(i as i32)));
+    f
+}
 /// Batch sizes for the E[M_b] / E[T_b] / speed figure.
 pub(crate) const MOMENT_BATCHES: [usize; 10] = [1, 2, 3, 4, 6, 8, 12, 16, 32, 64];
 /// Upper quantile used as the top of the limit sweep for unbounded laws.
@@ -395,9 +414,8 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             file.write(&coeff_path)
                 .map_err(|e| anyhow::anyhow!("writing {}: {e}", coeff_path.display()))?;
             steps.note(&format!("wrote {}", coeff_path.display()));
-            for w in fit::report::quality_warnings(&file) {
+            for w in poor_fit_warnings(&file) {
                 steps.note(&format!("warning: {w}"));
-                notes.push(format!("Poor fit: {w}."));
             }
             (file, st.rows, coeff_path.clone())
         }
@@ -504,8 +522,18 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         "elapsed before writing".into(),
         format!("{:.1} s", started.elapsed().as_secs_f64()),
     ));
+    // Fits read from a coefficients file are flagged too: the file carries their quality.
+    let fit_warnings = poor_fit_warnings(&coeffs);
+    if matches!(cfg.source, Source::Coefficients(_)) {
+        for w in &fit_warnings {
+            steps.note(&format!("warning: {w}"));
+        }
+    }
+    let summary_lines = summary_sentences(cfg, limit.as_ref(), batching.as_ref());
     let report = Report {
         title: format!("tokenq report — {} on {}", p.model, p.device),
+        summary: summary_lines.clone(),
+        fit_warnings: fit_warnings.clone(),
         metadata,
         fit_table: fit_table(&coeffs),
         roofline: roofline.as_ref().map(|r| roofline_table(&rows, r)),
@@ -521,6 +549,16 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         written.svgs.len()
     ));
     if !quiet {
+        eprintln!("summary:");
+        for line in &summary_lines {
+            eprintln!("  {line}");
+        }
+        if !fit_warnings.is_empty() {
+            eprintln!(
+                "  Warning: {} poor fit(s) (R² < {R2_WARN} or held-out MAPE > {HOLDOUT_WARN_PCT}%): the answers rest on doubtful coefficients; see the warnings above and the report's Fit section.",
+                fit_warnings.len()
+            );
+        }
         eprintln!(
             "done in {:.1} s: open {}",
             started.elapsed().as_secs_f64(),
@@ -535,6 +573,8 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         workload: cfg.workload_spec.clone(),
         token_limit: limit.map(|l| l.answer),
         batch_size: batching.map(|b| b.answer),
+        summary: summary_lines,
+        fit_warnings,
         notes,
         elapsed_s: started.elapsed().as_secs_f64(),
     })

@@ -81,6 +81,56 @@ pub(crate) fn profile_figures(
     Ok(out)
 }
 
+/// A fit is flagged below this R² on its fitted points.
+pub(crate) const R2_WARN: f64 = 0.9;
+/// A fit is flagged above this held-out MAPE (%).
+pub(crate) const HOLDOUT_WARN_PCT: f64 = 10.0;
+
+/// What is wrong with a fit, with its numbers ("R² 0.330 < 0.9; held-out MAPE 98.4% > 10%"),
+/// or `None` for a fit good enough to use.
+pub(crate) fn fit_flag(q: &FitQuality) -> Option<String> {
+    let mut why = Vec::new();
+    if q.r2.is_nan() || q.r2 < R2_WARN {
+        why.push(format!("R² {:.3} < {R2_WARN}", q.r2));
+    }
+    if let Some(h) = q.holdout_mape_pct
+        && (h.is_nan() || h > HOLDOUT_WARN_PCT)
+    {
+        why.push(format!("held-out MAPE {h:.1}% > {HOLDOUT_WARN_PCT}%"));
+    }
+    (!why.is_empty()).then(|| why.join("; "))
+}
+
+/// One warning per poor fit (R² < 0.9 or held-out MAPE > 10 %), with its numbers and the fix.
+pub(crate) fn poor_fit_warnings(c: &CoefficientsFile) -> Vec<String> {
+    let sections = [
+        (
+            "T(n) single request (a, c)",
+            c.single_request.as_ref().map(|s| &s.quality),
+        ),
+        (
+            "t1(b) first token (k1, k2)",
+            c.first_token.as_ref().map(|s| &s.quality),
+        ),
+        (
+            "t2(b) per token (k3, k4)",
+            c.decode_step.as_ref().map(|s| &s.quality),
+        ),
+    ];
+    sections
+        .into_iter()
+        .filter_map(|(name, q)| {
+            let flag = fit_flag(q?)?;
+            Some(format!(
+                "poor fit of {name}: {flag}. The line describes the measurements badly, so the \
+                 answers built on it are doubtful; profile again with more repetitions and \
+                 warm-up (tokenq profile --reps, --warmup) or more grid points (--batch, --input), \
+                 then tokenq pipeline --profile FILE"
+            ))
+        })
+        .collect()
+}
+
 pub(crate) fn quality_cells(q: &FitQuality) -> [String; 4] {
     [
         format!("{:.5}", q.r2),
@@ -106,6 +156,7 @@ pub(crate) fn fit_table(c: &CoefficientsFile) -> Table {
     let mut rows = Vec::new();
     let mut push = |quantity: &str, name: &str, v: f64, unit: &str, ci: String, q: &FitQuality| {
         let [r2, mape, held, n] = quality_cells(q);
+        let flag = fit_flag(q).map_or("ok".to_string(), |f| format!("⚠ poor fit: {f}"));
         rows.push(vec![
             quantity.to_string(),
             name.to_string(),
@@ -116,6 +167,7 @@ pub(crate) fn fit_table(c: &CoefficientsFile) -> Table {
             mape,
             held,
             n,
+            flag,
         ]);
     };
     if let Some(s) = &c.single_request {
@@ -174,7 +226,7 @@ pub(crate) fn fit_table(c: &CoefficientsFile) -> Table {
     }
     Table {
         caption: format!(
-            "Least-squares fits ({}; time column {}). R² and MAPE on the fitted points; held-out MAPE on points left out of the fit.",
+            "Least-squares fits ({}; time column {}). R² and MAPE on the fitted points; held-out MAPE on points left out of the fit. A fit with R² below {R2_WARN} or a held-out MAPE above {HOLDOUT_WARN_PCT}% is flagged.",
             c.provenance.method, c.provenance.time_column
         ),
         columns: [
@@ -187,6 +239,7 @@ pub(crate) fn fit_table(c: &CoefficientsFile) -> Table {
             "MAPE",
             "held-out MAPE",
             "points",
+            "quality",
         ]
         .map(String::from)
         .to_vec(),
@@ -290,21 +343,27 @@ pub(crate) fn recommendations(
                     ),
                 },
             ),
-            Quantity::new(
-                "mean wait E[W_q] at L*",
-                a.wait_at_best_s,
-                "s",
-                Method::Exact,
-            )
-            .note("Pollaczek–Khinchine, docs/models.md §1"),
-            Quantity::new(
-                "mean latency (wait + service) at L*",
-                a.sojourn_at_best_s,
-                "s",
-                Method::Exact,
+            with_pct(
+                Quantity::new(
+                    "mean wait E[W_q] at L*",
+                    a.wait_at_best_s,
+                    "s",
+                    Method::Exact,
+                )
+                .note("Pollaczek–Khinchine; percentiles from the exact law of the wait, docs/models.md §1"),
+                a.wait_percentiles_at_best_s,
+            ),
+            with_pct(
+                Quantity::new(
+                    "mean latency (wait + service) at L*",
+                    a.sojourn_at_best_s,
+                    "s",
+                    Method::Exact,
+                ),
+                a.sojourn_percentiles_at_best_s,
             ),
             Quantity::new(
-                "utilisation ρ at L*",
+                "utilisation ρ = λ·E[S] at L*",
                 a.utilisation_at_best,
                 "1",
                 Method::Exact,
@@ -315,12 +374,7 @@ pub(crate) fn recommendations(
                 "1",
                 Method::Exact,
             ),
-            Quantity::new(
-                "mean wait without a limit",
-                a.wait_without_limit_s,
-                "s",
-                Method::Exact,
-            ),
+            without_limit(a),
             Quantity::new(
                 "objective F(L*)",
                 a.objective_at_best,
@@ -340,9 +394,10 @@ pub(crate) fn recommendations(
             basis,
             note: format!(
                 "Maximises F(L) = β·P(N ≤ L) − (1 − β)·E[W_q](L) with β = {} over {} limits (docs/models.md §3, paper eq 10): \
-                 a single server, FCFS, service S = a·min(N, L) + c, Poisson arrivals, patient users.",
+                 a single server, FCFS, service S = a·min(N, L) + c, Poisson arrivals, patient users. {}",
                 plots::sig(cfg.beta),
-                l.grid.len()
+                l.grid.len(),
+                tie_note("limit", "objective", a.best_limit_tokens, a.argmax_limit_tokens)
             ),
         });
     }
@@ -394,9 +449,10 @@ pub(crate) fn recommendations(
             basis,
             note: format!(
                 "Maximises β·P(N ≤ L) − (1 − β)·E[W_q](L) − c·π(τ; L) with β = {}, c = {} per lost user \
-                 (docs/models.md §3, paper eq 11); a user whose wait would exceed τ leaves (reneging, paper eq 9).",
+                 (docs/models.md §3, paper eq 11); a user whose wait would exceed τ leaves (reneging, paper eq 9). {}",
                 plots::sig(cfg.beta),
-                plots::sig(i.loss_cost)
+                plots::sig(i.loss_cost),
+                tie_note("limit", "objective", i.best_limit_tokens, i.argmax_limit_tokens)
             ),
         });
     }
@@ -424,14 +480,17 @@ pub(crate) fn recommendations(
                 "req/s",
                 Method::Exact,
             ),
-            Quantity::new(
-                "fixed batching: mean latency at K*",
-                a.fixed_latency_s,
-                "s",
-                Method::Exact,
+            with_pct(
+                Quantity::new(
+                    "fixed batching: mean latency at K*",
+                    a.fixed_latency_s,
+                    "s",
+                    Method::Exact,
+                ),
+                a.fixed_latency_percentiles_s,
             )
             .note(with_unsolved(
-                "embedded chain, random T_K (docs/models.md §6)".into(),
+                "embedded chain, random T_K (docs/models.md §6); percentiles simulated".into(),
                 "sizes",
                 &a.fixed_not_converged,
             )),
@@ -448,13 +507,16 @@ pub(crate) fn recommendations(
                 Method::Exact,
             )
             .note(cap_note(a)),
-            Quantity::new(
-                "dynamic batching: mean latency with cap K*",
-                a.cap_latency_s,
-                "s",
-                Method::Exact,
+            with_pct(
+                Quantity::new(
+                    "dynamic batching: mean latency with cap K*",
+                    a.cap_latency_s,
+                    "s",
+                    Method::Exact,
+                ),
+                a.cap_latency_percentiles_s,
             )
-            .note("embedded chain (docs/models.md §7)"),
+            .note("embedded chain (docs/models.md §7); percentiles simulated"),
             Quantity::new(
                 "dynamic batching: mean wait with cap K*",
                 a.cap_wait_s,
@@ -469,10 +531,155 @@ pub(crate) fn recommendations(
             basis,
             note: format!(
                 "Minimises the mean latency (arrival to the end of the request's batch) over K ≤ {}; batch time \
-                 T_b = t1(b) + t2(b)·M_b with M_b the longest of b replies (docs/models.md §5, paper eq 18).",
-                cfg.max_batch
+                 T_b = t1(b) + t2(b)·M_b with M_b the longest of b replies (docs/models.md §5, paper eq 18). {} {}",
+                cfg.max_batch,
+                tie_note("batch size", "mean latency", a.fixed_k as f64, a.fixed_argmin_k as f64),
+                if a.cap_k == a.cap_argmin_k {
+                    String::new()
+                } else {
+                    format!(
+                        "Dynamic cap: {}",
+                        tie_note("cap", "mean latency", a.cap_k as f64, a.cap_argmin_k as f64)
+                    )
+                }
             ),
         });
+    }
+    out
+}
+
+/// Attach the percentiles an answer carries, if any.
+fn with_pct(q: Quantity, p: Option<Percentiles>) -> Quantity {
+    match p {
+        Some(p) => q.with_percentiles(p.for_report()),
+        None => q,
+    }
+}
+
+/// The reference without a limit: its mean wait when stable; its offered load, named as such,
+/// when λ·E[S] ≥ 1 (a utilisation cannot exceed 1; an offered load can, and then the queue
+/// without a limit grows without bound).
+fn without_limit(a: &LimitAnswer) -> Quantity {
+    let rho = a.offered_load_without_limit;
+    if rho < 1.0 && a.wait_without_limit_s.is_finite() {
+        Quantity::new(
+            "mean wait without a limit",
+            a.wait_without_limit_s,
+            "s",
+            Method::Exact,
+        )
+        .note(format!("utilisation ρ = λ·E[S] = {}", plots::sig(rho)))
+    } else {
+        Quantity::new(
+            "offered load without a limit, ρ = λ·E[S]",
+            rho,
+            "1",
+            Method::Exact,
+        )
+        .note(format!(
+            "offered load ρ = {} (unstable): without a limit the queue grows without bound, so its mean wait is infinite",
+            plots::sig(rho)
+        ))
+    }
+}
+
+/// The tie rule, and the strict optimum when it differs from the reported one.
+fn tie_note(what: &str, objective: &str, chosen: f64, strict: f64) -> String {
+    let rule = format!(
+        "Ties: the smallest {what} whose {objective} is within {}% of the best is reported (closer values are rounding noise).",
+        plots::sig(100.0 * TIE_REL)
+    );
+    if chosen == strict {
+        rule
+    } else {
+        format!(
+            "{rule} The strict optimum, {}, is within that margin.",
+            plots::sig(strict)
+        )
+    }
+}
+
+/// " (p50 …, p90 …, p99 … s)" after a mean, `how` naming where percentiles come from when
+/// given ("simulated: p50 …"), or nothing.
+fn pct_text(p: Option<Percentiles>, how: &str) -> String {
+    match p {
+        Some(p) => format!(" ({how}{})", p.for_report().text("s")),
+        None => String::new(),
+    }
+}
+
+/// The report's opening summary: what the run found, in a few sentences.
+pub(crate) fn summary_sentences(
+    cfg: &PipelineConfig,
+    l: Option<&LimitAnalysis>,
+    b: Option<&BatchAnalysis>,
+) -> Vec<String> {
+    let sig = plots::sig;
+    let rate_how = |what: &str| match cfg.rate {
+        Some(_) => "given by --rate".to_string(),
+        None => format!("{} × {what}", sig(cfg.load)),
+    };
+    let mut out = Vec::new();
+    if let Some(l) = l {
+        let a = &l.answer;
+        let mut s = format!(
+            "Max-token limit: set max_tokens = {} tokens. At λ = {} req/s ({}), a single server \
+             then serves {}% of requests in full. Exact M/G/1: mean wait {} s{}, mean latency {} s{}.",
+            sig(a.best_limit_tokens),
+            sig(a.arrival_rate_rps),
+            rate_how("the capacity without a limit"),
+            sig(100.0 * a.served_whole_at_best),
+            sig(a.wait_at_best_s),
+            pct_text(a.wait_percentiles_at_best_s, ""),
+            sig(a.sojourn_at_best_s),
+            pct_text(a.sojourn_percentiles_at_best_s, ""),
+        );
+        if a.offered_load_without_limit >= 1.0 {
+            s.push_str(&format!(
+                " Without a limit the offered load would be ρ = {} (unstable).",
+                sig(a.offered_load_without_limit)
+            ));
+        }
+        out.push(s);
+        if let Some(i) = &a.impatient {
+            out.push(format!(
+                "If users give up after τ = {} s, set max_tokens = {} tokens: {}% of users are lost, \
+                 mean wait of all users {} s (exact M/G/1+D).",
+                sig(i.patience_s),
+                sig(i.best_limit_tokens),
+                sig(100.0 * i.loss_fraction_at_best),
+                sig(i.wait_all_at_best_s),
+            ));
+        }
+    }
+    if let Some(b) = b {
+        let a = &b.answer;
+        out.push(format!(
+            "Batch size: at λ = {} req/s ({}), fixed batching is best with K* = {}: mean latency \
+             {} s{}; dynamic batching with a cap of K* = {} gives mean latency {} s{}. Means from \
+             the exact embedded chains; percentiles simulated, with 95% intervals.",
+            sig(a.arrival_rate_rps),
+            rate_how("the best fixed-batching throughput"),
+            a.fixed_k,
+            sig(a.fixed_latency_s),
+            pct_text(a.fixed_latency_percentiles_s, "simulated "),
+            a.cap_k,
+            sig(a.cap_latency_s),
+            pct_text(a.cap_latency_percentiles_s, "simulated "),
+        ));
+    }
+    let checks: Vec<&Comparison> = l
+        .iter()
+        .flat_map(|l| &l.answer.checks)
+        .chain(b.iter().flat_map(|b| &b.answer.checks))
+        .collect();
+    if !checks.is_empty() {
+        let inside = checks.iter().filter(|c| c.agrees()).count();
+        out.push(format!(
+            "Simulation checks: {inside} of {} model values lie inside the simulation's 95% interval \
+             (see Recommendations).",
+            checks.len()
+        ));
     }
     out
 }
@@ -567,5 +774,87 @@ fn with_unsolved(note: String, what: &str, ks: &[usize]) -> String {
         left
     } else {
         format!("{note}; {left}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn quality(r2: f64, holdout: Option<f64>) -> FitQuality {
+        FitQuality {
+            model: "t = k·b + c".into(),
+            weighting: "none".into(),
+            interval_method: "t".into(),
+            points_fitted: 10,
+            r2,
+            mape_pct: 1.0,
+            worst_error_pct: 2.0,
+            holdout_points: holdout.map_or(0, |_| 3),
+            holdout_mape_pct: holdout,
+            holdout_worst_error_pct: holdout,
+            model_selection: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn poor_fits_are_flagged_with_their_numbers() {
+        assert_eq!(fit_flag(&quality(0.99, Some(2.0))), None);
+        assert_eq!(fit_flag(&quality(0.99, None)), None);
+        let low = fit_flag(&quality(0.5, Some(2.0))).expect("R² 0.5 is flagged");
+        assert!(
+            low.contains("R² 0.500 < 0.9") && !low.contains("held-out"),
+            "{low}"
+        );
+        let noisy = fit_flag(&quality(0.99, Some(12.0))).expect("12% held-out is flagged");
+        assert!(noisy.contains("held-out MAPE 12.0% > 10%") && !noisy.contains("R²"));
+        let both = fit_flag(&quality(-1.4, Some(98.4))).unwrap();
+        assert!(
+            both.contains("R² -1.400") && both.contains("98.4%"),
+            "{both}"
+        );
+        // A NaN R² is no evidence of a good fit.
+        assert!(fit_flag(&quality(f64::NAN, None)).is_some());
+    }
+
+    #[test]
+    fn offered_load_above_one_is_not_called_utilisation() {
+        let mut a = LimitAnswer {
+            arrival_rate_rps: 0.3,
+            best_limit_tokens: 393.0,
+            argmax_limit_tokens: 393.0,
+            wait_percentiles_at_best_s: None,
+            sojourn_percentiles_at_best_s: None,
+            offered_load_without_limit: 1.3,
+            wait_at_best_s: 10.0,
+            sojourn_at_best_s: 13.0,
+            utilisation_at_best: 0.86,
+            served_whole_at_best: 0.5,
+            wait_without_limit_s: f64::INFINITY,
+            objective_at_best: 0.4,
+            impatient: None,
+            checks: Vec::new(),
+        };
+        let q = without_limit(&a);
+        assert!(q.name.starts_with("offered load"), "{}", q.name);
+        assert!(!q.name.contains("utilisation"));
+        assert!(
+            q.note.contains("offered load ρ = 1.3 (unstable)"),
+            "{}",
+            q.note
+        );
+        a.offered_load_without_limit = 0.7;
+        a.wait_without_limit_s = 2.0;
+        let q = without_limit(&a);
+        assert_eq!(q.name, "mean wait without a limit");
+        assert_eq!(q.unit, "s");
+    }
+
+    #[test]
+    fn tie_note_names_the_strict_optimum_only_when_it_differs() {
+        let same = tie_note("cap", "mean latency", 7.0, 7.0);
+        assert!(same.contains("within 0.1% of the best") && !same.contains("strict"));
+        let differs = tie_note("cap", "mean latency", 7.0, 19.0);
+        assert!(differs.contains("The strict optimum, 19,"), "{differs}");
     }
 }
