@@ -313,3 +313,50 @@ fn bad_input_is_one_line_naming_the_flag_or_file() {
         &["--weight"],
     );
 }
+
+/// `queue mg1 --patience --percentiles`: served users' quantiles, checked against Erlang's M/D/1
+/// series (docs/models.md §2.3, computed here independently): with `F(x) = Σ_{k ≤ x/D}
+/// (−U_k)^k/k!·e^{U_k}`, `U_k = λ(x − kD)`, the served wait has `P(W ≤ x) = F(x)/F(τ)` (§2.5).
+/// M/D/1+D with D = 1 s (100 tokens × 0.01 s), λ = 1.2 req/s (ρ = 1.2 > 1), τ = 3 s.
+#[test]
+fn impatient_percentiles_match_erlangs_md1_series() {
+    let v = json(&[
+        "queue",
+        "mg1",
+        "--tokens",
+        "const:100",
+        "--per-token-s",
+        "0.01",
+        "--intercept-s",
+        "0",
+        "--arrival-rate",
+        "1.2",
+        "--patience",
+        "3",
+        "--percentiles",
+        "50,90,99",
+    ]);
+    let (lambda, d, tau) = (1.2, 1.0, 3.0);
+    let erlang = |x: f64| -> f64 {
+        (0..=(x / d).floor() as i32)
+            .map(|k| {
+                let u = lambda * (x - k as f64 * d);
+                let fact: f64 = (1..=k).map(f64::from).product();
+                (-u).powi(k) / fact * u.exp()
+            })
+            .sum()
+    };
+    let p = &v["percentiles"];
+    assert_eq!(p["population"], "served users");
+    assert_eq!(p["method"], "exact");
+    let tol = f(&p["tolerance"]);
+    assert!(tol < 1e-5, "tolerance {tol}");
+    for (key, prob) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+        let q = f(&p["wait"][key]);
+        assert!(q > 0.0 && q < tau, "{key}: {q}");
+        close(erlang(q) / erlang(tau), prob, tol + 1e-9, key);
+        // Latency = wait + D exactly (deterministic service).
+        close(f(&p["latency"][key]), q + d, 1e-6, key);
+        assert!(f(&p["error_s"]["wait"][key]) < 1e-3, "{key}");
+    }
+}

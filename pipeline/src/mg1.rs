@@ -8,7 +8,8 @@ use anyhow::{Result, bail};
 use queueing::Method;
 use queueing::dist::TokenDist;
 use queueing::impatience::{
-    self, Abandonment, DEFAULT_GRID, ImpatienceResult, MAX_GRID_CELLS, ServiceLaw,
+    self, Abandonment, DEFAULT_GRID, DEFAULT_SERVED_GRID, ImpatienceResult, MAX_GRID_CELLS,
+    ServiceLaw, served_wait_distribution,
 };
 use queueing::mg1::{self, LinearService, Mg1Result, QueueError};
 use queueing::waiting::{WaitOptions, waiting_distribution};
@@ -133,17 +134,33 @@ pub struct Mg1Answer {
     percentiles: Option<Percentiles>,
 }
 
-/// Quantiles of the patient queue's wait and latency (docs/models.md §1; `queueing::waiting`).
+/// Quantiles of the wait and latency (docs/models.md §1, `queueing::waiting`; with a patience,
+/// of **served** users, §2.5, `queueing::impatience::served`).
 #[derive(Debug, Serialize)]
 pub struct Percentiles {
     /// `p50`, `p90`, … → seconds from arrival to the start of service.
     pub wait: BTreeMap<String, f64>,
     /// The same for arrival to completion (wait + service).
     pub latency: BTreeMap<String, f64>,
+    /// Whose times these are: `all users` (patient queue) or `served users` (with a patience:
+    /// lost users are left out, as in the simulator's percentiles).
+    pub population: &'static str,
     /// How they were obtained.
     pub method: Method,
     /// Absolute accuracy of the CDF values they invert.
     pub tolerance: f64,
+    /// With a patience: each quantile's error estimate (s), the difference between the n- and
+    /// 2n-cell solves; null for the patient queue (its tolerance covers the CDF).
+    pub error_s: Option<QuantileErrors>,
+}
+
+/// Error estimates of impatient quantiles (s), keyed like [`Percentiles::wait`].
+#[derive(Debug, Serialize)]
+pub struct QuantileErrors {
+    /// Of the wait quantiles (s).
+    pub wait: BTreeMap<String, f64>,
+    /// Of the latency quantiles (s).
+    pub latency: BTreeMap<String, f64>,
 }
 
 /// `p50`, `p99.9` for 0.5, 0.999.
@@ -156,10 +173,35 @@ fn percentiles(w: &Workload, l: f64, ps: &[f64]) -> Result<Option<Percentiles>> 
     if ps.is_empty() {
         return Ok(None);
     }
-    if w.patience.is_some() {
-        bail!(
-            "--percentiles is for patient users: drop --patience (the impatient distribution is not computed yet)"
-        );
+    let mut wait = BTreeMap::new();
+    let mut latency = BTreeMap::new();
+    if let Some(tau) = w.patience {
+        // Served users: W = V | V < τ (docs/models.md §2.5), for balking and reneging alike.
+        let law = ServiceLaw::Tokens {
+            tokens: w.tokens.clone(),
+            max_tokens: l,
+            service: w.service,
+        };
+        let d = served_wait_distribution(&law, w.arrival_rate, tau, DEFAULT_SERVED_GRID)
+            .map_err(|e| anyhow::anyhow!("--percentiles with --patience {tau}: {e}"))?;
+        let mut errors = QuantileErrors {
+            wait: BTreeMap::new(),
+            latency: BTreeMap::new(),
+        };
+        for &p in ps {
+            wait.insert(pkey(p), d.quantile_wait(p)?);
+            latency.insert(pkey(p), d.quantile_sojourn(p)?);
+            errors.wait.insert(pkey(p), d.quantile_wait_error(p)?);
+            errors.latency.insert(pkey(p), d.quantile_sojourn_error(p)?);
+        }
+        return Ok(Some(Percentiles {
+            wait,
+            latency,
+            population: "served users",
+            method: d.method,
+            tolerance: d.tolerance,
+            error_s: Some(errors),
+        }));
     }
     let d = waiting_distribution(
         &w.tokens,
@@ -168,8 +210,6 @@ fn percentiles(w: &Workload, l: f64, ps: &[f64]) -> Result<Option<Percentiles>> 
         w.service,
         &WaitOptions::default(),
     )?;
-    let mut wait = BTreeMap::new();
-    let mut latency = BTreeMap::new();
     for &p in ps {
         wait.insert(pkey(p), d.quantile_wait(p)?);
         latency.insert(pkey(p), d.quantile_sojourn(p)?);
@@ -177,8 +217,10 @@ fn percentiles(w: &Workload, l: f64, ps: &[f64]) -> Result<Option<Percentiles>> 
     Ok(Some(Percentiles {
         wait,
         latency,
+        population: "all users",
         method: d.method,
         tolerance: d.tolerance,
+        error_s: None,
     }))
 }
 
@@ -346,8 +388,10 @@ fn validate(
         }
         (None, None) => {}
     }
-    // The simulator estimates p50, p90 and p99 (batch means of per-section quantiles).
+    // The simulator estimates p50, p90 and p99 (batch means of per-section quantiles), of
+    // served users' waits and latencies: the same population as the impatient quantiles.
     if let Some(p) = pct {
+        let served = if w.patience.is_some() { "served " } else { "" };
         for (what, map, sim) in [
             ("wait", &p.wait, &r.wait_s),
             ("latency", &p.latency, &r.latency_s),
@@ -355,7 +399,7 @@ fn validate(
             for (key, est) in [("p50", sim.p50), ("p90", sim.p90), ("p99", sim.p99)] {
                 if let Some(&exact) = map.get(key) {
                     c.push(Comparison::new(
-                        format!("{what} {key}"),
+                        format!("{served}{what} {key}"),
                         "s",
                         exact,
                         p.method,
@@ -456,15 +500,33 @@ pub fn render(o: &Mg1Answer) -> String {
         }
     }
     if let Some(p) = &o.percentiles {
+        let served = if p.error_s.is_some() { "served " } else { "" };
         for (what, map) in [("wait", &p.wait), ("latency", &p.latency)] {
             for (k, v) in map {
-                t.row(&format!("{what} {k}"), num(*v, 7), "s", p.method);
+                t.row(&format!("{served}{what} {k}"), num(*v, 7), "s", p.method);
             }
         }
     }
     out.push_str(&t.render());
+    if let Some(p) = &o.percentiles {
+        if let Some(e) = &p.error_s {
+            let worst = e
+                .wait
+                .values()
+                .chain(e.latency.values())
+                .fold(0.0f64, |a, &b| a.max(b));
+            out.push_str(&format!(
+                "percentiles of served users only (lost users have no wait to the start of \
+                 service); CDF tolerance {:.1e}, quantile error estimate ≤ {:.1e} s\n",
+                p.tolerance, worst
+            ));
+        }
+    }
     if let Some(v) = &o.validation {
         out.push_str(&v.render());
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

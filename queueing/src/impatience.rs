@@ -37,6 +37,9 @@
 //! * [`dekok_tijms`]: the paper's two-moment approximation (docs/models.md §2.4, eqs. 6–8): linear
 //!   interpolation in c_S² between M/D/1+D and M/M/1+D with the same mean service. Refused for
 //!   c_S² > 1 (extrapolation). Method: approximation.
+//! * [`served`]: the laws of the wait and the sojourn of *served* users, `P(W ≤ x | served) =
+//!   F(x)/F(τ)` (docs/models.md §2.5), for percentiles. Method: exact with a tolerance from n-
+//!   and 2n-cell solves.
 
 use serde::Serialize;
 
@@ -75,6 +78,9 @@ const RESCALE_AT: f64 = 1e200;
 const MAX_EXP_ARG: f64 = 700.0;
 
 pub use tokenq_core::Abandonment;
+
+pub mod served;
+pub use served::{DEFAULT_SERVED_GRID, ServedWaitDistribution, served_wait_distribution};
 
 /// Service-time law of the impatience models.
 #[derive(Debug, Clone, PartialEq)]
@@ -601,6 +607,26 @@ pub fn from_level_crossing(
 /// Product-trapezoid solve of `F(x) = 1 + λ∫_0^x F(x−u)(1−B(u))du` given `R(x_k)` on the grid.
 /// Returns `(ln F_τ, I_τ / F_τ)`.
 fn level_crossing(lambda: f64, h: f64, r: &[f64]) -> (f64, f64) {
+    let m = level_crossing_march(lambda, r);
+    let n = m.f.len() - 1;
+    let f_tau = m.f[n];
+    let i_tau = h * (m.sum_f - 0.5 * (m.f[0] + m.f[n]));
+    (f_tau.ln() + m.ln_scale, i_tau / f_tau)
+}
+
+/// The level-crossing solution on the grid, in one common scale: `F(x_k) = f[k]·e^{ln_scale}`.
+struct March {
+    f: Vec<f64>,
+    ln_scale: f64,
+    /// `e^{−ln_scale}` as tracked by the march: the term "1" of the equation in scaled units.
+    inv_scale: f64,
+    /// `Σ_k f[k]` (same scale).
+    sum_f: f64,
+}
+
+/// The product-trapezoid march of [`level_crossing`] (docs/models.md §2.2), rescaled whenever
+/// F exceeds [`RESCALE_AT`]; values that fall below the f64 range after a rescale become 0.
+fn level_crossing_march(lambda: f64, r: &[f64]) -> March {
     let n = r.len() - 1;
     let dr: Vec<f64> = r.windows(2).map(|w| w[1] - w[0]).collect();
     // drr[t] = dr[n − 1 − t]: ΔR reversed, so the convolution is a plain dot product.
@@ -634,9 +660,12 @@ fn level_crossing(lambda: f64, h: f64, r: &[f64]) -> (f64, f64) {
             ln_scale += fk.ln();
         }
     }
-    let f_tau = f[n];
-    let i_tau = h * (sum_f - 0.5 * (f[0] + f[n]));
-    (f_tau.ln() + ln_scale, i_tau / f_tau)
+    March {
+        f,
+        ln_scale,
+        inv_scale,
+        sum_f,
+    }
 }
 
 /// `Σ_i a[i] · b[i]` with 8 independent accumulators (vectorisable, no bounds checks).

@@ -19,7 +19,8 @@ pub struct QueueMg1Args {
     /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
-    /// Also print these percentiles of the wait and the latency (exact), e.g. 50,90,99.
+    /// Also print these percentiles of the wait and the latency (exact; of served users with
+    /// --patience), e.g. 50,90,99.
     #[arg(long, value_delimiter = ',', value_name = "P")]
     pub percentiles: Vec<f64>,
 }
