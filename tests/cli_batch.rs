@@ -266,3 +266,97 @@ fn max_tokens_matches_simulator_scenario() {
         .failure()
         .stderr(contains("--max-tokens 0"));
 }
+
+/// `queue batch --percentiles`: with batch cap 1, dynamic batching is M/D/1 (constant 100
+/// decode tokens: T_1 = 0.5 + 0.005·100 = 1 s). The simulated p90 of the wait and of the
+/// latency must contain Erlang's exact M/D/1 values, computed here: `P(W ≤ x) = (1 − ρ)
+/// Σ_{k ≤ x/D} (λ(kD − x))^k/k!·e^{−λ(kD − x)}`, latency = wait + D.
+/// Rule: two checks, so each 95% interval is widened by the Bonferroni factor
+/// `t₂₉(1 − 0.05/4)/t₂₉(0.975) = 2.36/2.045 ≈ 1.16`, rounded up to 1.2.
+#[test]
+fn dynamic_cap_one_percentiles_contain_erlangs_md1() {
+    let v = json(&[
+        "queue",
+        "batch",
+        "--policy",
+        "dynamic",
+        "--max-batch",
+        "1",
+        "--tokens",
+        "const:100",
+        "--arrival-rate",
+        "0.7",
+        "--first-token-s",
+        "0,0.5",
+        "--decode-step-s",
+        "0,0.005",
+        "--percentiles",
+        "50,90,99",
+    ]);
+    let (lambda, d) = (0.7, 1.0);
+    let cdf = |x: f64| -> f64 {
+        (1.0 - lambda * d)
+            * (0..=(x / d).floor() as i32)
+                .map(|k| {
+                    let u = lambda * (k as f64 * d - x);
+                    let fact: f64 = (1..=k).map(f64::from).product();
+                    u.powi(k) / fact * (-u).exp()
+                })
+                .sum::<f64>()
+    };
+    let (mut lo, mut hi) = (0.0, 50.0);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if cdf(mid) < 0.9 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    let p90 = hi;
+    let p = &v["percentiles"];
+    assert_eq!(p["method"], "simulation");
+    for (what, exact) in [("wait", p90), ("latency", p90 + d)] {
+        let e = &p[what]["p90"];
+        let (val, hw) = (
+            e["value"].as_f64().unwrap(),
+            e["half_width"].as_f64().unwrap(),
+        );
+        assert!(hw > 0.0 && hw < 0.05 * exact, "{what}: {e}");
+        assert!(
+            (val - exact).abs() <= 1.2 * hw,
+            "{what} p90: simulated {val} ± {hw} s, Erlang {exact} s"
+        );
+    }
+    for key in ["p50", "p99"] {
+        assert!(p["wait"][key]["value"].as_f64().is_some(), "{p}");
+    }
+}
+
+/// Percentiles other than 50, 90, 99 are refused, naming the flag and the choices.
+#[test]
+fn batch_percentiles_other_than_the_simulated_ones_are_refused() {
+    tokenq()
+        .args([
+            "queue",
+            "batch",
+            "--policy",
+            "dynamic",
+            "--max-batch",
+            "4",
+            "--tokens",
+            "const:100",
+            "--arrival-rate",
+            "0.7",
+            "--first-token-s",
+            "0,0.5",
+            "--decode-step-s",
+            "0,0.005",
+            "--percentiles",
+            "95",
+        ])
+        .assert()
+        .failure()
+        .stderr(contains("--percentiles 95"))
+        .stderr(contains("50,90,99"));
+}

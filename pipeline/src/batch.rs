@@ -18,6 +18,30 @@ use serde::Serialize;
 
 use crate::check::{Comparison, SimSettings, Validation};
 use crate::text::{columns, method_label};
+use std::collections::BTreeMap;
+use tokenq_core::Estimate;
+
+/// The percentiles the simulator estimates (`sim::Summary`: p50, p90, p99).
+pub const SIMULATED_PERCENTILES: [f64; 3] = [50.0, 90.0, 99.0];
+
+/// Simulated percentiles of the wait and the latency (s), each with its 95% interval.
+#[derive(Debug, Serialize)]
+pub struct BatchPercentiles {
+    /// `p50`, `p90`, `p99` → arrival to batch start (s).
+    pub wait: BTreeMap<String, Estimate>,
+    /// The same for arrival to the request's own completion (s).
+    pub latency: BTreeMap<String, Estimate>,
+    /// Always `simulation`: the embedded chains give means only.
+    pub method: Method,
+    /// Confidence level of the intervals.
+    pub confidence: f64,
+    /// Arrivals per replication, seed and replications of the run.
+    pub requests: u64,
+    /// Master seed.
+    pub seed: u64,
+    /// Independent replications (1: 30 batch means of one run).
+    pub replications: u32,
+}
 
 #[derive(Debug, Serialize)]
 struct JsonChain {
@@ -56,13 +80,20 @@ pub struct BatchAnswer {
     estimates: Vec<JsonEstimate>,
     /// With --validate: the simulation beside the estimates; null otherwise.
     validation: Option<Validation>,
+    /// With --percentiles: simulated quantiles with 95% intervals; null otherwise.
+    percentiles: Option<BatchPercentiles>,
     #[serde(skip)]
     report: BatchReport,
     #[serde(skip)]
     model: LlmBatch,
 }
 
-fn to_json(r: BatchReport, m: LlmBatch, validation: Option<Validation>) -> BatchAnswer {
+fn to_json(
+    r: BatchReport,
+    m: LlmBatch,
+    validation: Option<Validation>,
+    percentiles: Option<BatchPercentiles>,
+) -> BatchAnswer {
     BatchAnswer {
         policy: r.policy,
         max_batch: r.max_batch,
@@ -95,19 +126,18 @@ fn to_json(r: BatchReport, m: LlmBatch, validation: Option<Validation>) -> Batch
             })
             .collect(),
         validation,
+        percentiles,
         report: r,
         model: m,
     }
 }
 
-/// Simulate the same batching system and compare every analytic estimate with it.
-fn validate(
-    v: &SimSettings,
+/// The simulated counterpart of `cfg` and its token mode.
+fn scenario(
     cfg: &BatchConfig,
     raw_tokens: &TokenDist,
     limit: Option<u64>,
-    r: &BatchReport,
-) -> Result<Validation> {
+) -> Result<(sim::Scenario, sim::TokenMode)> {
     let batch = cfg.model.coeffs;
     let cap = cfg
         .max_batch
@@ -148,7 +178,16 @@ fn validate(
         max_tokens,
         token_mode,
     };
-    let s = v.simulate(&scenario)?;
+    Ok((scenario, token_mode))
+}
+
+/// Compare every analytic estimate with the simulation `s` of the same system.
+fn validate(
+    v: &SimSettings,
+    s: &sim::Report,
+    token_mode: sim::TokenMode,
+    r: &BatchReport,
+) -> Validation {
     let mut out = Vec::new();
     for e in &r.estimates {
         if let Some(w) = e.wait_s {
@@ -177,7 +216,45 @@ fn validate(
             ));
         }
     }
-    Ok(v.validation(&s, token_mode, out))
+    v.validation(s, token_mode, out)
+}
+
+/// The requested simulated percentiles (`ps` in percent, a subset of
+/// [`SIMULATED_PERCENTILES`]) of the run `s`.
+fn percentiles(v: &SimSettings, s: &sim::Report, ps: &[f64]) -> Result<BatchPercentiles> {
+    if !s.is_stable() {
+        bail!(
+            "--percentiles: the simulated queue did not settle in {} requests (near saturation: \
+             raise --requests, or lower --arrival-rate)",
+            s.requests
+        );
+    }
+    let mut wait = BTreeMap::new();
+    let mut latency = BTreeMap::new();
+    for &p in ps {
+        let (key, w, l) = if p == 50.0 {
+            ("p50", s.wait_s.p50, s.latency_s.p50)
+        } else if p == 90.0 {
+            ("p90", s.wait_s.p90, s.latency_s.p90)
+        } else if p == 99.0 {
+            ("p99", s.wait_s.p99, s.latency_s.p99)
+        } else {
+            bail!(
+                "--percentiles {p}: the simulator estimates only p50, p90 and p99 (give a subset of 50,90,99)"
+            );
+        };
+        wait.insert(key.to_string(), w);
+        latency.insert(key.to_string(), l);
+    }
+    Ok(BatchPercentiles {
+        wait,
+        latency,
+        method: Method::Simulation,
+        confidence: s.ci.confidence,
+        requests: v.requests,
+        seed: v.seed,
+        replications: v.replications,
+    })
 }
 
 fn describe_model(m: &LlmBatch) -> String {
@@ -194,13 +271,23 @@ fn describe_model(m: &LlmBatch) -> String {
 }
 
 /// Analyse `cfg`; with `sim`, also simulate it (`raw_tokens` and `limit`: the decode-length
-/// law as written and the max-token limit, which the simulator applies itself).
+/// law as written and the max-token limit, which the simulator applies itself). With
+/// `pct` = (percentiles in percent, settings), the simulated percentiles too (from the same run
+/// as the validation when both are asked for: `sim` is then used).
 pub fn answer(
     cfg: &BatchConfig,
     raw_tokens: &TokenDist,
     limit: Option<u64>,
     sim: Option<&SimSettings>,
+    pct: Option<(&[f64], &SimSettings)>,
 ) -> Result<BatchAnswer> {
+    if let Some((ps, _)) = pct
+        && let Some(p) = ps.iter().find(|p| !SIMULATED_PERCENTILES.contains(p))
+    {
+        bail!(
+            "--percentiles {p}: the simulator estimates only p50, p90 and p99 (give a subset of 50,90,99)"
+        );
+    }
     let report = queueing::batch::analyze(cfg).map_err(|e| {
         let hint = match &e {
             BatchError::NeverStable { .. } => " (flags: --max-batch K, or --policy elastic)",
@@ -213,11 +300,23 @@ pub fn answer(
             cfg.arrival_rate
         )
     })?;
-    let validation = match sim {
-        Some(v) => Some(validate(v, cfg, raw_tokens, limit, &report)?),
+    let settings = sim.or(pct.map(|(_, v)| v));
+    let run = match settings {
+        Some(v) => {
+            let (scn, mode) = scenario(cfg, raw_tokens, limit)?;
+            Some((v, v.simulate(&scn)?, mode))
+        }
         None => None,
     };
-    Ok(to_json(report, cfg.model.clone(), validation))
+    let validation = match (sim, &run) {
+        (Some(_), Some((v, s, mode))) => Some(validate(v, s, *mode, &report)),
+        _ => None,
+    };
+    let percentiles = match (pct, &run) {
+        (Some((ps, _)), Some((v, s, _))) => Some(percentiles(v, s, ps)?),
+        _ => None,
+    };
+    Ok(to_json(report, cfg.model.clone(), validation, percentiles))
 }
 
 /// The human-readable form: the estimates, the chains' diagnostics, the validation.
@@ -293,6 +392,31 @@ pub fn render(a: &BatchAnswer) -> String {
         o,
         "  wait = arrival → batch start; latency = arrival → the request's own completion"
     );
+    if let Some(p) = &a.percentiles {
+        o.push('\n');
+        let rows: Vec<Vec<String>> = [("wait", &p.wait), ("latency", &p.latency)]
+            .iter()
+            .flat_map(|(what, map)| {
+                map.iter().map(move |(k, e)| {
+                    vec![
+                        format!("{what} {k}"),
+                        format!("{:.6}", e.value),
+                        format!("± {:.6}", e.half_width),
+                        format!("simulation, {:.0}% CI", 100.0 * p.confidence),
+                    ]
+                })
+            })
+            .collect();
+        o.push_str(&columns(
+            &["percentile", "value (s)", "95% CI (s)", "method"],
+            &rows,
+        ));
+        let _ = writeln!(
+            o,
+            "  percentiles simulated ({} requests, seed {}, {} replication(s)): the chains give means only",
+            p.requests, p.seed, p.replications
+        );
+    }
     if let Some(v) = &a.validation {
         o.push('\n');
         o.push_str(&v.render());

@@ -37,6 +37,10 @@ pub struct QueueBatchArgs {
     /// Machine-readable output (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
+    /// Also simulate the wait and latency percentiles with 95% intervals: a subset of 50,90,99
+    /// (the chains give means only). Uses --validate's run and settings when given.
+    #[arg(long, value_delimiter = ',', value_name = "P")]
+    pub percentiles: Vec<f64>,
 }
 
 /// Validated `queue batch` question.
@@ -49,14 +53,19 @@ fn config(a: &QueueBatchArgs) -> Result<BatchConfig> {
         }
         _ => {}
     }
-    if let Some(sim) = a.validate.settings()?
+    let sim = match a.validate.settings()? {
+        Some(s) => Some(s),
+        None if !a.percentiles.is_empty() => Some(default_sim()?),
+        None => None,
+    };
+    if let Some(sim) = sim
         && a.policy == PolicyArg::Fixed
     {
         // The simulation of fixed batches needs them to fill (see `tokenq simulate`).
         let k = a.max_batch.unwrap_or(1) as u64;
         if sim.requests < k.saturating_mul(30) {
             bail!(
-                "--max-batch {k} with --validate: fixed batches of {k} requests need --requests ≥ {} (30 batches), got {}",
+                "--max-batch {k} with --validate or --percentiles: fixed batches of {k} requests need --requests ≥ {} (30 batches), got {}",
                 k.saturating_mul(30),
                 sim.requests
             );
@@ -71,20 +80,44 @@ fn config(a: &QueueBatchArgs) -> Result<BatchConfig> {
     })
 }
 
+/// The simulation settings of `--percentiles` without `--validate`: its defaults.
+fn default_sim() -> Result<pipeline::check::SimSettings> {
+    Ok(pipeline::check::SimSettings {
+        requests: super::common::parse_count(super::common::DEFAULT_VALIDATE_REQUESTS)?,
+        seed: 1,
+        replications: 1,
+    })
+}
+
 /// Run `tokenq queue batch`.
 pub fn run(a: QueueBatchArgs) -> Result<()> {
     let cfg = config(&a)?;
     let raw = super::common::parse_tokens("--tokens", &a.model.tokens)?;
     let sim = a.validate.settings()?;
-    let out =
-        pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref()).map_err(|e| {
+    if let Some(p) = a
+        .percentiles
+        .iter()
+        .find(|p| !pipeline::batch::SIMULATED_PERCENTILES.contains(p))
+    {
+        bail!(
+            "--percentiles {p}: the simulator estimates only p50, p90 and p99 (give a subset of 50,90,99)"
+        );
+    }
+    let pct_sim = match sim {
+        Some(s) => s,
+        None => default_sim()?,
+    };
+    let pct = (!a.percentiles.is_empty()).then_some((a.percentiles.as_slice(), &pct_sim));
+    let out = pipeline::batch::answer(&cfg, &raw, a.model.max_tokens, sim.as_ref(), pct).map_err(
+        |e| {
             convergence_hint(
                 e,
                 &a.model.tokens,
                 a.model.max_tokens,
                 a.policy == PolicyArg::Fixed || a.max_batch.is_some(),
             )
-        })?;
+        },
+    )?;
     if a.json {
         return print_json(&out);
     }
