@@ -229,3 +229,49 @@ fn mg1_percentiles_agree_with_the_simulator() {
     );
     assert_eq!(v["validation"]["flagged"], 0, "{}", v["validation"]);
 }
+
+/// `--routing shortest-queue`: two GPUs behind join-shortest-queue are simulated (with an
+/// interval), and wait less than the random split, whose p90 is Erlang's M/D/1 at λ/2.
+#[test]
+fn shortest_queue_routing_is_simulated_and_beats_the_random_split() {
+    let c =
+        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
+            .unwrap();
+    let s = c.single_request.unwrap();
+    let d = s.per_token_s * 100.0 + s.intercept_s;
+    // Total rate 1.5 ρ per GPU at 2 GPUs: one GPU alone would be unstable.
+    let rate = 1.5 / d;
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--policy",
+        "single",
+        "--tokens",
+        "const:100",
+        "--rate",
+        &rate.to_string(),
+        "--slo",
+        "wait:p90<=1000s",
+        "--max-gpus",
+        "2",
+        "--routing",
+        "shortest-queue",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let cand = &v["feasible"][0];
+    assert_eq!(cand["gpus"], 2, "{v}");
+    let slo = &cand["slos"][0];
+    assert_eq!(slo["method"], "simulation");
+    let (val, hw) = (
+        slo["value_s"]["value"].as_f64().unwrap(),
+        slo["value_s"]["half_width"].as_f64().unwrap(),
+    );
+    let random = md1_quantile(rate / 2.0, d, 0.9);
+    assert!(
+        hw > 0.0 && val + hw < random,
+        "JSQ {val} ± {hw} s vs random split {random} s"
+    );
+}

@@ -225,6 +225,8 @@ pub struct PlanConfig {
     pub seed: u64,
     /// How many of the best configurations get a goodput.
     pub goodput_top: usize,
+    /// How one-at-a-time and dynamic batching spread requests over several GPUs.
+    pub routing: sim::routing::Routing,
     /// Continuous batching, when a step model is given.
     pub continuous: Option<ContinuousSetup>,
     /// Search one request at a time and dynamic batching (with the coefficients' lines).
@@ -353,6 +355,11 @@ fn evaluate(
         salt,
     };
     let result = match policy {
+        PlanPolicy::Single | PlanPolicy::Dynamic { .. }
+            if gpus > 1 && cfg.routing != sim::routing::Routing::Random =>
+        {
+            routed(cfg, policy, service, limit, gpus, rate, salt, &mut c)
+        }
         PlanPolicy::Single => single(cfg, service, limit, lambda, &mut c),
         PlanPolicy::Dynamic { cap } => batched(cfg, cap, limit, lambda, salt, &mut c),
         PlanPolicy::Continuous { max_num_seqs } => {
@@ -375,6 +382,66 @@ fn evaluate(
     }
     c
 }
+
+/// One request at a time or dynamic batching on `gpus` servers behind a round-robin or
+/// join-shortest-queue router: simulated (`sim::routing`), replications with 95 % intervals.
+#[allow(clippy::too_many_arguments)]
+fn routed(
+    cfg: &PlanConfig,
+    policy: PlanPolicy,
+    service: Option<LinearService>,
+    limit: f64,
+    gpus: u32,
+    rate: f64,
+    salt: u64,
+    c: &mut Candidate,
+) -> Result<()> {
+    let server = match policy {
+        PlanPolicy::Single => sim::routing::Server::Single(
+            service.ok_or_else(|| anyhow::anyhow!("no single-request line in the coefficients"))?,
+        ),
+        PlanPolicy::Dynamic { cap } => sim::routing::Server::Dynamic {
+            batch: cfg
+                .batch
+                .ok_or_else(|| anyhow::anyhow!("no batch-time lines in the coefficients"))?,
+            cap,
+        },
+        PlanPolicy::Continuous { .. } => bail!("continuous batching routes as vLLM does"),
+    };
+    let run = sim::routing::RoutedRun {
+        servers: gpus,
+        routing: cfg.routing,
+        rate_rps: rate,
+        requests: (cfg.sim_requests / ROUTED_REPLICATIONS).max(20),
+        replications: ROUTED_REPLICATIONS as u32,
+        seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt),
+    };
+    let law = sim::TokenLaw::Dist(cfg.tokens.clone());
+    let r = sim::routing::simulate_routed(server, &law, limit.is_finite().then_some(limit), &run)?;
+    c.utilisation = r.utilisation;
+    for slo in &cfg.slos {
+        let which = match slo.metric {
+            Metric::E2e => sim::routing::Which::Latency,
+            Metric::Wait => sim::routing::Which::Wait,
+            m => bail!("{m:?} is a continuous-batching latency"),
+        };
+        let q = match slo.stat {
+            Stat::Mean => None,
+            Stat::Quantile(p) => Some(p),
+        };
+        let e = r.estimate(which, q);
+        c.slos.push(SloValue {
+            slo: slo.label(),
+            value_s: e,
+            method: Method::Simulation,
+            met: e.hi() <= slo.target_s,
+        });
+    }
+    Ok(())
+}
+
+/// Independent runs of a routed simulation (its `--sim-requests` split among them).
+const ROUTED_REPLICATIONS: u64 = 5;
 
 fn single(
     cfg: &PlanConfig,
@@ -779,7 +846,12 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
                 goodput_rps: g,
                 goodput_at_fit_upper_rps: g_hi,
                 method: match c.policy {
-                    PlanPolicy::Single => Method::Exact,
+                    PlanPolicy::Single
+                        if c.gpus == 1 || cfg.routing == sim::routing::Routing::Random =>
+                    {
+                        Method::Exact
+                    }
+                    PlanPolicy::Single => Method::Simulation,
                     PlanPolicy::Dynamic { .. } | PlanPolicy::Continuous { .. } => {
                         Method::Simulation
                     }
@@ -791,7 +863,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
         tokens: cfg.tokens_spec.clone(),
         rate_rps: cfg.rate,
         slos: cfg.slos.iter().map(Slo::label).collect(),
-        routing: routing(&policies),
+        routing: routing(&policies, cfg.routing),
         continuous: cfg.continuous.as_ref().map(|cs| {
             format!(
                 "{}; input tokens {}; max_batched_tokens {}, {} KV blocks of {} tokens; {} replications of {} Poisson arrivals (first {:.0}% warm-up), 95% Student-t intervals",
@@ -815,13 +887,17 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
 }
 
 /// How requests reach the GPUs, for each kind of policy searched.
-fn routing(policies: &[PlanPolicy]) -> String {
+fn routing(policies: &[PlanPolicy], rule: sim::routing::Routing) -> String {
     let mut v = Vec::new();
     if policies
         .iter()
         .any(|p| !matches!(p, PlanPolicy::Continuous { .. }))
     {
-        v.push("one request at a time and dynamic batching: random split, each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)");
+        v.push(match rule {
+            sim::routing::Routing::Random => "one request at a time and dynamic batching: random split, each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)",
+            sim::routing::Routing::RoundRobin => "one request at a time and dynamic batching: round robin over the n GPUs (simulated for n > 1)",
+            sim::routing::Routing::ShortestQueue => "one request at a time and dynamic batching: join-shortest-queue over the n GPUs (simulated for n > 1)",
+        });
     }
     if policies
         .iter()

@@ -40,6 +40,7 @@
 pub mod continuous;
 pub mod engine;
 pub mod report;
+pub mod routing;
 pub mod scenario;
 pub mod stats;
 pub mod tokens;

@@ -93,9 +93,25 @@ pub struct PlanArgs {
     /// Continuous batching: Poisson arrivals per replication (accepts 2e3).
     #[arg(long, default_value = "2000", value_name = "N")]
     pub replay_requests: String,
+    /// How one-at-a-time and dynamic batching spread requests over several GPUs: random (each
+    /// GPU a Poisson stream of R/n: exact for one at a time), round-robin or shortest-queue
+    /// (simulated). Continuous batching always routes as vLLM's data-parallel front end.
+    #[arg(long, value_enum, default_value = "random")]
+    pub routing: RoutingArg,
     /// Continuous batching: independent replications (the intervals come from their spread).
     #[arg(long, default_value_t = 5, value_name = "R")]
     pub replications: u32,
+}
+
+/// A routing rule over several GPUs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RoutingArg {
+    /// Uniformly at random.
+    Random,
+    /// In turn.
+    RoundRobin,
+    /// Fewest requests in the system (join-shortest-queue).
+    ShortestQueue,
 }
 
 /// A serving policy `tokenq plan` can search.
@@ -161,6 +177,11 @@ pub fn run(a: PlanArgs) -> Result<()> {
         goodput_top: 3,
         continuous,
         paper_policies,
+        routing: match a.routing {
+            RoutingArg::Random => sim::routing::Routing::Random,
+            RoutingArg::RoundRobin => sim::routing::Routing::RoundRobin,
+            RoutingArg::ShortestQueue => sim::routing::Routing::ShortestQueue,
+        },
     };
     let answer = pipeline::plan::plan(&cfg)?;
     if a.json {

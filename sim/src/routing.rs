@@ -1,0 +1,385 @@
+//! Several servers behind a router (docs/models.md §11 "Several GPUs"): a Poisson stream of
+//! `rate_rps` is routed to `servers` identical servers, each one request at a time (FCFS,
+//! service `a·n + c`) or dynamic batching with cap K (padded batch time
+//! `T = t1(m) + t2(m)·max n`, an idle server starting a batch of one at the next arrival),
+//! as the single-server loops of [`crate::engine`] run them.
+//!
+//! Routing rules:
+//! * [`Routing::Random`]: each request to a server drawn uniformly (each server then sees a
+//!   Poisson stream of `rate/servers`: the analytic models' assumption);
+//! * [`Routing::RoundRobin`]: request i to server `i mod servers` (each server sees Erlang
+//!   gaps: less variable than Poisson);
+//! * [`Routing::ShortestQueue`]: to the server with the fewest requests in the system (waiting
+//!   plus in service), ties to the lowest index — join-shortest-queue, which needs no service
+//!   times, only counts (vLLM's data-parallel router routes by counts too).
+//!
+//! Statistics: `replications` independent runs of `requests` arrivals each; the first
+//! [`WARMUP_FRACTION`] of each run's requests (by arrival) are warm-up and left out; a
+//! statistic (mean or p-quantile of the wait or the latency) is the mean of the runs' values
+//! with a Student-t 95 % interval on `R − 1` degrees of freedom. A run whose queue exceeds
+//! [`crate::engine::MAX_QUEUE`] requests at one server is stopped and reported unstable.
+
+use std::collections::VecDeque;
+
+use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, Exp1};
+use rand_xoshiro::Xoshiro256PlusPlus;
+
+use crate::SimError;
+use crate::engine::MAX_QUEUE;
+use crate::scenario::{BatchTime, LinearService};
+use crate::stats::{Estimate, t_quantile};
+use crate::tokens::{AnySampler, TokenLaw, TokenMode, TokenSampler};
+
+/// Share of each run's requests (the first, by arrival) left out as warm-up.
+pub const WARMUP_FRACTION: f64 = 0.1;
+
+/// How the router picks a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Routing {
+    /// Uniformly at random.
+    Random,
+    /// In turn.
+    RoundRobin,
+    /// Fewest requests in the system (join-shortest-queue).
+    ShortestQueue,
+}
+
+/// What each server runs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Server {
+    /// One request at a time, service `a·n + c`.
+    Single(LinearService),
+    /// Dynamic batching with cap K.
+    Dynamic {
+        /// Batch-time model.
+        batch: BatchTime,
+        /// Cap K.
+        cap: u32,
+    },
+}
+
+impl Server {
+    fn cap(&self) -> usize {
+        match self {
+            Server::Single(_) => 1,
+            Server::Dynamic { cap, .. } => *cap as usize,
+        }
+    }
+
+    fn duration(&self, m: usize, max_n: f64) -> f64 {
+        match self {
+            Server::Single(s) => s.per_token_s * max_n + s.intercept_s,
+            Server::Dynamic { batch, .. } => {
+                let m = m as f64;
+                batch.t1(m) + batch.t2(m) * max_n
+            }
+        }
+    }
+}
+
+/// The run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RoutedRun {
+    /// Servers behind the router.
+    pub servers: u32,
+    /// The rule.
+    pub routing: Routing,
+    /// Total arrival rate, req/s.
+    pub rate_rps: f64,
+    /// Arrivals per run.
+    pub requests: u64,
+    /// Independent runs.
+    pub replications: u32,
+    /// Seed of the first run (run i: `seed + i`).
+    pub seed: u64,
+}
+
+/// Per run, the kept requests' waits and latencies (sorted), and the busy share.
+#[derive(Debug, Clone)]
+pub struct RoutedResult {
+    waits: Vec<Vec<f64>>,
+    latencies: Vec<Vec<f64>>,
+    /// Busy share of the servers, mean over runs.
+    pub utilisation: f64,
+}
+
+/// Which of a request's times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    /// Arrival → start of service.
+    Wait,
+    /// Arrival → completion.
+    Latency,
+}
+
+#[derive(Debug, Default)]
+struct ServerState {
+    /// Waiting requests: (index, arrival, tokens).
+    queue: VecDeque<(usize, f64, f64)>,
+    /// End of the batch in service (≤ now: idle).
+    busy_until: f64,
+    /// Requests in the batch in service.
+    in_service: usize,
+    busy_s: f64,
+}
+
+/// Simulate `run` with `server` at every server and token counts from `tokens`, clipped at
+/// `max_tokens` (`None`: no limit).
+pub fn simulate_routed(
+    server: Server,
+    tokens: &TokenLaw,
+    max_tokens: Option<f64>,
+    run: &RoutedRun,
+) -> Result<RoutedResult, SimError> {
+    if run.servers == 0 {
+        return Err(SimError::Config("servers: give at least 1".into()));
+    }
+    if !(run.rate_rps.is_finite() && run.rate_rps > 0.0) {
+        return Err(SimError::Config(format!(
+            "rate: give a positive arrival rate (got {} req/s)",
+            run.rate_rps
+        )));
+    }
+    if run.replications < 2 || run.requests < 20 {
+        return Err(SimError::Config(
+            "routing runs need at least 2 replications of 20 requests".into(),
+        ));
+    }
+    if server.cap() == 0 {
+        return Err(SimError::Scenario(
+            "the batch cap must be at least 1".into(),
+        ));
+    }
+    let sampler = AnySampler::new(
+        tokens,
+        TokenMode::Continuous,
+        max_tokens.unwrap_or(f64::INFINITY),
+    )?;
+    let mut waits = Vec::new();
+    let mut latencies = Vec::new();
+    let mut busy = 0.0;
+    for r in 0..run.replications {
+        let (w, l, u) = one_run(server, &sampler, run, run.seed.wrapping_add(u64::from(r)))?;
+        waits.push(w);
+        latencies.push(l);
+        busy += u;
+    }
+    Ok(RoutedResult {
+        waits,
+        latencies,
+        utilisation: busy / f64::from(run.replications),
+    })
+}
+
+/// Start batches at `s` while it is free by `t` and requests wait.
+fn advance(st: &mut ServerState, server: &Server, t: f64, wait: &mut [f64], latency: &mut [f64]) {
+    while st.busy_until <= t && !st.queue.is_empty() {
+        let start = st.busy_until.max(st.queue[0].1);
+        let m = st.queue.len().min(server.cap());
+        let max_n = st.queue.iter().take(m).map(|q| q.2).fold(0.0, f64::max);
+        let dur = server.duration(m, max_n);
+        for (i, arr, _) in st.queue.drain(..m) {
+            wait[i] = start - arr;
+            latency[i] = start + dur - arr;
+        }
+        st.busy_until = start + dur;
+        st.in_service = m;
+        st.busy_s += dur;
+    }
+    if st.busy_until <= t {
+        st.in_service = 0;
+    }
+}
+
+fn one_run(
+    server: Server,
+    sampler: &AnySampler,
+    run: &RoutedRun,
+    seed: u64,
+) -> Result<(Vec<f64>, Vec<f64>, f64), SimError> {
+    let n = run.requests as usize;
+    let k = run.servers as usize;
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
+    let mut states: Vec<ServerState> = (0..k).map(|_| ServerState::default()).collect();
+    let mut wait = vec![f64::NAN; n];
+    let mut latency = vec![f64::NAN; n];
+    let mut t = 0.0;
+    let mean_gap = 1.0 / run.rate_rps;
+    for i in 0..n {
+        let e: f64 = Exp1.sample(&mut rng);
+        t += e * mean_gap;
+        let tokens = sampler.draw(&mut rng);
+        for st in &mut states {
+            advance(st, &server, t, &mut wait, &mut latency);
+        }
+        let s = match run.routing {
+            Routing::Random => rng.random_range(0..k),
+            Routing::RoundRobin => i % k,
+            Routing::ShortestQueue => (0..k)
+                .min_by_key(|&j| states[j].queue.len() + states[j].in_service)
+                .unwrap_or(0),
+        };
+        let st = &mut states[s];
+        st.queue.push_back((i, t, tokens));
+        if st.queue.len() > MAX_QUEUE {
+            return Err(SimError::Scenario(format!(
+                "unstable: more than {MAX_QUEUE} requests wait at one server at {} req/s",
+                run.rate_rps
+            )));
+        }
+        // An idle server starts at once.
+        advance(st, &server, t, &mut wait, &mut latency);
+    }
+    for st in &mut states {
+        advance(st, &server, f64::INFINITY, &mut wait, &mut latency);
+    }
+    let end = states.iter().map(|s| s.busy_until).fold(t, f64::max);
+    let busy = states.iter().map(|s| s.busy_s).sum::<f64>() / (k as f64 * end);
+    let skip = ((n as f64) * WARMUP_FRACTION).floor() as usize;
+    let mut w = wait[skip..].to_vec();
+    let mut l = latency[skip..].to_vec();
+    w.sort_by(f64::total_cmp);
+    l.sort_by(f64::total_cmp);
+    Ok((w, l, busy))
+}
+
+impl RoutedResult {
+    /// The mean (`q = None`) or q-quantile of the wait or the latency: the mean of the runs'
+    /// values with its Student-t 95 % half-width (seconds).
+    pub fn estimate(&self, which: Which, q: Option<f64>) -> Estimate {
+        let runs = match which {
+            Which::Wait => &self.waits,
+            Which::Latency => &self.latencies,
+        };
+        let vals: Vec<f64> = runs
+            .iter()
+            .map(|v| match q {
+                None => v.iter().sum::<f64>() / v.len() as f64,
+                Some(p) => {
+                    let k = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
+                    v[k - 1]
+                }
+            })
+            .collect();
+        let r = vals.len();
+        let mean = vals.iter().sum::<f64>() / r as f64;
+        let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (r - 1) as f64;
+        Estimate {
+            value: mean,
+            half_width: t_quantile(0.95, r - 1) * (var / r as f64).sqrt(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exp_server(mean_service_s: f64) -> (Server, TokenLaw) {
+        // Exponential tokens of mean 100 and 0 intercept: exponential service.
+        (
+            Server::Single(LinearService {
+                per_token_s: mean_service_s / 100.0,
+                intercept_s: 0.0,
+            }),
+            TokenLaw::Exponential { mean: 100.0 },
+        )
+    }
+
+    fn run(servers: u32, routing: Routing, rate: f64) -> RoutedRun {
+        RoutedRun {
+            servers,
+            routing,
+            rate_rps: rate,
+            requests: 200_000,
+            replications: 8,
+            seed: 12,
+        }
+    }
+
+    /// Round robin on n exponential servers: each server is E_n/M/1 (GI/M/1 with Erlang-n gaps
+    /// of rate λ), whose wait has `P(W > t) = σ e^{−μ(1−σ)t}` with σ the root in (0, 1) of
+    /// `σ = (λ/(λ + μ(1 − σ)))^n` (Kleinrock, Queueing Systems I, §6.4).
+    #[test]
+    fn round_robin_on_exponential_servers_is_erlang_gi_m_1() {
+        let (n, lambda_total, mu) = (3u32, 2.4, 1.0);
+        let lambda = lambda_total; // each gap of a server's stream is a sum of n Exp(λ)
+        let mut sigma: f64 = 0.5;
+        for _ in 0..200 {
+            sigma = (lambda / (lambda + mu * (1.0 - sigma))).powi(n as i32);
+        }
+        let (server, law) = exp_server(1.0 / mu);
+        let r = simulate_routed(
+            server,
+            &law,
+            None,
+            &run(n, Routing::RoundRobin, lambda_total),
+        )
+        .unwrap();
+        // Mean wait σ/(μ(1 − σ)); p90: P(W > t) = 0.1 → t = ln(10σ)/(μ(1 − σ)).
+        let mean = sigma / (mu * (1.0 - sigma));
+        let p90 = (10.0 * sigma).ln() / (mu * (1.0 - sigma));
+        for (q, want) in [(None, mean), (Some(0.9), p90)] {
+            let e = r.estimate(Which::Wait, q);
+            assert!(
+                (e.value - want).abs() <= e.half_width,
+                "{q:?}: {e:?} vs exact {want}"
+            );
+        }
+        // Busy share ρ = λ/(nμ).
+        assert!((r.utilisation - lambda_total / (f64::from(n) * mu)).abs() < 0.01);
+    }
+
+    /// Random routing on n servers is n independent M/M/1 queues of rate λ/n:
+    /// `P(W > t) = ρ e^{−(μ − λ/n)t}`.
+    #[test]
+    fn random_routing_is_independent_mm1() {
+        let (n, lambda_total, mu) = (2u32, 1.4, 1.0);
+        let (server, law) = exp_server(1.0 / mu);
+        let r = simulate_routed(
+            server,
+            &law,
+            None,
+            &RoutedRun {
+                requests: 1_000_000,
+                ..run(n, Routing::Random, lambda_total)
+            },
+        )
+        .unwrap();
+        let (l, rho) = (
+            lambda_total / f64::from(n),
+            lambda_total / (f64::from(n) * mu),
+        );
+        let p90 = (10.0 * rho).ln() / (mu - l);
+        let e = r.estimate(Which::Wait, Some(0.9));
+        assert!((e.value - p90).abs() <= e.half_width, "{e:?} vs {p90}");
+        let mean_latency = 1.0 / (mu - l);
+        let e = r.estimate(Which::Latency, None);
+        assert!(
+            (e.value - mean_latency).abs() <= e.half_width,
+            "{e:?} vs {mean_latency}"
+        );
+    }
+
+    /// Join-shortest-queue waits less than round robin, which waits less than random.
+    #[test]
+    fn shortest_queue_beats_round_robin_beats_random() {
+        let (server, law) = exp_server(1.0);
+        let p99 = |routing| {
+            simulate_routed(server, &law, None, &run(4, routing, 3.2))
+                .unwrap()
+                .estimate(Which::Wait, Some(0.99))
+        };
+        let (jsq, rr, rnd) = (
+            p99(Routing::ShortestQueue),
+            p99(Routing::RoundRobin),
+            p99(Routing::Random),
+        );
+        assert!(
+            jsq.hi() < rr.lo() && rr.hi() < rnd.lo(),
+            "{jsq:?} {rr:?} {rnd:?}"
+        );
+    }
+}
