@@ -63,7 +63,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = parse(replay_alias(std::env::args_os().collect()));
+    let cli = parse(pipeline::replay::alias_args(std::env::args_os().collect()));
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -144,28 +144,4 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "http")]
         Command::Compare(a) => cmd::compare::run(*a),
     }
-}
-
-/// `tokenq simulate … --policy continuous …` is `tokenq replay …` (scripts written before the
-/// replay had its own command keep working): drop the policy flag and rename the command
-/// (tested in tests/cli_continuous.rs).
-fn replay_alias(mut args: Vec<OsString>) -> Vec<OsString> {
-    if args.get(1).is_none_or(|a| a != "simulate") {
-        return args;
-    }
-    let pos = args.iter().position(|a| a == "--policy=continuous");
-    let pair = args
-        .windows(2)
-        .position(|w| w[0] == "--policy" && w[1] == "continuous");
-    match (pos, pair) {
-        (Some(i), _) => {
-            args.remove(i);
-        }
-        (None, Some(i)) => {
-            args.drain(i..i + 2);
-        }
-        (None, None) => return args,
-    }
-    args[1] = "replay".into();
-    args
 }

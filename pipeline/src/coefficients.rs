@@ -133,6 +133,38 @@ pub fn resolve_batch_k(file: Option<&Path>, first: &[f64], decode: &[f64]) -> Re
     Ok(k)
 }
 
+/// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
+pub fn single_line(
+    coefficients: Option<&Path>,
+    per_token_s: Option<f64>,
+    intercept_s: Option<f64>,
+) -> Result<(f64, f64)> {
+    let (per_token_s, intercept_s) = match (coefficients, per_token_s, intercept_s) {
+        (Some(f), None, None) => load(f)?.single_request_line().with_context(|| {
+            format!(
+                "--coefficients {}: the file has no [single_request] line (pass --per-token-s and --intercept-s)",
+                f.display()
+            )
+        })?,
+        (Some(_), _, _) => bail!("give either --coefficients FILE or --per-token-s/--intercept-s, not both"),
+        (None, Some(p), Some(c)) => (p, c),
+        (None, None, None) => bail!(
+            "mg1 needs the service-time line: pass --per-token-s S --intercept-s S, or --coefficients FILE (from `tokenq fit`)"
+        ),
+        _ => bail!("--per-token-s and --intercept-s go together (or use --coefficients FILE)"),
+    };
+    if !(per_token_s.is_finite()
+        && per_token_s >= 0.0
+        && intercept_s.is_finite()
+        && intercept_s >= 0.0)
+    {
+        bail!(
+            "--per-token-s {per_token_s} and --intercept-s {intercept_s} must be finite and ≥ 0 seconds"
+        );
+    }
+    Ok((per_token_s, intercept_s))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -317,6 +317,48 @@ pub struct PlanAnswer {
     pub elapsed_s: f64,
 }
 
+/// The continuous-batching flags of `tokenq plan`, as given.
+#[derive(Debug)]
+pub struct ContinuousFlags<'a> {
+    /// Engine limits and step tables given as flags.
+    pub engine: crate::replay::EngineFile,
+    /// `--engine-config`.
+    pub engine_config: Option<&'a std::path::Path>,
+    /// `--coefficients` and its contents.
+    pub coefficients: (&'a std::path::Path, &'a CoefficientsFile),
+    /// `--tokens` as written.
+    pub tokens: &'a str,
+    /// `--input-tokens`.
+    pub input_tokens: Option<&'a str>,
+    /// `--replay-requests`.
+    pub requests: &'a str,
+    /// `--replications`.
+    pub replications: u32,
+}
+
+/// The engine (vLLM's defaults under the flags and settings file; no prefix caching: Poisson
+/// requests share no prefixes), step model and prompt law of the continuous policy.
+pub fn continuous_setup(f: &ContinuousFlags) -> Result<ContinuousSetup> {
+    let (path, file) = f.coefficients;
+    let given = crate::replay::EngineFile {
+        prefix_caching: Some(false),
+        ..f.engine.clone()
+    };
+    let s = crate::replay::settings(&given, f.engine_config, None, Some(file))?;
+    let flag = format!("--coefficients {}", path.display());
+    let (model, model_description) = crate::replay::open_step_model(&s, Some(file), &flag)?;
+    let (input, input_spec) = crate::values::input_tokens(f.input_tokens, f.tokens)?;
+    Ok(ContinuousSetup {
+        model,
+        model_description,
+        engine: s.engine,
+        input,
+        input_spec,
+        requests: crate::values::parse_count(f.requests).context("--replay-requests")?,
+        replications: f.replications,
+    })
+}
+
 /// The default limits: the workload's 50th … 99.9th percentiles and no limit.
 pub fn default_limits(tokens: &TokenDist) -> Vec<f64> {
     let mut v: Vec<f64> = [0.5, 0.75, 0.9, 0.95, 0.99, 0.999]

@@ -393,6 +393,102 @@ impl Summary {
     }
 }
 
+/// `tokenq replay --rate`'s flags, as given.
+#[derive(Debug)]
+pub struct PoissonFlags<'a> {
+    /// `--rate`, req/s.
+    pub rate: f64,
+    /// `--tokens`.
+    pub tokens: Option<&'a str>,
+    /// `--input-tokens`.
+    pub input_tokens: Option<&'a str>,
+    /// `--max-tokens`.
+    pub max_tokens: Option<f64>,
+    /// `--replications`.
+    pub replications: u32,
+    /// `--percentiles` (0–100).
+    pub percentiles: &'a [f64],
+    /// `--requests` per replication.
+    pub requests: Option<&'a str>,
+    /// `--seed`.
+    pub seed: u64,
+    /// `--coefficients`.
+    pub coefficients: Option<&'a std::path::Path>,
+    /// The engine flags.
+    pub engine: crate::replay::EngineFile,
+    /// `--engine-config`.
+    pub engine_config: Option<&'a std::path::Path>,
+    /// `--kv-memory-gib`.
+    pub kv_memory_gib: Option<f64>,
+    /// `--json`.
+    pub json: bool,
+}
+
+/// Requests per replication when `--requests` is not given.
+pub const DEFAULT_REQUESTS: u64 = 2000;
+
+/// Run `tokenq replay --rate`: check the flags, replicate, print the summary.
+pub fn run(f: &PoissonFlags) -> Result<()> {
+    use crate::values::{input_tokens, max_tokens, parse_count, parse_tokens};
+    if !(f.rate.is_finite() && f.rate > 0.0) {
+        bail!(
+            "--rate {}: give a positive arrival rate in req/s, e.g. 3",
+            f.rate
+        );
+    }
+    if let Some(q) = f.percentiles.iter().find(|&&q| !(q > 0.0 && q < 100.0)) {
+        bail!("--percentiles {q}: give percentiles between 0 and 100, e.g. 50,90,99");
+    }
+    let Some(tokens_spec) = f.tokens else {
+        bail!("--rate needs --tokens DIST (output lengths), e.g. --tokens sharegpt");
+    };
+    let output = parse_tokens("--tokens", tokens_spec)?;
+    let (input, input_spec) = input_tokens(f.input_tokens, tokens_spec)?;
+    let limit = max_tokens("--max-tokens", f.max_tokens)?;
+    let coef = match f.coefficients {
+        Some(c) => Some(
+            tokenq_core::CoefficientsFile::read(c)
+                .map_err(|e| anyhow::anyhow!("--coefficients {}: {e}", c.display()))?,
+        ),
+        None => None,
+    };
+    let s = crate::replay::settings(&f.engine, f.engine_config, f.kv_memory_gib, coef.as_ref())?;
+    let flag = f.coefficients.map_or("--coefficients".into(), |c| {
+        format!("--coefficients {}", c.display())
+    });
+    let (model, description) = crate::replay::open_step_model(&s, coef.as_ref(), &flag)?;
+    let w = PoissonWorkload {
+        rate_rps: f.rate,
+        input,
+        output,
+        max_tokens: limit,
+        requests: match f.requests {
+            Some(n) => parse_count(n).map_err(|e| anyhow::anyhow!("--requests: {e}"))?,
+            None => DEFAULT_REQUESTS,
+        },
+        replications: f.replications,
+        seed: f.seed,
+    };
+    let r = replicate(&w, &s.engine, s.data_parallel.engines, model.as_ref())?;
+    let qs: Vec<f64> = f.percentiles.iter().map(|q| q / 100.0).collect();
+    let summary = Summary::new(
+        &r,
+        &w,
+        description,
+        s.engine,
+        s.data_parallel.engines,
+        input_spec,
+        tokens_spec.to_string(),
+        &qs,
+    );
+    if f.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render(&qs));
+    }
+    Ok(())
+}
+
 /// Mean ± Student-t 95 % half-width of independent values.
 fn interval(v: &[f64]) -> Estimate {
     let n = v.len();

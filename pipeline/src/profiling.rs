@@ -93,3 +93,19 @@ fn roofline(
     Peaks::resolve(&device, out.peak_tflops, out.peak_bandwidth_gbs)
         .map(|p| Roofline::new(spec.model.clone(), spec.precision.bytes(), p))
 }
+
+/// `--reps`, `--synthetic-noise` and `--synthetic-spike-prob`, checked.
+pub fn check_sizes(reps: Option<u32>, noise: f64, spike_prob: f64) -> Result<()> {
+    if reps == Some(0) {
+        anyhow::bail!("--reps 0: give at least 1 timed pass per point, e.g. --reps 3");
+    }
+    if !(noise.is_finite() && (0.0..=10.0).contains(&noise)) {
+        anyhow::bail!(
+            "--synthetic-noise {noise}: give the lognormal σ of the noise, between 0 and 10"
+        );
+    }
+    if !(0.0..=1.0).contains(&spike_prob) {
+        anyhow::bail!("--synthetic-spike-prob {spike_prob}: give a probability between 0 and 1");
+    }
+    Ok(())
+}

@@ -67,6 +67,93 @@ pub struct ReplayConfig {
     pub requests: Option<u64>,
 }
 
+/// What a replay writes besides its summary (the flags of the same names).
+#[derive(Debug, Clone, Default)]
+pub struct ReplayOutputs {
+    /// `--fit-step-model`.
+    pub fit_step_model: bool,
+    /// `--save-step-model`.
+    pub save_step_model: Option<PathBuf>,
+    /// `--records`.
+    pub records: Option<PathBuf>,
+    /// `--series`.
+    pub series: Option<PathBuf>,
+    /// `--report`.
+    pub report: Option<PathBuf>,
+}
+
+impl ReplayConfig {
+    /// The configuration from the flags: the engine settings merged with `--engine-config` and
+    /// the defaults ([`settings`]), the coefficients file read; `(json, seed)` as given.
+    pub fn from_flags(
+        engine: &EngineFile,
+        engine_config: Option<&Path>,
+        kv_memory_gib: Option<f64>,
+        trace: &Path,
+        coefficients: Option<&Path>,
+        out: ReplayOutputs,
+        (json, seed): (bool, u64),
+    ) -> Result<Self> {
+        let coefficients_file = match coefficients {
+            Some(p) => Some(
+                CoefficientsFile::read(p)
+                    .with_context(|| format!("--coefficients {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let s = settings(
+            engine,
+            engine_config,
+            kv_memory_gib,
+            coefficients_file.as_ref(),
+        )?;
+        Ok(ReplayConfig {
+            trace: trace.to_path_buf(),
+            coefficients: coefficients.map(Path::to_path_buf),
+            coefficients_file,
+            engine: s.engine,
+            step_table: s.step_table,
+            skew: s.skew,
+            layers: s.layers,
+            parallel: s.parallel,
+            data_parallel: s.data_parallel,
+            dp_lockstep: s.dp_lockstep,
+            fit_step_model: out.fit_step_model,
+            save_step_model: out.save_step_model,
+            records: out.records,
+            series: out.series,
+            report: out.report,
+            json,
+            seed,
+            requests: None,
+        })
+    }
+}
+
+/// `tokenq simulate … --policy continuous …` is `tokenq replay …` (scripts written before the
+/// replay had its own command keep working): drop the policy flag and rename the command
+/// (tested in tests/cli_continuous.rs).
+pub fn alias_args(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|a| a != "simulate") {
+        return args;
+    }
+    let pos = args.iter().position(|a| a == "--policy=continuous");
+    let pair = args
+        .windows(2)
+        .position(|w| w[0] == "--policy" && w[1] == "continuous");
+    match (pos, pair) {
+        (Some(i), _) => {
+            args.remove(i);
+        }
+        (None, Some(i)) => {
+            args.drain(i..i + 2);
+        }
+        (None, None) => return args,
+    }
+    args[1] = "replay".into();
+    args
+}
+
 /// Most requests a replay holds (one record each).
 pub const MAX_REPLAY_REQUESTS: u64 = 10_000_000;
 

@@ -123,3 +123,91 @@ pub fn run(
         }
     }
 }
+
+/// The arrivals, token law and request count of `tokenq simulate`, from its flags, with their
+/// descriptions.
+#[derive(Debug)]
+pub struct SimWorkload {
+    /// Poisson or a trace.
+    pub arrivals: sim::Arrivals,
+    /// The token law or the trace's own.
+    pub tokens: sim::Tokens,
+    /// Requests per replication.
+    pub requests: u64,
+    /// E.g. `Poisson λ = 2 req/s`.
+    pub arrival_desc: String,
+    /// The token law as written.
+    pub tokens_desc: String,
+}
+
+/// Build [`SimWorkload`] from `--trace`, `--arrival-rate`, `--rate`, `--tokens`, `--requests`.
+pub fn workload(
+    trace: Option<&str>,
+    arrival_rate: Option<f64>,
+    rate: Option<f64>,
+    tokens: Option<&str>,
+    requests: Option<&str>,
+) -> Result<SimWorkload> {
+    use anyhow::Context as _;
+    use sim::{Arrivals, TokenLaw, Tokens, Trace};
+    let (arrivals, arrival_desc) = match (trace, arrival_rate) {
+        (Some(_), Some(_)) => {
+            bail!("--arrival-rate is for Poisson arrivals; with --trace use --rate R to rescale it")
+        }
+        (None, Some(poisson)) => {
+            if rate.is_some() {
+                bail!("--rate rescales a --trace; for Poisson arrivals use --arrival-rate");
+            }
+            (
+                Arrivals::Poisson { rate_rps: poisson },
+                format!("Poisson λ = {poisson} req/s"),
+            )
+        }
+        (Some(t), None) => {
+            let trace = Trace::load(t).with_context(|| format!("--trace {t}"))?;
+            let desc = match (rate, trace.mean_rate()) {
+                (Some(r), Some(m)) => format!(
+                    "trace {t} ({} requests, {m:.3} req/s rescaled to {r} req/s)",
+                    trace.requests.len()
+                ),
+                (_, m) => format!(
+                    "trace {t} ({} requests, {} req/s)",
+                    trace.requests.len(),
+                    m.map_or("–".into(), |m| format!("{m:.3}"))
+                ),
+            };
+            (
+                Arrivals::Trace {
+                    trace: Arc::new(trace),
+                    rate_rps: rate,
+                },
+                desc,
+            )
+        }
+        (None, None) => bail!(
+            "give --arrival-rate REQ_PER_S (Poisson arrivals) or --trace FILE|azure-conv|azure-code"
+        ),
+    };
+    let (tokens, tok_desc) = match tokens {
+        Some(spec) => (
+            Tokens::Law(TokenLaw::parse(spec).context("--tokens")?),
+            spec.to_string(),
+        ),
+        None if trace.is_some() => (Tokens::FromTrace, "from the trace".into()),
+        None => {
+            bail!("--tokens DIST is required with Poisson arrivals (e.g. --tokens lognormal:7,0.7)")
+        }
+    };
+    let requests = match (requests, &arrivals) {
+        (Some(s), _) => crate::values::parse_count(s)?,
+        (None, Arrivals::Trace { trace, .. }) => trace.requests.len() as u64,
+        (None, Arrivals::Poisson { .. }) => 1_000_000,
+    };
+    Ok(SimWorkload {
+        arrivals,
+        tokens,
+        requests,
+        arrival_desc,
+        tokens_desc: tok_desc,
+    })
+}

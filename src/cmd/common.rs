@@ -237,24 +237,3 @@ impl From<PolicyArg> for Policy {
         }
     }
 }
-
-/// The prompt-length law of a continuous-batching workload: `--input-tokens` as given, else
-/// `DIST-input` for a built-in output law `DIST` that has one (sharegpt → sharegpt-input).
-pub fn input_tokens(
-    given: Option<&str>,
-    output_spec: &str,
-) -> Result<(queueing::dist::TokenDist, String)> {
-    let spec = match given {
-        Some(s) => s.to_string(),
-        None => {
-            let guess = format!("{output_spec}-input");
-            if parse_tokens("--input-tokens", &guess).is_err() {
-                anyhow::bail!(
-                    "--input-tokens is needed for continuous batching (prompt lengths), e.g. --input-tokens sharegpt-input or const:512"
-                );
-            }
-            guess
-        }
-    };
-    Ok((parse_tokens("--input-tokens", &spec)?, spec))
-}

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use pipeline::plan::{ContinuousSetup, PlanConfig, Slo, default_limits};
+use pipeline::plan::{ContinuousFlags, ContinuousSetup, PlanConfig, Slo, default_limits};
 use pipeline::replay::EngineFile;
 use tokenq_core::CoefficientsFile;
 
-use super::common::{input_tokens, parse_count, parse_tokens, print_json};
+use super::common::{parse_count, parse_tokens, print_json};
 
 /// Search policies, max-token limits and GPU counts for the cheapest configuration that meets
 /// latency SLOs stated as percentiles, and each one's goodput.
@@ -135,11 +135,8 @@ pub fn run(a: PlanArgs) -> Result<()> {
         .iter()
         .map(|s| Slo::parse(s))
         .collect::<Result<Vec<_>>>()?;
-    let limits = if a.limits.is_empty() {
-        default_limits(&tokens)
-    } else {
-        a.limits.clone()
-    };
+    let limits = Some(a.limits.clone()).filter(|l| !l.is_empty());
+    let limits = limits.unwrap_or_else(|| default_limits(&tokens));
     let (service, service_hi, batch) = pipeline::plan::service_models(&file)
         .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
     let wants = |p: PolicyArg| a.policies.is_empty() || a.policies.contains(&p);
@@ -193,27 +190,21 @@ pub fn run(a: PlanArgs) -> Result<()> {
 
 /// The continuous-batching engine, step model and workload from the flags.
 fn continuous_setup(a: &PlanArgs, file: &CoefficientsFile) -> Result<ContinuousSetup> {
-    let given = EngineFile {
+    let engine = EngineFile {
         max_batched_tokens: a.max_batched_tokens,
         kv_blocks: a.kv_blocks,
         block_size: a.block_size,
         step_table: a.step_table.clone(),
         layers: a.layers,
-        // Poisson requests share no prefixes; the engine runs one request stream per replica.
-        prefix_caching: Some(false),
         ..EngineFile::default()
     };
-    let s = pipeline::replay::settings(&given, a.engine_config.as_deref(), None, Some(file))?;
-    let flag = format!("--coefficients {}", a.coefficients.display());
-    let (model, model_description) = pipeline::replay::open_step_model(&s, Some(file), &flag)?;
-    let (input, input_spec) = input_tokens(a.input_tokens.as_deref(), &a.tokens)?;
-    Ok(ContinuousSetup {
-        model,
-        model_description,
-        engine: s.engine,
-        input,
-        input_spec,
-        requests: parse_count(&a.replay_requests).context("--replay-requests")?,
+    pipeline::plan::continuous_setup(&ContinuousFlags {
+        engine,
+        engine_config: a.engine_config.as_deref(),
+        coefficients: (&a.coefficients, file),
+        tokens: &a.tokens,
+        input_tokens: a.input_tokens.as_deref(),
+        requests: &a.replay_requests,
         replications: a.replications,
     })
 }

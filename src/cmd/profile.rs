@@ -278,22 +278,8 @@ pub fn run(a: ProfileArgs) -> Result<()> {
 
 /// Checks of the flags that the profiler's own checks do not name.
 fn check_sizes(a: &ProfileArgs) -> Result<()> {
-    if a.reps == Some(0) {
-        anyhow::bail!("--reps 0: give at least 1 timed pass per point, e.g. --reps 3");
-    }
-    if !(a.synthetic_noise.is_finite() && (0.0..=10.0).contains(&a.synthetic_noise)) {
-        anyhow::bail!(
-            "--synthetic-noise {}: give the lognormal σ of the noise, between 0 and 10",
-            a.synthetic_noise
-        );
-    }
-    if !(0.0..=1.0).contains(&a.synthetic_spike_prob) {
-        anyhow::bail!(
-            "--synthetic-spike-prob {}: give a probability between 0 and 1",
-            a.synthetic_spike_prob
-        );
-    }
     let passes = a.reps.unwrap_or(a.max_reps).max(a.warmup);
+    pipeline::profiling::check_sizes(a.reps, a.synthetic_noise, a.synthetic_spike_prob)?;
     profiler::plan::check_work(&a.batch, &a.input, a.output, passes)?;
     Ok(())
 }

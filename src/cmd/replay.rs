@@ -4,12 +4,11 @@
 //! `cluster_config.json` beside it) and vLLM's defaults, in that order (docs/serving.md "Engine
 //! state and limits", "Several GPUs").
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use pipeline::replay::{EngineFile, ReplayConfig};
-use tokenq_core::CoefficientsFile;
+use pipeline::replay::{EngineFile, ReplayConfig, ReplayOutputs};
 
 /// Engine settings of the continuous-batching policy (flags, or a TOML file whose keys are the
 /// flag names with `_` for `-`; a flag given on the command line wins over the file).
@@ -225,54 +224,27 @@ pub struct PoissonArgs {
     pub percentiles: Vec<f64>,
 }
 
-/// Validate the flags into the library's configuration.
-pub fn config(
-    args: &EngineArgs,
-    trace: &Path,
-    coefficients: Option<&Path>,
-    json: bool,
-    seed: u64,
-) -> Result<ReplayConfig> {
-    let coefficients_file = match coefficients {
-        Some(p) => Some(
-            CoefficientsFile::read(p).with_context(|| format!("--coefficients {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let s = pipeline::replay::settings(
-        &args.given(),
-        args.engine_config.as_deref(),
-        args.kv_memory_gib,
-        coefficients_file.as_ref(),
-    )?;
-    Ok(ReplayConfig {
-        trace: trace.to_path_buf(),
-        coefficients: coefficients.map(Path::to_path_buf),
-        coefficients_file,
-        engine: s.engine,
-        step_table: s.step_table,
-        skew: s.skew,
-        layers: s.layers,
-        parallel: s.parallel,
-        data_parallel: s.data_parallel,
-        dp_lockstep: s.dp_lockstep,
-        fit_step_model: args.fit_step_model,
-        save_step_model: args.save_step_model.clone(),
-        records: args.records.clone(),
-        series: args.series.clone(),
-        report: args.report.clone(),
-        json,
-        seed,
-        requests: None,
-    })
-}
-
 /// Run `tokenq replay`.
 pub fn run(a: ReplayArgs) -> Result<()> {
     let Some(trace) = a.trace.clone() else {
         return run_poisson(&a);
     };
-    let cfg = config(&a.engine, &trace, a.coefficients.as_deref(), a.json, a.seed)?;
+    let e = &a.engine;
+    let cfg = ReplayConfig::from_flags(
+        &e.given(),
+        e.engine_config.as_deref(),
+        e.kv_memory_gib,
+        &trace,
+        a.coefficients.as_deref(),
+        ReplayOutputs {
+            fit_step_model: e.fit_step_model,
+            save_step_model: e.save_step_model.clone(),
+            records: e.records.clone(),
+            series: e.series.clone(),
+            report: e.report.clone(),
+        },
+        (a.json, a.seed),
+    )?;
     let cfg = ReplayConfig {
         requests: a
             .requests
@@ -286,11 +258,6 @@ pub fn run(a: ReplayArgs) -> Result<()> {
 
 /// `tokenq replay --rate R`: replications of Poisson arrivals (`pipeline::poisson_replay`).
 fn run_poisson(a: &ReplayArgs) -> Result<()> {
-    let p = &a.poisson;
-    let rate = p.rate.unwrap_or(f64::NAN);
-    if !(rate.is_finite() && rate > 0.0) {
-        anyhow::bail!("--rate {rate}: give a positive arrival rate in req/s, e.g. 3");
-    }
     for (given, flag) in [
         (a.engine.records.is_some(), "--records"),
         (a.engine.series.is_some(), "--series"),
@@ -302,66 +269,20 @@ fn run_poisson(a: &ReplayArgs) -> Result<()> {
             anyhow::bail!("{flag} works on a trace: give --trace FILE instead of --rate");
         }
     }
-    if let Some(q) = p.percentiles.iter().find(|&&q| !(q > 0.0 && q < 100.0)) {
-        anyhow::bail!("--percentiles {q}: give percentiles between 0 and 100, e.g. 50,90,99");
-    }
-    let Some(tokens_spec) = p.tokens.as_deref() else {
-        anyhow::bail!("--rate needs --tokens DIST (output lengths), e.g. --tokens sharegpt");
-    };
-    let output = super::common::parse_tokens("--tokens", tokens_spec)?;
-    let (input, input_spec) = super::common::input_tokens(p.input_tokens.as_deref(), tokens_spec)?;
-    let limit = super::common::max_tokens("--max-tokens", p.max_tokens)?;
-    let coef = match &a.coefficients {
-        Some(c) => Some(
-            CoefficientsFile::read(c).with_context(|| format!("--coefficients {}", c.display()))?,
-        ),
-        None => None,
-    };
-    let s = pipeline::replay::settings(
-        &a.engine.given(),
-        a.engine.engine_config.as_deref(),
-        a.engine.kv_memory_gib,
-        coef.as_ref(),
-    )?;
-    let flag = a
-        .coefficients
-        .as_ref()
-        .map_or("--coefficients".into(), |c| {
-            format!("--coefficients {}", c.display())
-        });
-    let (model, description) = pipeline::replay::open_step_model(&s, coef.as_ref(), &flag)?;
-    let w = pipeline::poisson_replay::PoissonWorkload {
-        rate_rps: rate,
-        input,
-        output,
-        max_tokens: limit,
-        requests: match a.requests.as_deref() {
-            Some(n) => super::common::parse_count(n).context("--requests")?,
-            None => 2000,
-        },
+    let p = &a.poisson;
+    pipeline::poisson_replay::run(&pipeline::poisson_replay::PoissonFlags {
+        rate: p.rate.unwrap_or(f64::NAN),
+        tokens: p.tokens.as_deref(),
+        input_tokens: p.input_tokens.as_deref(),
+        max_tokens: p.max_tokens,
         replications: p.replications,
+        percentiles: &p.percentiles,
+        requests: a.requests.as_deref(),
         seed: a.seed,
-    };
-    let r = pipeline::poisson_replay::replicate(
-        &w,
-        &s.engine,
-        s.data_parallel.engines,
-        model.as_ref(),
-    )?;
-    let qs: Vec<f64> = p.percentiles.iter().map(|q| q / 100.0).collect();
-    let summary = pipeline::poisson_replay::Summary::new(
-        &r,
-        &w,
-        description,
-        s.engine,
-        s.data_parallel.engines,
-        input_spec,
-        tokens_spec.to_string(),
-        &qs,
-    );
-    if a.json {
-        return super::common::print_json(&summary);
-    }
-    print!("{}", summary.render(&qs));
-    Ok(())
+        coefficients: a.coefficients.as_deref(),
+        engine: a.engine.given(),
+        engine_config: a.engine.engine_config.as_deref(),
+        kv_memory_gib: a.engine.kv_memory_gib,
+        json: a.json,
+    })
 }

@@ -7,13 +7,11 @@
 //! parsing), so this command holds only the paper's policies and their flags.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use sim::{
-    Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, RunConfig, Scenario,
-    TokenLaw, TokenMode, Tokens, Trace,
+    Abandonment, BatchTime, LinearService, Patience, Policy, RunConfig, Scenario, TokenMode,
 };
 
 /// Which policy to simulate.
@@ -157,39 +155,15 @@ fn batch_time(a: &SimulateArgs) -> Result<BatchTime> {
     BatchTime::from_array(k).map_err(|e| anyhow::anyhow!("--first-token-s/--decode-step-s: {e}"))
 }
 
-/// `(a, c)` of `S = a·n + c` from `--per-token-s/--intercept-s` or `--coefficients`.
-fn single_request(a: &SimulateArgs) -> Result<(f64, f64)> {
-    let (per_token_s, intercept_s) = match (&a.coefficients, a.per_token_s, a.intercept_s) {
-        (Some(f), None, None) => pipeline::coefficients::load(f)?.single_request_line().with_context(|| {
-            format!(
-                "--coefficients {}: the file has no [single_request] line (pass --per-token-s and --intercept-s)",
-                f.display()
-            )
-        })?,
-        (Some(_), _, _) => bail!("give either --coefficients FILE or --per-token-s/--intercept-s, not both"),
-        (None, Some(p), Some(c)) => (p, c),
-        (None, None, None) => bail!(
-            "mg1 needs the service-time line: pass --per-token-s S --intercept-s S, or --coefficients FILE (from `tokenq fit`)"
-        ),
-        _ => bail!("--per-token-s and --intercept-s go together (or use --coefficients FILE)"),
-    };
-    if !(per_token_s.is_finite()
-        && per_token_s >= 0.0
-        && intercept_s.is_finite()
-        && intercept_s >= 0.0)
-    {
-        bail!(
-            "--per-token-s {per_token_s} and --intercept-s {intercept_s} must be finite and ≥ 0 seconds"
-        );
-    }
-    Ok((per_token_s, intercept_s))
-}
-
 /// Validated scenario, run settings and a one-line description.
 fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
     let policy = match a.policy {
         PolicyArg::Mg1 => {
-            let (per_token_s, intercept_s) = single_request(a)?;
+            let (per_token_s, intercept_s) = pipeline::coefficients::single_line(
+                a.coefficients.as_deref(),
+                a.per_token_s,
+                a.intercept_s,
+            )?;
             let patience = a
                 .patience
                 .map(|p| {
@@ -241,59 +215,14 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
         }
         PolicyArg::Continuous => unreachable!("handled before"),
     };
-    let (arrivals, arrival_desc) = match (&a.trace, a.arrival_rate) {
-        (Some(_), Some(_)) => {
-            bail!("--arrival-rate is for Poisson arrivals; with --trace use --rate R to rescale it")
-        }
-        (None, Some(rate)) => {
-            if a.rate.is_some() {
-                bail!("--rate rescales a --trace; for Poisson arrivals use --arrival-rate");
-            }
-            (
-                Arrivals::Poisson { rate_rps: rate },
-                format!("Poisson λ = {rate} req/s"),
-            )
-        }
-        (Some(t), None) => {
-            let trace = Trace::load(t).with_context(|| format!("--trace {t}"))?;
-            let desc = match (a.rate, trace.mean_rate()) {
-                (Some(r), Some(m)) => format!(
-                    "trace {t} ({} requests, {m:.3} req/s rescaled to {r} req/s)",
-                    trace.requests.len()
-                ),
-                (_, m) => format!(
-                    "trace {t} ({} requests, {} req/s)",
-                    trace.requests.len(),
-                    m.map_or("–".into(), |m| format!("{m:.3}"))
-                ),
-            };
-            (
-                Arrivals::Trace {
-                    trace: Arc::new(trace),
-                    rate_rps: a.rate,
-                },
-                desc,
-            )
-        }
-        (None, None) => bail!(
-            "give --arrival-rate REQ_PER_S (Poisson arrivals) or --trace FILE|azure-conv|azure-code"
-        ),
-    };
-    let (tokens, tok_desc) = match &a.tokens {
-        Some(spec) => (
-            Tokens::Law(TokenLaw::parse(spec).context("--tokens")?),
-            spec.clone(),
-        ),
-        None if a.trace.is_some() => (Tokens::FromTrace, "from the trace".into()),
-        None => {
-            bail!("--tokens DIST is required with Poisson arrivals (e.g. --tokens lognormal:7,0.7)")
-        }
-    };
-    let requests = match (&a.requests, &arrivals) {
-        (Some(s), _) => super::common::parse_count(s)?,
-        (None, Arrivals::Trace { trace, .. }) => trace.requests.len() as u64,
-        (None, Arrivals::Poisson { .. }) => 1_000_000,
-    };
+    let w = pipeline::simulate::workload(
+        a.trace.as_deref(),
+        a.arrival_rate,
+        a.rate,
+        a.tokens.as_deref(),
+        a.requests.as_deref(),
+    )?;
+    let (arrivals, tokens, requests) = (w.arrivals, w.tokens, w.requests);
     let scenario = Scenario {
         policy,
         arrivals,
@@ -320,7 +249,10 @@ fn build(a: &SimulateArgs) -> Result<(Scenario, RunConfig, String)> {
         .max_tokens
         .map_or("no limit".into(), |l| format!("L = {l}"));
     let policy_desc = scenario.policy.describe();
-    let desc = format!("{policy_desc}; {arrival_desc}; tokens {tok_desc}, {limit}");
+    let desc = format!(
+        "{policy_desc}; {}; tokens {}, {limit}",
+        w.arrival_desc, w.tokens_desc
+    );
     Ok((scenario, config, desc))
 }
 
