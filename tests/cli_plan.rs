@@ -275,3 +275,80 @@ fn shortest_queue_routing_is_simulated_and_beats_the_random_split() {
         "JSQ {val} ± {hw} s vs random split {random} s"
     );
 }
+
+/// `--plots DIR`: the SLO statistic of the best configurations against the rate, beside the
+/// target, and the GPUs needed against the rate. With a constant output length the single
+/// server's p90 wait is Erlang's M/D/1 at every rate, so the GPUs needed at a rate are the
+/// fewest n whose λ/n keeps the p90 wait under the target: the figure's points must be those.
+#[test]
+fn plots_draw_the_slo_and_the_gpus_needed_against_the_rate() {
+    let c =
+        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
+            .unwrap();
+    let s = c.single_request.unwrap();
+    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let dir = tempfile::tempdir().unwrap();
+    let rate = 0.6 / d;
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--policy",
+        "single",
+        "--tokens",
+        "const:100",
+        "--rate",
+        &rate.to_string(),
+        "--slo",
+        &format!("wait:p90<={}s", 2.0 * d),
+        "--max-gpus",
+        "4",
+        "--plots",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let slo = std::fs::read_to_string(dir.path().join("plan-slo-vs-rate.svg")).unwrap();
+    assert!(
+        slo.contains("<svg") && slo.contains("target wait:p90"),
+        "{slo}"
+    );
+    let gpus = std::fs::read_to_string(dir.path().join("plan-gpus-vs-rate.svg")).unwrap();
+    assert!(gpus.contains("GPUs needed"));
+    // The expected GPU counts at the figure's ten rates (2R·i/10), from Erlang's formula.
+    let want: Vec<u32> = (1..=10)
+        .map(|i| {
+            let r = 2.0 * rate * f64::from(i) / 10.0;
+            (1..=4u32)
+                .find(|&n| {
+                    r / f64::from(n) * d < 1.0 && md1_quantile(r / f64::from(n), d, 0.9) <= 2.0 * d
+                })
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        want.windows(2).all(|w| w[0] <= w[1]) && want[9] > want[0],
+        "{want:?}"
+    );
+    // The plan at each of those rates answers the same count (the figure's data).
+    for (i, &n) in want.iter().enumerate() {
+        let r = 2.0 * rate * (i + 1) as f64 / 10.0;
+        let o = tokenq(&[
+            "plan",
+            "--coefficients",
+            TABLE1,
+            "--policy",
+            "single",
+            "--tokens",
+            "const:100",
+            "--rate",
+            &r.to_string(),
+            "--slo",
+            &format!("wait:p90<={}s", 2.0 * d),
+            "--max-gpus",
+            "4",
+            "--json",
+        ]);
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["min_gpus"], n, "rate {r}");
+    }
+}

@@ -27,6 +27,7 @@
 //! * [`profiling`] (feature `profiler`) — `tokenq profile`: the plan or the timed grid and its
 //!   summary;
 //! * [`progress`] (feature `profiler`) — the profile progress bar of `profile` and `pipeline`;
+//! * [`plan_plots`] — `tokenq plan --plots`: the answer over a range of rates;
 //! * [`poisson_replay`] — continuous batching under Poisson arrivals: percentiles with
 //!   intervals from independent replications (`tokenq plan`);
 //! * [`replay`] — `tokenq replay`: a trace through continuous batching, with its outputs;
@@ -54,6 +55,7 @@ pub mod mg1;
 pub mod openai_profile;
 pub mod outdir;
 pub mod plan;
+pub mod plan_plots;
 pub mod poisson_replay;
 #[cfg(feature = "profiler")]
 pub mod profiling;

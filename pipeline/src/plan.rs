@@ -123,6 +123,11 @@ impl Slo {
         })
     }
 
+    /// Parse every `--slo`.
+    pub fn parse_all(specs: &[String]) -> Result<Vec<Self>> {
+        specs.iter().map(|s| Self::parse(s)).collect()
+    }
+
     /// `e2e:p99<=10s`.
     pub fn label(&self) -> String {
         let stat = match self.stat {
@@ -678,6 +683,21 @@ fn cheaper(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
             let v = |c: &Candidate| c.slos.first().map_or(f64::INFINITY, |s| s.value_s.value);
             v(a).total_cmp(&v(b))
         })
+}
+
+/// `c` evaluated again at total rate `rate`, with the same random numbers.
+pub fn evaluate_at(cfg: &PlanConfig, c: &Candidate, rate: f64) -> Candidate {
+    let limit = c.max_tokens.unwrap_or(f64::INFINITY);
+    evaluate(cfg, c.policy, limit, c.gpus, rate, cfg.service, c.salt)
+}
+
+/// `dynamic batching, cap 8, max tokens 831 tokens`.
+pub fn policy_label(c: &Candidate) -> String {
+    format!(
+        "{}, max tokens {}",
+        policy_text(c.policy),
+        limit_text(c.max_tokens)
+    )
 }
 
 /// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate).

@@ -64,6 +64,9 @@ pub struct PlanArgs {
     /// Print the answer as JSON (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
+    /// Also write plan-slo-vs-rate.svg and plan-gpus-vs-rate.svg into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     /// Policies to search [default: every one the coefficients and step model support].
     #[arg(long = "policy", value_delimiter = ',', value_name = "POLICY")]
     pub policies: Vec<PolicyArg>,
@@ -130,11 +133,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
     let file = CoefficientsFile::read(&a.coefficients)
         .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
     let tokens = parse_tokens("--tokens", &a.tokens)?;
-    let slos = a
-        .slos
-        .iter()
-        .map(|s| Slo::parse(s))
-        .collect::<Result<Vec<_>>>()?;
+    let slos = Slo::parse_all(&a.slos)?;
     let limits = Some(a.limits.clone()).filter(|l| !l.is_empty());
     let limits = limits.unwrap_or_else(|| default_limits(&tokens));
     let (service, service_hi, batch) = pipeline::plan::service_models(&file)
@@ -181,6 +180,9 @@ pub fn run(a: PlanArgs) -> Result<()> {
         },
     };
     let answer = pipeline::plan::plan(&cfg)?;
+    if let Some(dir) = &a.plots {
+        pipeline::plan_plots::write(&cfg, &answer, dir)?;
+    }
     if a.json {
         return print_json(&answer);
     }
