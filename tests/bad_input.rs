@@ -1450,6 +1450,12 @@ fn every_bad_input_is_one_line_naming_the_culprit_and_writes_nothing() {
         if took > Duration::from_secs(20) {
             why.push(format!("took {took:?} to refuse"));
         }
+        // `TOKENQ_LIST_CASES=1 cargo test --test bad_input -- --nocapture`: each case and the
+        // line it prints, for a person to read.
+        if std::env::var_os("TOKENQ_LIST_CASES").is_some() {
+            let line = error_lines.first().map_or("", |l| l.trim());
+            println!("- {} → `{line}`", case.what);
+        }
         if !why.is_empty() {
             failures.push(format!(
                 "{}: tokenq {}\n  {}\n  stderr: {}",
