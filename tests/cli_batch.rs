@@ -1,5 +1,7 @@
 //! `tokenq queue batch` and `tokenq optimize batch-size` end to end (docs/models.md §9.4–§9.7 values).
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::str::contains;
 
@@ -269,7 +271,7 @@ fn max_tokens_matches_simulator_scenario() {
 
 /// `queue batch --percentiles`: with batch cap 1, dynamic batching is M/D/1 (constant 100
 /// decode tokens: T_1 = 0.5 + 0.005·100 = 1 s). The simulated p90 of the wait and of the
-/// latency must contain Erlang's exact M/D/1 values, computed here: `P(W ≤ x) = (1 − ρ)
+/// latency must contain Erlang's exact M/D/1 values (tests/common's `md1_quantile`): `P(W ≤ x) = (1 − ρ)
 /// Σ_{k ≤ x/D} (λ(kD − x))^k/k!·e^{−λ(kD − x)}`, latency = wait + D.
 /// Rule: two checks, so each 95% interval is widened by the Bonferroni factor
 /// `t₂₉(1 − 0.05/4)/t₂₉(0.975) = 2.36/2.045 ≈ 1.16`, rounded up to 1.2.
@@ -294,26 +296,7 @@ fn dynamic_cap_one_percentiles_contain_erlangs_md1() {
         "50,90,99",
     ]);
     let (lambda, d) = (0.7, 1.0);
-    let cdf = |x: f64| -> f64 {
-        (1.0 - lambda * d)
-            * (0..=(x / d).floor() as i32)
-                .map(|k| {
-                    let u = lambda * (k as f64 * d - x);
-                    let fact: f64 = (1..=k).map(f64::from).product();
-                    u.powi(k) / fact * (-u).exp()
-                })
-                .sum::<f64>()
-    };
-    let (mut lo, mut hi) = (0.0, 50.0);
-    for _ in 0..100 {
-        let mid = 0.5 * (lo + hi);
-        if cdf(mid) < 0.9 {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    let p90 = hi;
+    let p90 = common::md1_quantile(lambda, d, 0.9);
     let p = &v["percentiles"];
     assert_eq!(p["method"], "simulation");
     for (what, exact) in [("wait", p90), ("latency", p90 + d)] {

@@ -3,8 +3,12 @@
 //! `P(W ≤ t) = (1 − ρ) Σ_{k=0}^{⌊t/D⌋} [λ(kD − t)]^k / k! · e^{−λ(kD − t)}`; the planner's exact
 //! percentile and its goodput (the largest rate meeting the SLO) must agree with it.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
+
+use common::md1_quantile;
 
 fn tokenq(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tokenq"))
@@ -16,42 +20,6 @@ fn tokenq(args: &[&str]) -> std::process::Output {
 }
 
 const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
-
-/// Erlang's M/D/1 waiting-time CDF.
-fn md1_cdf(lambda: f64, d: f64, t: f64) -> f64 {
-    let rho = lambda * d;
-    let mut sum = 0.0;
-    let mut k = 0u32;
-    while f64::from(k) * d <= t {
-        let x = lambda * (f64::from(k) * d - t);
-        let mut term = (-x).exp();
-        for j in 1..=k {
-            term *= x / f64::from(j);
-        }
-        sum += term;
-        k += 1;
-    }
-    (1.0 - rho) * sum
-}
-
-/// The p-quantile, bracketed by walking up from 0 (the alternating sum cancels badly far out,
-/// so only the t it needs are evaluated).
-fn md1_quantile(lambda: f64, d: f64, p: f64) -> f64 {
-    let mut hi = d / 64.0;
-    while md1_cdf(lambda, d, hi) < p {
-        hi += d / 64.0;
-    }
-    let mut lo = hi - d / 64.0;
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if md1_cdf(lambda, d, mid) < p {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
 
 #[test]
 fn single_server_percentile_and_goodput_match_erlang() {

@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{ok_json, p, tokenq};
+use common::{md1_quantile, ok_json, p, tokenq};
 
 const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 
@@ -15,42 +15,6 @@ const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 const P_S: f64 = 0.1;
 const D_S: f64 = 0.02;
 const N: f64 = 20.0;
-
-/// Erlang's M/D/1 waiting-time CDF.
-fn md1_cdf(lambda: f64, d: f64, t: f64) -> f64 {
-    let rho = lambda * d;
-    let mut sum = 0.0;
-    let mut k = 0u32;
-    while f64::from(k) * d <= t {
-        let x = lambda * (f64::from(k) * d - t);
-        let mut term = (-x).exp();
-        for j in 1..=k {
-            term *= x / f64::from(j);
-        }
-        sum += term;
-        k += 1;
-    }
-    (1.0 - rho) * sum
-}
-
-fn md1_quantile(lambda: f64, d: f64, q: f64) -> f64 {
-    if md1_cdf(lambda, d, 0.0) >= q {
-        return 0.0;
-    }
-    let (mut lo, mut hi) = (0.0, d);
-    while md1_cdf(lambda, d, hi) < q {
-        hi += d;
-    }
-    for _ in 0..200 {
-        let mid = 0.5 * (lo + hi);
-        if md1_cdf(lambda, d, mid) < q {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
-    0.5 * (lo + hi)
-}
 
 /// The shipped Table I coefficients with a `[step_time]` section of constant steps.
 fn coefficients(dir: &std::path::Path) -> std::path::PathBuf {

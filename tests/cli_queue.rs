@@ -1,6 +1,8 @@
 //! `tokenq queue mg1` and `tokenq optimize token-limit` end to end, against docs/models.md §9.1–§9.3
 //! and §3 (paper figures from the implied coefficients a = 0.02203184157, c = 0.7764157233).
 
+mod common;
+
 use assert_cmd::Command;
 use serde_json::Value;
 
@@ -315,7 +317,7 @@ fn bad_input_is_one_line_naming_the_flag_or_file() {
 }
 
 /// `queue mg1 --patience --percentiles`: served users' quantiles, checked against Erlang's M/D/1
-/// series (docs/models.md §2.3, computed here independently): with `F(x) = Σ_{k ≤ x/D}
+/// series (docs/models.md §2.3, computed independently by tests/common's `md1_series`): with `F(x) = Σ_{k ≤ x/D}
 /// (−U_k)^k/k!·e^{U_k}`, `U_k = λ(x − kD)`, the served wait has `P(W ≤ x) = F(x)/F(τ)` (§2.5).
 /// M/D/1+D with D = 1 s (100 tokens × 0.01 s), λ = 1.2 req/s (ρ = 1.2 > 1), τ = 3 s.
 #[test]
@@ -337,15 +339,7 @@ fn impatient_percentiles_match_erlangs_md1_series() {
         "50,90,99",
     ]);
     let (lambda, d, tau) = (1.2, 1.0, 3.0);
-    let erlang = |x: f64| -> f64 {
-        (0..=(x / d).floor() as i32)
-            .map(|k| {
-                let u = lambda * (x - k as f64 * d);
-                let fact: f64 = (1..=k).map(f64::from).product();
-                (-u).powi(k) / fact * u.exp()
-            })
-            .sum()
-    };
+    let erlang = |x: f64| common::md1_series(lambda, d, x);
     let p = &v["percentiles"];
     assert_eq!(p["population"], "served users");
     assert_eq!(p["method"], "exact");

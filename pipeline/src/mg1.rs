@@ -17,6 +17,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 use crate::check::{Comparison, SimSettings, Validation};
+use crate::text::percentile_key as pkey;
 use crate::text::{Table, num};
 
 /// How to solve the impatience model.
@@ -161,12 +162,6 @@ pub struct QuantileErrors {
     pub wait: BTreeMap<String, f64>,
     /// Of the latency quantiles (s).
     pub latency: BTreeMap<String, f64>,
-}
-
-/// `p50`, `p99.9` for 0.5, 0.999.
-fn pkey(p: f64) -> String {
-    let s = format!("{:.4}", p * 100.0);
-    format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
 }
 
 fn percentiles(w: &Workload, l: f64, ps: &[f64]) -> Result<Option<Percentiles>> {

@@ -799,18 +799,7 @@ impl PlanConfig {
             bail!("--limits: every limit must be at least 1 token");
         }
         if let Some(cs) = &self.continuous {
-            if cs.replications < 2 {
-                bail!(
-                    "--replications {}: give at least 2 (the intervals come from their spread)",
-                    cs.replications
-                );
-            }
-            if cs.requests < 20 {
-                bail!(
-                    "--replay-requests {}: give at least 20 per replication",
-                    cs.requests
-                );
-            }
+            crate::poisson_replay::check_sizes(cs.replications, cs.requests, "--replay-requests")?;
         }
         Ok(())
     }

@@ -24,6 +24,7 @@
 //! rate has a queue that grows through the run (the engine is overloaded); [`Replicated`] says
 //! so, and its statistics describe a finite run, not a steady state.
 
+use crate::text::percentile_key as pkey;
 use anyhow::{Result, bail};
 use queueing::dist::TokenDist;
 use rand::SeedableRng;
@@ -88,8 +89,6 @@ pub struct Replicated {
     per_rep: Vec<RepSamples>,
     /// Completions per second over each replication's span, mean and interval.
     pub throughput_rps: Estimate,
-    /// Share of the offered rate completed (mean over replications).
-    pub completed_share: f64,
     /// Some replication fell below [`OVERLOAD_THROUGHPUT`] of the offered rate.
     pub overloaded: bool,
     /// Busy share of the engines (mean over replications).
@@ -121,6 +120,20 @@ pub fn poisson_requests(w: &PoissonWorkload, seed: u64) -> Vec<Request> {
         .collect()
 }
 
+/// At least two replications (the interval comes from their spread) of at least twenty
+/// requests; `requests_flag` names the flag that sets the requests in the error.
+pub fn check_sizes(replications: u32, requests: u64, requests_flag: &str) -> Result<()> {
+    if replications < 2 {
+        bail!(
+            "--replications {replications}: give at least 2 (the intervals come from their spread)"
+        );
+    }
+    if requests < 20 {
+        bail!("{requests_flag} {requests}: give at least 20 per replication");
+    }
+    Ok(())
+}
+
 /// Run the replications.
 pub fn replicate(
     w: &PoissonWorkload,
@@ -134,18 +147,7 @@ pub fn replicate(
             w.rate_rps
         );
     }
-    if w.replications < 2 {
-        bail!(
-            "--replications {}: give at least 2 (the interval comes from their spread)",
-            w.replications
-        );
-    }
-    if w.requests < 20 {
-        bail!(
-            "--requests {}: give at least 20 per replication",
-            w.requests
-        );
-    }
+    check_sizes(w.replications, w.requests, "--requests")?;
     let dp = DataParallel {
         engines,
         ..DataParallel::default()
@@ -200,12 +202,10 @@ pub fn replicate(
         per_rep.push(s);
     }
     let throughput_rps = interval(&thr);
-    let completed_share = throughput_rps.value / w.rate_rps;
     let overloaded = thr.iter().any(|&x| x < OVERLOAD_THROUGHPUT * w.rate_rps);
     Ok(Replicated {
         per_rep,
         throughput_rps,
-        completed_share,
         overloaded,
         utilisation: busy.iter().sum::<f64>() / busy.len() as f64,
     })
@@ -276,12 +276,6 @@ pub struct Summary {
     pub utilisation: f64,
     /// `ttft`, `tpot`, `itl`, `e2e` → `mean`, `p50`, `p90`, … → seconds with half-width.
     pub latencies: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Estimate>>,
-}
-
-/// `p50`, `p99.9` for 0.5, 0.999.
-pub fn pkey(p: f64) -> String {
-    let s = format!("{:.4}", p * 100.0);
-    format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
 }
 
 impl Summary {
@@ -491,32 +485,17 @@ pub fn run(f: &PoissonFlags) -> Result<()> {
 
 /// Mean ± Student-t 95 % half-width of independent values.
 fn interval(v: &[f64]) -> Estimate {
-    let n = v.len();
-    let mean = v.iter().sum::<f64>() / n as f64;
-    let half_width = if n < 2 {
-        f64::INFINITY
-    } else {
-        let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-        sim::stats::t_quantile(0.95, n - 1) * (var / n as f64).sqrt()
-    };
-    Estimate {
-        value: mean,
-        half_width,
-    }
+    sim::stats::replications_interval(v, 0.95)
 }
 
-/// The statistic of sorted samples; the quantile is the smallest sample with at least a share
-/// `p` of the samples at or below it.
+/// The statistic of sorted samples (the quantile by nearest rank).
 fn plain(sorted: &[f64], stat: Statistic) -> Option<f64> {
     if sorted.is_empty() {
         return None;
     }
     Some(match stat {
         Statistic::Mean => sorted.iter().sum::<f64>() / sorted.len() as f64,
-        Statistic::Quantile(p) => {
-            let k = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[k - 1]
-        }
+        Statistic::Quantile(p) => sim::stats::sorted_quantile(sorted, p),
     })
 }
 

@@ -6,6 +6,12 @@ use std::fmt::Write as _;
 use sim::Report;
 use tokenq_core::{Estimate, Method};
 
+/// The JSON key of a quantile: `p50`, `p99.9` for 0.5, 0.999.
+pub fn percentile_key(p: f64) -> String {
+    let s = format!("{:.4}", p * 100.0);
+    format!("p{}", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// Format a number with `sig` significant digits (plain notation for ordinary magnitudes).
 pub fn num(x: f64, sig: usize) -> String {
     if !x.is_finite() {

@@ -468,7 +468,7 @@ fn extrapolate(s: f64, decay: f64, dt: f64) -> f64 {
 
 /// Smallest t in `[lo, hi]` with `sf(t) ≤ q`, given `sf(lo) > q ≥ sf(hi)` (up to round-off):
 /// Illinois-modified regula falsi; the bracket is kept, so a jump of `sf` is found too.
-fn illinois(sf: &impl Fn(f64) -> f64, q: f64, mut lo: f64, mut hi: f64) -> f64 {
+pub(crate) fn illinois(sf: &impl Fn(f64) -> f64, q: f64, mut lo: f64, mut hi: f64) -> f64 {
     let mut flo = sf(lo) - q;
     let mut fhi = sf(hi) - q;
     if flo <= 0.0 {

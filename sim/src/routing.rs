@@ -28,7 +28,7 @@ use rand_xoshiro::Xoshiro256PlusPlus;
 use crate::SimError;
 use crate::engine::MAX_QUEUE;
 use crate::scenario::{BatchTime, LinearService};
-use crate::stats::{Estimate, t_quantile};
+use crate::stats::{Estimate, replications_interval, sorted_quantile};
 use crate::tokens::{AnySampler, TokenLaw, TokenMode, TokenSampler};
 
 /// Share of each run's requests (the first, by arrival) left out as warm-up.
@@ -257,19 +257,10 @@ impl RoutedResult {
             .iter()
             .map(|v| match q {
                 None => v.iter().sum::<f64>() / v.len() as f64,
-                Some(p) => {
-                    let k = ((p * v.len() as f64).ceil() as usize).clamp(1, v.len());
-                    v[k - 1]
-                }
+                Some(p) => sorted_quantile(v, p),
             })
             .collect();
-        let r = vals.len();
-        let mean = vals.iter().sum::<f64>() / r as f64;
-        let var = vals.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (r - 1) as f64;
-        Estimate {
-            value: mean,
-            half_width: t_quantile(0.95, r - 1) * (var / r as f64).sqrt(),
-        }
+        replications_interval(&vals, 0.95)
     }
 }
 

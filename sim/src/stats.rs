@@ -213,6 +213,23 @@ pub fn t_quantile(confidence: f64, df: usize) -> f64 {
     t.inverse_cdf(0.5 + confidence / 2.0)
 }
 
+/// The p-quantile of sorted samples by nearest rank: the smallest sample with at least a share
+/// `p` of the samples at or below it (NaN when there are none).
+pub fn sorted_quantile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let k = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[k - 1]
+}
+
+/// The mean of independent replications' values with its Student-t half-width at
+/// `confidence` on `R − 1` degrees of freedom.
+pub fn replications_interval(values: &[f64], confidence: f64) -> Estimate {
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    interval(mean, values.iter().copied(), confidence)
+}
+
 /// Interval around `point` from per-unit estimates `units` (non-finite ones are skipped).
 pub fn interval(point: f64, units: impl IntoIterator<Item = f64>, confidence: f64) -> Estimate {
     let mut t_cache = TCache::new(confidence);

@@ -37,3 +37,50 @@ pub fn ok_json(o: &Output) -> serde_json::Value {
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
 }
+
+/// Erlang's M/D/1 series `F(x) = Σ_{k ≤ x/D} (λ(kD − x))^k/k!·e^{−λ(kD − x)}`: the waiting-time
+/// CDF is `P(W ≤ x) = (1 − ρ)F(x)` for ρ = λD < 1, and F is the unnormalised level-crossing
+/// solution for any ρ (docs/models.md §2.3).
+pub fn md1_series(lambda: f64, d: f64, x: f64) -> f64 {
+    let mut sum = 0.0;
+    let mut k = 0u32;
+    while f64::from(k) * d <= x {
+        let u = lambda * (f64::from(k) * d - x);
+        let mut term = (-u).exp();
+        for j in 1..=k {
+            term *= u / f64::from(j);
+        }
+        sum += term;
+        k += 1;
+    }
+    sum
+}
+
+/// Erlang's M/D/1 waiting-time CDF `P(W ≤ t)`.
+pub fn md1_cdf(lambda: f64, d: f64, t: f64) -> f64 {
+    (1.0 - lambda * d) * md1_series(lambda, d, t)
+}
+
+/// The M/D/1 wait's q-quantile: 0 within the atom `P(W = 0) = 1 − ρ`, else bracketed by walking
+/// up from 0 in steps of D/64 (the alternating series cancels badly far out, so only the t it
+/// needs are evaluated), then bisected.
+pub fn md1_quantile(lambda: f64, d: f64, q: f64) -> f64 {
+    if md1_cdf(lambda, d, 0.0) >= q {
+        return 0.0;
+    }
+    let step = d / 64.0;
+    let mut hi = step;
+    while md1_cdf(lambda, d, hi) < q {
+        hi += step;
+    }
+    let mut lo = hi - step;
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if md1_cdf(lambda, d, mid) < q {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}

@@ -62,8 +62,6 @@ pub const DEFAULT_SERVED_GRID: usize = 8000;
 pub const TRUNCATION_ACCEPT: f64 = 1e-9;
 /// Doublings of X allowed before solving on [0, τ].
 const MAX_EXTENT_STEPS: usize = 8;
-/// Relative width at which a sojourn quantile search stops.
-const QUANTILE_RTOL: f64 = 1e-12;
 
 /// `p` must be a number in (0, 1).
 fn check_prob(p: f64) -> Result<(), QueueError> {
@@ -456,40 +454,8 @@ fn sojourn_quantile(law: &ServiceLaw, g: &Nodes, p: f64) -> Result<f64, QueueErr
             )));
         }
     }
-    let mut flo = f(lo);
-    if flo >= 0.0 {
-        return Ok(lo);
-    }
-    let mut side = 0i8;
-    for _ in 0..200 {
-        if hi - lo <= QUANTILE_RTOL * hi {
-            break;
-        }
-        let mut t = (lo * fhi - hi * flo) / (fhi - flo);
-        if !(t > lo && t < hi) {
-            t = 0.5 * (lo + hi);
-        }
-        let ft = f(t);
-        if ft < 0.0 {
-            lo = t;
-            flo = ft;
-            if side == 1 {
-                fhi *= 0.5;
-            }
-            side = 1;
-        } else {
-            hi = t;
-            fhi = ft;
-            if ft == 0.0 {
-                break;
-            }
-            if side == -1 {
-                flo *= 0.5;
-            }
-            side = -1;
-        }
-    }
-    Ok(hi)
+    // f rises through 0 on [lo, hi]: its negation is a tail that falls through 0.
+    Ok(crate::waiting::illinois(&|t| -f(t), 0.0, lo, hi))
 }
 
 #[cfg(test)]
