@@ -251,6 +251,24 @@ pub struct SloValue {
     pub met: bool,
 }
 
+impl SloValue {
+    /// A simulated statistic: the SLO holds when its interval's upper end meets the target
+    /// (the value itself when the interval could not be estimated).
+    fn simulated(slo: &Slo, e: Estimate) -> Self {
+        let hi = if e.half_width.is_finite() {
+            e.hi()
+        } else {
+            e.value
+        };
+        SloValue {
+            slo: slo.label(),
+            value_s: e,
+            method: Method::Simulation,
+            met: hi <= slo.target_s,
+        }
+    }
+}
+
 /// One configuration and how it fares.
 #[derive(Debug, Clone, Serialize)]
 pub struct Candidate {
@@ -476,13 +494,7 @@ fn routed(
             Stat::Mean => None,
             Stat::Quantile(p) => Some(p),
         };
-        let e = r.estimate(which, q);
-        c.slos.push(SloValue {
-            slo: slo.label(),
-            value_s: e,
-            method: Method::Simulation,
-            met: e.hi() <= slo.target_s,
-        });
+        c.slos.push(SloValue::simulated(slo, r.estimate(which, q)));
     }
     Ok(())
 }
@@ -575,17 +587,7 @@ fn batched(
                 ),
             },
         };
-        let hi = if e.half_width.is_finite() {
-            e.hi()
-        } else {
-            e.value
-        };
-        c.slos.push(SloValue {
-            slo: slo.label(),
-            value_s: e,
-            method: Method::Simulation,
-            met: hi <= slo.target_s,
-        });
+        c.slos.push(SloValue::simulated(slo, e));
     }
     Ok(())
 }
@@ -643,12 +645,7 @@ fn continuous(
         let Some(e) = r.estimate(what, stat) else {
             bail!("{}: no request had a sample of it", slo.label());
         };
-        c.slos.push(SloValue {
-            slo: slo.label(),
-            value_s: e,
-            method: Method::Simulation,
-            met: e.hi() <= slo.target_s,
-        });
+        c.slos.push(SloValue::simulated(slo, e));
     }
     Ok(())
 }

@@ -401,7 +401,7 @@ impl WaitDistribution {
 }
 
 /// `p` must be a number in (0, 1).
-fn check_prob(p: f64) -> Result<(), QueueError> {
+pub(crate) fn check_prob(p: f64) -> Result<(), QueueError> {
     if p > 0.0 && p < 1.0 {
         Ok(())
     } else {

@@ -63,17 +63,7 @@ pub const TRUNCATION_ACCEPT: f64 = 1e-9;
 /// Doublings of X allowed before solving on [0, τ].
 const MAX_EXTENT_STEPS: usize = 8;
 
-/// `p` must be a number in (0, 1).
-fn check_prob(p: f64) -> Result<(), QueueError> {
-    if p > 0.0 && p < 1.0 {
-        Ok(())
-    } else {
-        Err(QueueError::Invalid {
-            what: "probability",
-            why: format!("a quantile needs p in (0, 1), got {p}"),
-        })
-    }
-}
+use crate::waiting::check_prob;
 
 /// `P(S ≤ s)`.
 fn service_cdf(law: &ServiceLaw, s: f64) -> f64 {
