@@ -690,10 +690,15 @@ pub fn evaluate_at(cfg: &PlanConfig, c: &Candidate, rate: f64) -> Candidate {
 
 /// `dynamic batching, cap 8, max tokens 831 tokens`.
 pub fn policy_label(c: &Candidate) -> String {
+    config_label(c.policy, c.max_tokens)
+}
+
+/// `dynamic batching, cap 8, max tokens 831 tokens` from its parts.
+pub fn config_label(policy: PlanPolicy, max_tokens: Option<f64>) -> String {
     format!(
         "{}, max tokens {}",
-        policy_text(c.policy),
-        limit_text(c.max_tokens)
+        policy_text(policy),
+        limit_text(max_tokens)
     )
 }
 
@@ -970,6 +975,44 @@ fn limit_text(l: Option<f64>) -> String {
     l.map_or("no limit".into(), |l| format!("{l} tokens"))
 }
 
+/// The first `rows` feasible configurations as a table: header and cells (units in the cells).
+pub fn feasible_table(a: &PlanAnswer, rows: usize) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut header = vec![
+        "GPUs".to_string(),
+        "policy".into(),
+        "max tokens".into(),
+        "served whole".into(),
+        "busy/GPU".into(),
+    ];
+    header.extend(a.slos.iter().cloned());
+    let body: Vec<Vec<String>> = a
+        .feasible
+        .iter()
+        .take(rows)
+        .map(|c| {
+            let mut r = vec![
+                c.gpus.to_string(),
+                policy_text(c.policy),
+                limit_text(c.max_tokens),
+                format!("{:.1}%", 100.0 * c.served_whole_fraction),
+                format!("{:.3}", c.utilisation),
+            ];
+            r.extend(c.slos.iter().map(|s| {
+                if s.value_s.half_width > 0.0 {
+                    format!(
+                        "{:.3} ± {:.3} s (sim)",
+                        s.value_s.value, s.value_s.half_width
+                    )
+                } else {
+                    format!("{:.3} s (exact)", s.value_s.value)
+                }
+            }));
+            r
+        })
+        .collect();
+    (header, body)
+}
+
 /// The human-readable answer.
 pub fn render(a: &PlanAnswer, rows: usize) -> String {
     use std::fmt::Write as _;
@@ -1005,39 +1048,7 @@ pub fn render(a: &PlanAnswer, rows: usize) -> String {
         }
     }
     if !a.feasible.is_empty() {
-        let mut header = vec![
-            "GPUs".to_string(),
-            "policy".into(),
-            "max tokens".into(),
-            "served whole".into(),
-            "busy/GPU".into(),
-        ];
-        header.extend(a.slos.iter().cloned());
-        let body: Vec<Vec<String>> = a
-            .feasible
-            .iter()
-            .take(rows)
-            .map(|c| {
-                let mut r = vec![
-                    c.gpus.to_string(),
-                    policy_text(c.policy),
-                    limit_text(c.max_tokens),
-                    format!("{:.1}%", 100.0 * c.served_whole_fraction),
-                    format!("{:.3}", c.utilisation),
-                ];
-                r.extend(c.slos.iter().map(|s| {
-                    if s.value_s.half_width > 0.0 {
-                        format!(
-                            "{:.3} ± {:.3} s (sim)",
-                            s.value_s.value, s.value_s.half_width
-                        )
-                    } else {
-                        format!("{:.3} s (exact)", s.value_s.value)
-                    }
-                }));
-                r
-            })
-            .collect();
+        let (header, body) = feasible_table(a, rows);
         let h: Vec<&str> = header.iter().map(String::as_str).collect();
         let _ = writeln!(
             o,

@@ -351,6 +351,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             )],
             note: "Among K = 4, 8, 16 only.".into(),
         }],
+        capacity_plan: None,
         figures,
         notes: vec![],
     };

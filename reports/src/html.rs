@@ -247,6 +247,10 @@ pub struct Report {
     /// The fitted coefficients with units.
     pub coefficients: Vec<Quantity>,
     pub recommendations: Vec<Recommendation>,
+    /// The capacity planner's configurations that meet every SLO, shown after the
+    /// recommendations (when the run asked for SLOs).
+    #[serde(default)]
+    pub capacity_plan: Option<Table>,
     pub figures: Vec<Figure>,
     /// Free-text remarks (limitations, warnings), shown under the run metadata.
     #[serde(default)]
@@ -372,15 +376,7 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
         if !report.fit_table.caption.is_empty() {
             fit.push(Block::text(report.fit_table.caption.as_str()));
         }
-        fit.push(Block::Table {
-            columns: report.fit_table.columns.clone(),
-            rows: report
-                .fit_table
-                .rows
-                .iter()
-                .map(|r| r.iter().map(|c| Cell::text(c.as_str())).collect())
-                .collect(),
-        });
+        fit.push(table_block(&report.fit_table));
     }
 
     if let Some(t) = &report.roofline {
@@ -388,14 +384,7 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
         if !t.caption.is_empty() {
             fit.push(Block::text(t.caption.as_str()));
         }
-        fit.push(Block::Table {
-            columns: t.columns.clone(),
-            rows: t
-                .rows
-                .iter()
-                .map(|r| r.iter().map(|c| Cell::text(c.as_str())).collect())
-                .collect(),
-        });
+        fit.push(table_block(t));
     }
 
     coefficients.push(quantity_table(&report.coefficients));
@@ -417,6 +406,14 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
             recommendations.push(Block::text("The numbers behind it:"));
             recommendations.push(quantity_table(&r.basis));
         }
+    }
+
+    if let Some(t) = &report.capacity_plan {
+        recommendations.push(Block::Heading("Capacity plan".into()));
+        if !t.caption.is_empty() {
+            recommendations.push(Block::text(t.caption.as_str()));
+        }
+        recommendations.push(table_block(t));
     }
 
     plots.push(Block::text(
@@ -442,6 +439,18 @@ fn page<'a>(report: &'a Report, svgs: &'a [String]) -> Page<'a> {
     Page {
         title: &report.title,
         sections: s.into(),
+    }
+}
+
+/// A table of already formatted cells.
+fn table_block(t: &Table) -> Block<'static> {
+    Block::Table {
+        columns: t.columns.clone(),
+        rows: t
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|c| Cell::text(c.clone())).collect())
+            .collect(),
     }
 }
 

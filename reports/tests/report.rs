@@ -91,6 +91,7 @@ fn sample() -> Report {
             ],
             note: "Maximises F(L) = βŪ − (1−β)E[W_q], β = 119/120, U = 1{n ≤ L}.".into(),
         }],
+        capacity_plan: None,
         figures: vec![figure("fig-a"), figure("fig-b")],
         notes: vec!["Synthetic backend: timings are a model, not a measurement.".into()],
     }

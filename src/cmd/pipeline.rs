@@ -67,6 +67,16 @@ pub struct PipelineArgs {
     /// Arrival rate λ in req/s for both questions (default: --load × each system's capacity).
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
     pub rate: Option<f64>,
+    /// A service-level objective at --rate, as `tokenq plan --slo` (e.g. 'e2e:p99<=10s'):
+    /// the report then opens with the capacity plan (fewest GPUs, policy, limit, goodput).
+    #[arg(long = "slo", value_name = "SLO", requires = "rate")]
+    pub slos: Vec<String>,
+    /// With --slo: search 1..=N GPUs.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub max_gpus: u32,
+    /// With --slo: least share of requests the max-token limit may leave whole, P(N ≤ L).
+    #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
+    pub min_served_fraction: f64,
     /// Offered load when --rate is not given: λ = load × capacity (0 < load < 1).
     #[arg(long, default_value_t = DEFAULT_LOAD)]
     pub load: f64,
@@ -114,7 +124,7 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
         Source::Table(p.clone())
     } else {
         let table = a.out.join("profile.parquet");
-        check_unfinished(a, &table)?;
+        pipeline::stages::check_unfinished(&table, a.resume, a.force)?;
         let mut cfg = ProfileConfig::default_tiny(table)?;
         cfg.seed = a.seed;
         cfg.resume = a.resume;
@@ -140,6 +150,14 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
         };
         Source::Profile(Box::new(cfg))
     };
+    let capacity = match a.slos.is_empty() {
+        true => None,
+        false => Some(pipeline::stages::CapacityQuestion {
+            slos: pipeline::plan::Slo::parse_all(&a.slos)?,
+            max_gpus: a.max_gpus,
+            min_served_fraction: a.min_served_fraction,
+        }),
+    };
     Ok(PipelineConfig {
         source,
         workload_spec: a.workload.clone(),
@@ -157,28 +175,9 @@ fn validate(a: &PipelineArgs) -> Result<PipelineConfig> {
         dtype: a.dtype.clone(),
         quiet: a.quiet || a.json,
         peaks: (a.peak_tflops, a.peak_bandwidth_gbs),
+        capacity,
     })
 }
-
-/// An interrupted run leaves `DIR/profile.parquet.parts`: continue it with `--resume`, or
-/// discard it with `--force`; without either, say so before anything is removed or run.
-fn check_unfinished(a: &PipelineArgs, table: &std::path::Path) -> Result<()> {
-    let parts = profiler::parts_dir(table);
-    match (parts.is_dir(), a.resume, a.force) {
-        (true, false, false) => bail!(
-            "{} holds the unfinished profile of an interrupted pipeline: pass --resume (with the same flags) to continue it, or --force to discard it and start over",
-            parts.display()
-        ),
-        (false, true, _) => bail!(
-            "--resume: {} holds no unfinished profile to continue (a finished one can be reused with --profile {}); drop --resume",
-            parts.display(),
-            table.display()
-        ),
-        _ => Ok(()),
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 
 /// Run `tokenq pipeline`.
 pub fn run(a: PipelineArgs) -> Result<()> {

@@ -113,6 +113,10 @@ pub struct Summary {
     pub workload: String,
     pub token_limit: Option<LimitAnswer>,
     pub batch_size: Option<BatchAnswer>,
+    /// The capacity plan at --rate for the --slo objectives (docs/usage.md "tokenq plan").
+    pub capacity: Option<crate::plan::PlanAnswer>,
+    /// Questions --rate left without a stable setting, each with the reason.
+    pub unanswered: Vec<String>,
     /// The report's opening summary, sentence by sentence.
     pub summary: Vec<String>,
     /// Fits flagged as poor (R² < 0.9 or held-out MAPE > 10 %), with their numbers.

@@ -52,16 +52,19 @@ use crate::progress::ProfileProgress;
 
 mod answers;
 mod batching;
+mod capacity;
 mod coefficients;
 mod limit;
 mod summary;
 
 use batching::*;
+use capacity::*;
 use coefficients::*;
 use limit::*;
 use summary::*;
 
 pub use answers::{BatchAnswer, ImpatientAnswer, LimitAnswer, Percentiles, Summary};
+pub use capacity::CapacityQuestion;
 
 /// Paper §V-B weight of utility against delay in the provider objective (eq 10).
 pub const DEFAULT_BETA: f64 = 119.0 / 120.0;
@@ -144,6 +147,8 @@ pub struct PipelineConfig {
     /// Device peaks for the roofline (dense 16-bit TFLOP/s, memory GB/s); each defaults to the
     /// table's value for the profiled device.
     pub peaks: (Option<f64>, Option<f64>),
+    /// The capacity question at `rate` (`--slo`), when asked.
+    pub capacity: Option<CapacityQuestion>,
 }
 
 impl PipelineConfig {
@@ -156,6 +161,22 @@ impl PipelineConfig {
         }
         if let Some(r) = self.rate {
             crate::values::rate("--rate", r)?;
+        }
+        if let Some(q) = &self.capacity {
+            if self.rate.is_none() {
+                bail!(
+                    "--slo needs --rate: give the arrival rate in req/s at which the SLOs must hold, e.g. --rate 3"
+                );
+            }
+            if q.max_gpus == 0 || q.max_gpus > 1024 {
+                bail!("--max-gpus {}: give 1 to 1024", q.max_gpus);
+            }
+            if !(0.0..=1.0).contains(&q.min_served_fraction) {
+                bail!(
+                    "--min-served-fraction {}: give a fraction in [0, 1]",
+                    q.min_served_fraction
+                );
+            }
         }
         if !(self.load >= 1e-3 && self.load < 1.0) {
             bail!(
@@ -209,6 +230,24 @@ impl PipelineConfig {
             );
         }
         Ok(())
+    }
+}
+
+/// An interrupted run leaves `DIR/profile.parquet.parts`: continue it with `--resume`, or
+/// discard it with `--force`; without either, say so before anything is removed or run.
+pub fn check_unfinished(table: &std::path::Path, resume: bool, force: bool) -> Result<()> {
+    let parts = profiler::parts_dir(table);
+    match (parts.is_dir(), resume, force) {
+        (true, false, false) => bail!(
+            "{} holds the unfinished profile of an interrupted pipeline: pass --resume (with the same flags) to continue it, or --force to discard it and start over",
+            parts.display()
+        ),
+        (false, true, _) => bail!(
+            "--resume: {} holds no unfinished profile to continue (a finished one can be reused with --profile {}); drop --resume",
+            parts.display(),
+            table.display()
+        ),
+        _ => Ok(()),
     }
 }
 
@@ -272,7 +311,7 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             Source::Profile(_) => 5,
             Source::Table(_) => 4,
             Source::Coefficients(_) => 3,
-        },
+        } + usize::from(cfg.capacity.is_some()),
         current: 0,
         started,
     };
@@ -450,12 +489,28 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             coeff_source.display()
         );
     }
+    // At a given --rate a question may have no stable setting; it is then left unanswered,
+    // with the reason, and the run goes on (without --rate every question is asked at a load
+    // below its capacity).
+    let mut unanswered: Vec<String> = Vec::new();
     let limit = match single {
-        Some(svc) => Some(limit_analysis(cfg, svc)?),
+        Some(svc) => answered(
+            cfg,
+            &steps,
+            &mut unanswered,
+            "Max-token limit",
+            limit_analysis(cfg, svc),
+        )?,
         None => None,
     };
     let batching = match batch {
-        Some(k) => Some(batch_analysis(cfg, k)?),
+        Some(k) => answered(
+            cfg,
+            &steps,
+            &mut unanswered,
+            "Batch size",
+            batch_analysis(cfg, k),
+        )?,
         None => None,
     };
     if let Some(l) = &limit {
@@ -497,7 +552,39 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         ));
     }
 
-    // 5. report
+    // 5. capacity plan (SLOs)
+    let capacity = match (&cfg.capacity, cfg.rate) {
+        (Some(q), Some(rate)) => {
+            steps.begin(&format!(
+                "planning capacity for {} at {rate} req/s",
+                q.slos
+                    .iter()
+                    .map(|s| s.label())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            let c = capacity_analysis(cfg, q, rate, &coeffs, &coeff_source, &mut notes)?;
+            steps.note(&format!(
+                "{} configurations in {:.1} s; {}",
+                c.answer.evaluated,
+                c.answer.elapsed_s,
+                match c.answer.min_gpus {
+                    Some(n) => format!("fewest GPUs meeting every SLO: {n}"),
+                    None => "no configuration meets every SLO".into(),
+                }
+            ));
+            Some(c)
+        }
+        _ => None,
+    };
+    if limit.is_none() && batching.is_none() && capacity.is_none() {
+        bail!(
+            "no question could be answered: {}; lower --rate, or ask for SLOs with --slo (the capacity plan spreads the rate over several GPUs)",
+            unanswered.join("; ")
+        );
+    }
+
+    // 6. report
     steps.begin("writing the report");
     let mut figures: Vec<Figure> = Vec::new();
     if !rows.is_empty() {
@@ -510,6 +597,9 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
     }
     if let Some(b) = &batching {
         figures.extend(b.figures.iter().cloned());
+    }
+    if let Some(c) = &capacity {
+        figures.extend(crate::plan_plots::figures(&c.config, &c.answer)?);
     }
     metadata.push((
         "simulation".into(),
@@ -529,7 +619,21 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
             steps.note(&format!("warning: {w}"));
         }
     }
-    let summary_lines = summary_sentences(cfg, limit.as_ref(), batching.as_ref());
+    let mut summary_lines = capacity
+        .iter()
+        .flat_map(capacity_sentences)
+        .collect::<Vec<_>>();
+    summary_lines.extend(summary_sentences(cfg, limit.as_ref(), batching.as_ref()));
+    summary_lines.extend(unanswered.iter().cloned());
+    let mut recommendations = capacity
+        .iter()
+        .map(capacity_recommendation)
+        .collect::<Vec<_>>();
+    recommendations.extend(summary::recommendations(
+        cfg,
+        limit.as_ref(),
+        batching.as_ref(),
+    ));
     let report = Report {
         title: format!("tokenq report — {} on {}", p.model, p.device),
         summary: summary_lines.clone(),
@@ -538,7 +642,8 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         fit_table: fit_table(&coeffs),
         roofline: roofline.as_ref().map(|r| roofline_table(&rows, r)),
         coefficients: coefficient_quantities(&coeffs),
-        recommendations: recommendations(cfg, limit.as_ref(), batching.as_ref()),
+        recommendations,
+        capacity_plan: capacity.as_ref().map(capacity_table),
         figures,
         notes: notes.clone(),
     };
@@ -573,11 +678,34 @@ pub fn run(cfg: &PipelineConfig) -> Result<Summary> {
         workload: cfg.workload_spec.clone(),
         token_limit: limit.map(|l| l.answer),
         batch_size: batching.map(|b| b.answer),
+        capacity: capacity.map(|c| c.answer),
+        unanswered,
         summary: summary_lines,
         fit_warnings,
         notes,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A question's answer, or — at a given `--rate`, where it may have no stable setting — `None`
+/// with the reason noted in `unanswered`.
+fn answered<T>(
+    cfg: &PipelineConfig,
+    steps: &Steps,
+    unanswered: &mut Vec<String>,
+    what: &str,
+    r: Result<T>,
+) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if cfg.rate.is_some() => {
+            let why = format!("{what}: not answered at this --rate — {e:#}");
+            steps.note(&format!("warning: {why}"));
+            unanswered.push(why);
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn unix_now() -> u64 {
