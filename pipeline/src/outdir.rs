@@ -3,7 +3,8 @@
 //! coefficients, profile or figures (docs/usage.md "Reports").
 //!
 //! Only files tokenq writes are removed — `report.html`, `coefficients.toml`,
-//! `profile.parquet` and its sidecar `profile.runs.json`, and the figures `fig*.svg` — and
+//! `profile.parquet` and its sidecar `profile.runs.json`, and the figures `fig*.svg` and
+//! `plan-*.svg` (the capacity plan's, with `--slo`) — and
 //! never one that this run reads (`--profile FILE`, `--coefficients FILE`). The unfinished
 //! profile `profile.parquet.parts/` is left for `--resume` (or `--force`) to decide.
 
@@ -25,7 +26,7 @@ pub fn previous_outputs(dir: &Path) -> Vec<PathBuf> {
             matches!(
                 name,
                 "report.html" | "coefficients.toml" | "profile.parquet" | "profile.runs.json"
-            ) || (name.starts_with("fig") && name.ends_with(".svg"))
+            ) || ((name.starts_with("fig") || name.starts_with("plan-")) && name.ends_with(".svg"))
         })
         .collect();
     found.sort();
@@ -74,6 +75,7 @@ mod tests {
             "profile.parquet",
             "profile.runs.json",
             "fig9-old.svg",
+            "plan-goodput-vs-rate.svg",
             "notes.txt",
             "logo.svg",
         ] {
@@ -89,6 +91,7 @@ mod tests {
             names,
             [
                 "fig9-old.svg",
+                "plan-goodput-vs-rate.svg",
                 "profile.parquet",
                 "profile.runs.json",
                 "report.html"

@@ -699,7 +699,7 @@ fn answered<T>(
     match r {
         Ok(v) => Ok(Some(v)),
         Err(e) if cfg.rate.is_some() => {
-            let why = format!("{what}: not answered at this --rate — {e:#}");
+            let why = format!("{what}: not answered at this --rate on one GPU — {e:#}");
             steps.note(&format!("warning: {why}"));
             unanswered.push(why);
             Ok(None)
