@@ -314,3 +314,21 @@ fn percentiles_stand_beside_the_mean() {
         "p50 1 s, p90 5 s, p99 9 s"
     );
 }
+
+#[test]
+fn capacity_plan_table_follows_the_recommendations() {
+    let mut r = sample();
+    r.capacity_plan = Some(Table {
+        caption: "Configurations that meet every SLO at 3 req/s.".into(),
+        columns: vec!["GPUs".into(), "e2e:p99<=20s".into()],
+        rows: vec![vec!["1".into(), "17.9 ± 0.1 s (sim)".into()]],
+    });
+    let html = render_html(&r).unwrap();
+    let rec = html.find("<section id=\"recommendations\">").unwrap();
+    let plots = html.find("<section id=\"plots\">").unwrap();
+    let at = html.find("<h3>Capacity plan</h3>").expect("capacity plan heading");
+    assert!(rec < at && at < plots);
+    assert!(html[at..plots].contains("<td>17.9 ± 0.1 s (sim)</td>"));
+    // Without it, no heading.
+    assert!(!render_html(&sample()).unwrap().contains("Capacity plan"));
+}
