@@ -8,7 +8,8 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::md1_quantile;
+use common::{md1_cdf, md1_quantile};
+use pipeline::plan::{PlanConfig, Slo};
 
 fn tokenq(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tokenq"))
@@ -245,7 +246,7 @@ fn shortest_queue_routing_is_simulated_and_beats_the_random_split() {
 }
 
 /// `--plots DIR`: the SLO statistic of the best configurations against the rate, beside the
-/// target, and the GPUs needed against the rate. With a constant output length the single
+/// target, the GPUs needed and the goodput against the rate. With a constant output length the single
 /// server's p90 wait is Erlang's M/D/1 at every rate, so the GPUs needed at a rate are the
 /// fewest n whose λ/n keeps the p90 wait under the target: the figure's points must be those.
 #[test]
@@ -282,6 +283,8 @@ fn plots_draw_the_slo_and_the_gpus_needed_against_the_rate() {
     );
     let gpus = std::fs::read_to_string(dir.path().join("plan-gpus-vs-rate.svg")).unwrap();
     assert!(gpus.contains("GPUs needed"));
+    let good = std::fs::read_to_string(dir.path().join("plan-goodput-vs-rate.svg")).unwrap();
+    assert!(good.contains("<svg") && good.contains("(y = x)"), "{good}");
     // The expected GPU counts at the figure's ten rates (2R·i/10), from Erlang's formula.
     let want: Vec<u32> = (1..=10)
         .map(|i| {
@@ -319,4 +322,140 @@ fn plots_draw_the_slo_and_the_gpus_needed_against_the_rate() {
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["min_gpus"], n, "rate {r}");
     }
+}
+
+/// A planner question on `file` for constant 100-token outputs, no limit, one GPU.
+fn question(file: &str, single: bool, caps: &[u32], rate: f64, slos: &[&str]) -> PlanConfig {
+    let c = tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(file))
+        .unwrap();
+    let (service, service_hi, batch) = pipeline::plan::service_models(&c).unwrap();
+    PlanConfig {
+        tokens: queueing::dist::TokenDist::parse("const:100").unwrap(),
+        tokens_spec: "const:100".into(),
+        rate,
+        slos: slos.iter().map(|s| Slo::parse(s).unwrap()).collect(),
+        min_served_fraction: 0.0,
+        max_gpus: 1,
+        service: service.filter(|_| single),
+        batch: batch.filter(|_| !caps.is_empty()),
+        service_hi,
+        caps: caps.to_vec(),
+        limits: vec![f64::INFINITY],
+        sim_requests: 100_000,
+        seed: 1,
+        goodput_top: 0,
+        routing: sim::routing::Routing::Random,
+        continuous: None,
+        paper_policies: true,
+    }
+}
+
+/// The goodput figure's series (the diagonal left out) of the planner's answer to `q`.
+fn goodput_series(q: &PlanConfig) -> Vec<reports::Series> {
+    let a = pipeline::plan::plan(q).unwrap();
+    let figs = pipeline::plan_plots::figures(q, &a).unwrap();
+    let f = figs
+        .iter()
+        .find(|f| f.id == "plan-goodput-vs-rate")
+        .unwrap();
+    let series = &f.panels[0].series;
+    // The diagonal y = x is the reference.
+    let diag = series.last().unwrap();
+    assert!(diag.label.contains("y = x") && diag.points.iter().all(|p| p.x == p.y));
+    series[..series.len() - 1].to_vec()
+}
+
+/// Goodput at rate R (vLLM's `--goodput`): R × the share of requests within their targets. One
+/// request at a time with constant 100-token outputs is M/D/1, so with an e2e target t the
+/// share is Erlang's `P(W ≤ t − D)`; a wait target no tighter than the e2e one changes nothing
+/// (W ≤ W + D), and the share stays exact. Every drawn point (ρ < 1) matches to 1e-5.
+#[test]
+fn goodput_of_one_at_a_time_is_erlangs_md1_share() {
+    let c =
+        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
+            .unwrap();
+    let s = c.single_request.unwrap();
+    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let (rate, target) = (0.6 / d, 4.0 * d);
+    let q = question(
+        TABLE1,
+        true,
+        &[],
+        rate,
+        &[
+            &format!("e2e:p90<={target}s"),
+            &format!("wait:p50<={}s", 10.0 * d),
+        ],
+    );
+    let series = goodput_series(&q);
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].method, reports::Method::Exact);
+    let stable = (1..=10).filter(|&i| 2.0 * rate * f64::from(i) / 10.0 * d < 1.0);
+    assert_eq!(series[0].points.len(), stable.count());
+    for p in &series[0].points {
+        let want = p.x * md1_cdf(p.x, d, target - d);
+        assert!(
+            (p.y - want).abs() < 1e-5 && p.ci95.is_none(),
+            "rate {}: {} vs Erlang {want}",
+            p.x,
+            p.y
+        );
+    }
+}
+
+/// Simulated goodputs carry 95 % intervals that hold the exact value: dynamic batching with cap
+/// 1 and constant outputs is M/D/1 with D = t1(1) + t2(1)·100; and one request at a time with a
+/// wait target tighter than the e2e one is simulated per request, its share
+/// `P(W ≤ a, W + D ≤ b) = P(W ≤ min(a, b − D))` — not the product of the two marginal shares.
+#[test]
+fn simulated_goodput_intervals_hold_erlangs_md1_share() {
+    let vidur = "datasets/coefficients/a100-llama-2-7b-vidur.toml";
+    let c = tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(vidur))
+        .unwrap();
+    let k = c.batch_k().unwrap();
+    let d = k[0] + k[1] + (k[2] + k[3]) * 100.0;
+    let (rate, target) = (0.6 / d, 4.0 * d);
+    let q = question(vidur, false, &[1], rate, &[&format!("e2e:p90<={target}s")]);
+    let series = goodput_series(&q);
+    assert_eq!(series[0].method, reports::Method::Simulation);
+    assert_eq!(series[0].points.len(), 8, "ρ < 1 at 8 of the 10 rates");
+    for p in &series[0].points {
+        let want = p.x * md1_cdf(p.x, d, target - d);
+        let hw = p.ci95.unwrap();
+        // The asked rate's interval holds it; every point lies within two half-widths.
+        let k = if (p.x - rate).abs() < 1e-12 { 1.0 } else { 2.0 };
+        assert!(
+            hw > 0.0 && (p.y - want).abs() <= k * hw,
+            "rate {}: {} ± {hw} vs Erlang {want}",
+            p.x,
+            p.y
+        );
+    }
+
+    let s = c.single_request.unwrap();
+    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let rate = 0.6 / d;
+    // ρ = 0.6: Erlang's p50 wait is 0.37 D and p90 2.1 D, so both SLOs hold at the rate.
+    let (a, b) = (0.5 * d, 3.2 * d);
+    let q = question(
+        vidur,
+        true,
+        &[],
+        rate,
+        &[&format!("wait:p50<={a}s"), &format!("e2e:p90<={b}s")],
+    );
+    let series = goodput_series(&q);
+    assert_eq!(series[0].method, reports::Method::Simulation);
+    let p = series[0]
+        .points
+        .iter()
+        .find(|p| (p.x - rate).abs() < 1e-12)
+        .unwrap();
+    let (share, hw) = (p.y / rate, p.ci95.unwrap() / rate);
+    let joint = md1_cdf(rate, d, a.min(b - d));
+    let product = md1_cdf(rate, d, a) * md1_cdf(rate, d, b - d);
+    assert!(
+        (share - joint).abs() <= hw && (share - product).abs() > 3.0 * hw,
+        "share {share} ± {hw}: joint {joint}, product of marginals {product}"
+    );
 }

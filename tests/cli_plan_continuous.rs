@@ -243,3 +243,81 @@ fn replay_under_poisson_arrivals_gives_md1_percentiles() {
     assert_eq!(v["overloaded"], false);
     assert_eq!(v["method"], "simulation");
 }
+
+/// Goodput of continuous batching (`plan --plots`' goodput figure) counts each replayed request
+/// against every bound at once: with the M/D/1 engine above, TTFT = W + P and E2E = W + S, so
+/// the share within `ttft ≤ P + a` and `e2e ≤ S + b` is Erlang's `P(W ≤ min(a, b))`; TPOT is
+/// exactly D (a mean SLO's target bounds each request: met), and an ITL SLO bounds no request.
+/// The replications' 95 % interval at the asked rate holds it.
+#[test]
+fn continuous_goodput_share_is_erlangs_md1_share() {
+    use pipeline::plan::{ContinuousFlags, PlanConfig, Slo};
+    let dir = tempfile::tempdir().unwrap();
+    let coef = coefficients(dir.path());
+    let file = tokenq_core::CoefficientsFile::read(&coef).unwrap();
+    let cs = pipeline::plan::continuous_setup(&ContinuousFlags {
+        engine: pipeline::replay::EngineFile {
+            kv_blocks: Some(1000),
+            ..Default::default()
+        },
+        engine_config: None,
+        coefficients: (&coef, &file),
+        tokens: "const:20",
+        input_tokens: Some("const:32"),
+        requests: "4000",
+        replications: 8,
+    })
+    .unwrap();
+    let (rate, s) = (1.2, P_S + (N - 1.0) * D_S);
+    let (a, b) = (1.2, 2.5);
+    let slos = [
+        format!("ttft:p90<={}s", P_S + a),
+        format!("e2e:p99<={}s", s + b),
+        "tpot:mean<=1s".into(),
+        "itl:p50<=1s".into(),
+    ];
+    let q = PlanConfig {
+        tokens: queueing::dist::TokenDist::parse("const:20").unwrap(),
+        tokens_spec: "const:20".into(),
+        rate,
+        slos: Slo::parse_all(&slos).unwrap(),
+        min_served_fraction: 0.0,
+        max_gpus: 1,
+        service: None,
+        batch: None,
+        service_hi: None,
+        caps: vec![1],
+        limits: vec![1000.0],
+        sim_requests: 100_000,
+        seed: 1,
+        goodput_top: 0,
+        routing: sim::routing::Routing::Random,
+        continuous: Some(cs),
+        paper_policies: false,
+    };
+    let ans = pipeline::plan::plan(&q).unwrap();
+    let figs = pipeline::plan_plots::figures(&q, &ans).unwrap();
+    let f = figs
+        .iter()
+        .find(|f| f.id == "plan-goodput-vs-rate")
+        .unwrap();
+    assert!(
+        f.caption.contains("Mean SLOs (tpot:mean<=1s)") && f.caption.contains("ITL SLOs bound no"),
+        "{}",
+        f.caption
+    );
+    let series = &f.panels[0].series[0];
+    assert_eq!(series.method, reports::Method::Simulation);
+    let p = series
+        .points
+        .iter()
+        .find(|p| (p.x - rate).abs() < 1e-12)
+        .unwrap();
+    let want = rate * common::md1_cdf(rate, s, a.min(b));
+    let hw = p.ci95.unwrap();
+    assert!(
+        hw > 0.0 && (p.y - want).abs() <= hw,
+        "goodput {} ± {hw} req/s vs Erlang {want}",
+        p.y
+    );
+}

@@ -17,6 +17,11 @@
 //! (docs/models.md §11): its percentiles come with 95% intervals from batch means, and an SLO
 //! counts as met only when the interval's upper end meets it. The share of requests the limit
 //! truncates is `P(N > L)`.
+//!
+//! Goodput at a rate ([`goodput_at`], `plan --plots`' goodput figure) is vLLM's `--goodput`:
+//! the rate times the share of requests whose own latencies all meet the SLOs' targets
+//! ([`RequestTargets`]) — exact from M/G/1's law of the wait or the sojourn where one law gives
+//! the share, otherwise counted per simulated request (never a product of marginal shares).
 
 use anyhow::{Context, Result, bail};
 use queueing::dist::TokenDist;
@@ -393,15 +398,105 @@ pub fn default_limits(tokens: &TokenDist) -> Vec<f64> {
     v
 }
 
+/// The latency lines a configuration is evaluated with: the fit's, or the upper ends of its
+/// 95 % intervals (the capacity band).
+#[derive(Debug, Clone, Copy)]
+struct Lines {
+    service: Option<LinearService>,
+    batch: Option<BatchTime>,
+}
+
+impl Lines {
+    /// The fitted lines.
+    fn fit(cfg: &PlanConfig) -> Self {
+        Lines {
+            service: cfg.service,
+            batch: cfg.batch,
+        }
+    }
+}
+
+/// Per-request bounds of the goodput (seconds; `f64::INFINITY` = unbounded): each SLO's target
+/// bounds its latency in every request (the smallest target where several SLOs bound one
+/// latency); a mean SLO's target is used as the per-request bound too. ITL is a gap between
+/// tokens, not one value per request (vLLM's `--goodput` takes ttft, tpot and e2el), so an
+/// ITL SLO bounds no request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RequestTargets {
+    /// Arrival → start of service.
+    pub wait_s: f64,
+    /// Arrival → last token.
+    pub e2e_s: f64,
+    /// Arrival → first token.
+    pub ttft_s: f64,
+    /// Time per output token after the first.
+    pub tpot_s: f64,
+}
+
+impl RequestTargets {
+    /// The bounds the SLOs put on each request.
+    pub fn of(slos: &[Slo]) -> Self {
+        let mut t = RequestTargets {
+            wait_s: f64::INFINITY,
+            e2e_s: f64::INFINITY,
+            ttft_s: f64::INFINITY,
+            tpot_s: f64::INFINITY,
+        };
+        for s in slos {
+            let b = match s.metric {
+                Metric::Wait => &mut t.wait_s,
+                Metric::E2e => &mut t.e2e_s,
+                Metric::Ttft => &mut t.ttft_s,
+                Metric::Tpot => &mut t.tpot_s,
+                Metric::Itl => continue,
+            };
+            *b = b.min(s.target_s);
+        }
+        t
+    }
+}
+
+/// Goodput at one offered rate, as vLLM's `--goodput` defines it: the rate times the share of
+/// requests whose own latencies all meet their bounds ([`RequestTargets`]).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct GoodputPoint {
+    /// Offered total rate, req/s.
+    pub rate_rps: f64,
+    /// Share of requests within every bound (with its 95 % half-width for a simulation).
+    pub share: Estimate,
+    /// `rate × share`, req/s (half-width `rate ×` the share's).
+    pub goodput_rps: Estimate,
+    /// exact (M/G/1's law of the wait and the sojourn) or simulation.
+    pub method: Method,
+}
+
+/// A share of requests within their bounds and how it was obtained.
+type Share = (Estimate, Method);
+
 fn evaluate(
     cfg: &PlanConfig,
     policy: PlanPolicy,
     limit: f64,
     gpus: u32,
     rate: f64,
-    service: Option<LinearService>,
+    lines: Lines,
     salt: u64,
 ) -> Candidate {
+    evaluate_share(cfg, policy, limit, gpus, rate, lines, salt, None).0
+}
+
+/// [`evaluate`], and with `targets` the share of requests within them from the same model run.
+#[allow(clippy::too_many_arguments)]
+fn evaluate_share(
+    cfg: &PlanConfig,
+    policy: PlanPolicy,
+    limit: f64,
+    gpus: u32,
+    rate: f64,
+    lines: Lines,
+    salt: u64,
+    targets: Option<&RequestTargets>,
+) -> (Candidate, Result<Option<Share>>) {
     let lambda = rate / f64::from(gpus);
     let served = if limit.is_finite() {
         cfg.tokens.cdf(limit)
@@ -423,18 +518,24 @@ fn evaluate(
         PlanPolicy::Single | PlanPolicy::Dynamic { .. }
             if gpus > 1 && cfg.routing != sim::routing::Routing::Random =>
         {
-            routed(cfg, policy, service, limit, gpus, rate, salt, &mut c)
+            routed(cfg, policy, lines, limit, gpus, rate, salt, targets, &mut c)
         }
-        PlanPolicy::Single => single(cfg, service, limit, lambda, &mut c),
-        PlanPolicy::Dynamic { cap } => batched(cfg, cap, limit, lambda, salt, &mut c),
+        PlanPolicy::Single => single(cfg, lines, limit, lambda, salt, targets, &mut c),
+        PlanPolicy::Dynamic { cap } => {
+            batched(cfg, lines, cap, limit, lambda, salt, targets, &mut c)
+        }
         PlanPolicy::Continuous { max_num_seqs } => {
-            continuous(cfg, max_num_seqs, limit, gpus, rate, salt, &mut c)
+            continuous(cfg, max_num_seqs, limit, gpus, rate, salt, targets, &mut c)
         }
     };
-    if let Err(e) = result {
-        c.note = Some(e.to_string());
-        c.slos.clear();
-    }
+    let share = match result {
+        Ok(share) => Ok(share),
+        Err(e) => {
+            c.note = Some(e.to_string());
+            c.slos.clear();
+            Err(e)
+        }
+    };
     c.feasible = c.note.is_none() && !c.slos.is_empty() && c.slos.iter().all(|s| s.met);
     if c.served_whole_fraction < cfg.min_served_fraction {
         c.feasible = false;
@@ -445,7 +546,7 @@ fn evaluate(
             )
         });
     }
-    c
+    (c, share)
 }
 
 /// One request at a time or dynamic batching on `gpus` servers behind a round-robin or
@@ -454,19 +555,22 @@ fn evaluate(
 fn routed(
     cfg: &PlanConfig,
     policy: PlanPolicy,
-    service: Option<LinearService>,
+    lines: Lines,
     limit: f64,
     gpus: u32,
     rate: f64,
     salt: u64,
+    targets: Option<&RequestTargets>,
     c: &mut Candidate,
-) -> Result<()> {
+) -> Result<Option<Share>> {
     let server = match policy {
         PlanPolicy::Single => sim::routing::Server::Single(
-            service.ok_or_else(|| anyhow::anyhow!("no single-request line in the coefficients"))?,
+            lines
+                .service
+                .ok_or_else(|| anyhow::anyhow!("no single-request line in the coefficients"))?,
         ),
         PlanPolicy::Dynamic { cap } => sim::routing::Server::Dynamic {
-            batch: cfg
+            batch: lines
                 .batch
                 .ok_or_else(|| anyhow::anyhow!("no batch-time lines in the coefficients"))?,
             cap,
@@ -496,20 +600,26 @@ fn routed(
         };
         c.slos.push(SloValue::simulated(slo, r.estimate(which, q)));
     }
-    Ok(())
+    Ok(targets.map(|t| (r.attainment(t.wait_s, t.e2e_s), Method::Simulation)))
 }
 
 /// Independent runs of a routed simulation (its `--sim-requests` split among them).
 const ROUTED_REPLICATIONS: u64 = 5;
 
+/// One request at a time on one GPU (or one of n behind the random split): exact M/G/1. The
+/// share within per-request bounds is exact where one law gives it — `P(W + S ≤ e2e)` with an
+/// e2e bound alone or a wait bound no tighter (`W ≤ W + S`), `P(W ≤ wait)` with a wait bound
+/// alone — and simulated (the same queue, per request) when both bind.
 fn single(
     cfg: &PlanConfig,
-    service: Option<LinearService>,
+    lines: Lines,
     limit: f64,
     lambda: f64,
+    salt: u64,
+    targets: Option<&RequestTargets>,
     c: &mut Candidate,
-) -> Result<()> {
-    let Some(svc) = service else {
+) -> Result<Option<Share>> {
+    let Some(svc) = lines.service else {
         bail!("no single-request line in the coefficients");
     };
     let w = waiting_distribution(&cfg.tokens, limit, lambda, svc, &WaitOptions::default())?;
@@ -532,25 +642,45 @@ fn single(
             met: v <= slo.target_s,
         });
     }
-    Ok(())
+    let Some(t) = targets else {
+        return Ok(None);
+    };
+    let exact = if t.e2e_s <= t.wait_s {
+        Some(w.cdf_sojourn(t.e2e_s))
+    } else if t.e2e_s.is_infinite() {
+        Some(w.cdf_wait(t.wait_s))
+    } else {
+        None
+    };
+    if let Some(p) = exact {
+        return Ok(Some((
+            Estimate {
+                value: p,
+                half_width: 0.0,
+            },
+            Method::Exact,
+        )));
+    }
+    let policy = sim::Policy::Mg1 {
+        service: svc,
+        patience: None,
+    };
+    let r = simulate_one(cfg, policy, limit, lambda, salt, Some(t))?;
+    Ok(r.attainment.map(|a| (a, Method::Simulation)))
 }
 
-fn batched(
+/// One GPU's queue simulated (batch means, the planner's seed and the configuration's salt),
+/// with the share of requests within `targets` when given.
+fn simulate_one(
     cfg: &PlanConfig,
-    cap: u32,
+    policy: sim::Policy,
     limit: f64,
     lambda: f64,
     salt: u64,
-    c: &mut Candidate,
-) -> Result<()> {
-    let Some(batch) = cfg.batch else {
-        bail!("no batch-time lines (first_token, decode_step) in the coefficients");
-    };
+    targets: Option<&RequestTargets>,
+) -> Result<sim::Report> {
     let scenario = sim::Scenario {
-        policy: sim::Policy::Dynamic {
-            batch,
-            max_batch: Some(cap),
-        },
+        policy,
         arrivals: sim::Arrivals::Poisson { rate_rps: lambda },
         tokens: sim::Tokens::Law(sim::TokenLaw::Dist(cfg.tokens.clone())),
         max_tokens: limit.is_finite().then_some(limit),
@@ -559,9 +689,34 @@ fn batched(
     let rc = sim::RunConfig {
         requests: cfg.sim_requests,
         seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt),
+        attainment: targets.map(|t| sim::Targets {
+            wait_s: t.wait_s,
+            latency_s: t.e2e_s,
+        }),
         ..sim::RunConfig::default()
     };
-    let r = sim::run(&scenario, &rc)?;
+    Ok(sim::run(&scenario, &rc)?)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn batched(
+    cfg: &PlanConfig,
+    lines: Lines,
+    cap: u32,
+    limit: f64,
+    lambda: f64,
+    salt: u64,
+    targets: Option<&RequestTargets>,
+    c: &mut Candidate,
+) -> Result<Option<Share>> {
+    let Some(batch) = lines.batch else {
+        bail!("no batch-time lines (first_token, decode_step) in the coefficients");
+    };
+    let policy = sim::Policy::Dynamic {
+        batch,
+        max_batch: Some(cap),
+    };
+    let r = simulate_one(cfg, policy, limit, lambda, salt, targets)?;
     c.utilisation = r.utilisation.value;
     if !r.is_stable() {
         bail!(
@@ -589,11 +744,12 @@ fn batched(
         };
         c.slos.push(SloValue::simulated(slo, e));
     }
-    Ok(())
+    Ok(r.attainment.map(|a| (a, Method::Simulation)))
 }
 
 /// Continuous batching on `gpus` engines behind vLLM's data-parallel router, by replications
 /// of the replay under Poisson arrivals ([`crate::poisson_replay`]).
+#[allow(clippy::too_many_arguments)]
 fn continuous(
     cfg: &PlanConfig,
     max_num_seqs: u32,
@@ -601,8 +757,9 @@ fn continuous(
     gpus: u32,
     rate: f64,
     salt: u64,
+    targets: Option<&RequestTargets>,
     c: &mut Candidate,
-) -> Result<()> {
+) -> Result<Option<Share>> {
     let Some(cs) = &cfg.continuous else {
         bail!("no step model for continuous batching");
     };
@@ -647,7 +804,12 @@ fn continuous(
         };
         c.slos.push(SloValue::simulated(slo, e));
     }
-    Ok(())
+    Ok(targets.map(|t| {
+        (
+            r.attainment(t.ttft_s, t.tpot_s, t.e2e_s),
+            Method::Simulation,
+        )
+    }))
 }
 
 /// Policies searched.
@@ -685,7 +847,41 @@ fn cheaper(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
 /// `c` evaluated again at total rate `rate`, with the same random numbers.
 pub fn evaluate_at(cfg: &PlanConfig, c: &Candidate, rate: f64) -> Candidate {
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
-    evaluate(cfg, c.policy, limit, c.gpus, rate, cfg.service, c.salt)
+    evaluate(cfg, c.policy, limit, c.gpus, rate, Lines::fit(cfg), c.salt)
+}
+
+/// `c` evaluated again at total rate `rate` (the same random numbers), with its goodput there
+/// from the same model run: `rate ×` the share of requests within [`RequestTargets::of`] the
+/// SLOs. Exact for one request at a time on one GPU or behind the random split when one law
+/// gives the share (an e2e bound, or a wait bound, or a wait bound no tighter than the e2e
+/// one); simulated, per request, otherwise. An error where the configuration is unstable or
+/// overloaded at `rate`.
+pub fn goodput_at(cfg: &PlanConfig, c: &Candidate, rate: f64) -> (Candidate, Result<GoodputPoint>) {
+    let limit = c.max_tokens.unwrap_or(f64::INFINITY);
+    let targets = RequestTargets::of(&cfg.slos);
+    let (e, share) = evaluate_share(
+        cfg,
+        c.policy,
+        limit,
+        c.gpus,
+        rate,
+        Lines::fit(cfg),
+        c.salt,
+        Some(&targets),
+    );
+    let point = share.and_then(|s| {
+        let (share, method) = s.context("no share of requests within the targets")?;
+        Ok(GoodputPoint {
+            rate_rps: rate,
+            share,
+            goodput_rps: Estimate {
+                value: rate * share.value,
+                half_width: rate * share.half_width,
+            },
+            method,
+        })
+    });
+    (e, point)
 }
 
 /// `dynamic batching, cap 8, max tokens 831 tokens`.
@@ -707,7 +903,11 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
     // The same random numbers at every rate (common random numbers, those of the candidate's
     // own evaluation), so that the simulated statistics move with the rate, not with the seed.
-    let ok = |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, service, c.salt).feasible;
+    let lines = Lines {
+        service,
+        ..Lines::fit(cfg)
+    };
+    let ok = |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, lines, c.salt).feasible;
     let (mut lo, mut hi) = (0.0, cfg.rate);
     // Grow the bracket until the rate fails (at most 2^30 × the asked rate).
     let mut doublings = 0;
@@ -843,7 +1043,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
             let mut out = Vec::new();
             for n in 1..=cfg.max_gpus {
                 let salt = (i as u64) * 1024 + u64::from(n);
-                let c = evaluate(cfg, p, l, n, cfg.rate, cfg.service, salt);
+                let c = evaluate(cfg, p, l, n, cfg.rate, Lines::fit(cfg), salt);
                 let done = c.feasible || c.served_whole_fraction < cfg.min_served_fraction;
                 out.push(c);
                 if done {

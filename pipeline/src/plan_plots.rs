@@ -8,6 +8,15 @@
 //! * `plan-gpus-vs-rate.svg`: the fewest GPUs that meet every SLO at each rate (the whole
 //!   search at each rate, without goodputs); rates that no configuration within `--max-gpus`
 //!   meets are left out and named in the caption.
+//! * `plan-goodput-vs-rate.svg`: the goodput of the same configurations at the same rates, as
+//!   vLLM's `--goodput` defines it — the offered rate times the share of requests whose own
+//!   latencies all meet the SLOs' targets ([`crate::plan::RequestTargets`]: each target bounds
+//!   its latency in every request; a mean SLO's target too, which the caption says) — beside
+//!   the diagonal y = x (every request within its targets). Each curve says how it was
+//!   obtained: exact (M/G/1's law of the wait or the sojourn, `queueing::waiting`) for one
+//!   request at a time on one GPU or behind the random split when one law gives the share;
+//!   otherwise simulated per request, with the 95 % interval of the simulation's batch means or
+//!   replications.
 //!
 //! The rates are [`RATE_POINTS`] evenly spaced from 1/[`RATE_POINTS`] of the asked rate to
 //! twice it.
@@ -17,7 +26,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use reports::{Axis, Figure, Panel, Point, Series};
 
-use crate::plan::{PlanAnswer, PlanConfig, evaluate_at, plan, policy_label};
+use crate::plan::{
+    Metric, PlanAnswer, PlanConfig, RequestTargets, Stat, goodput_at, plan, policy_label,
+};
 
 /// Rates drawn per curve.
 pub const RATE_POINTS: usize = 10;
@@ -28,7 +39,7 @@ fn rates(r: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Build the two figures.
+/// Build the three figures.
 pub fn figures(cfg: &PlanConfig, a: &PlanAnswer) -> Result<Vec<Figure>> {
     let rs = rates(cfg.rate);
     let slo = cfg.slos.first().context("no SLO")?;
@@ -37,21 +48,32 @@ pub fn figures(cfg: &PlanConfig, a: &PlanAnswer) -> Result<Vec<Figure>> {
         Axis::new("total arrival rate", "req/s").from_zero(),
         Axis::new(slo.label().split("<=").next().unwrap_or("latency"), "s").from_zero(),
     );
+    let mut good = Panel::new(
+        "goodput against the total rate",
+        Axis::new("total arrival rate", "req/s").from_zero(),
+        Axis::new("goodput", "req/s").from_zero(),
+    );
     for c in a.feasible.iter().take(3) {
-        let mut pts = Vec::new();
-        let mut method = reports::Method::Exact;
+        let (mut pts, mut good_pts) = (Vec::new(), Vec::new());
+        let (mut method, mut good_method) = (reports::Method::Exact, reports::Method::Exact);
         for &r in &rs {
-            let e = evaluate_at(cfg, c, r);
+            let (e, g) = goodput_at(cfg, c, r);
             if let (None, Some(v)) = (&e.note, e.slos.first()) {
                 method = v.method;
                 pts.push(Point::with_ci(r, v.value_s.value, v.value_s.half_width));
             }
+            if let Ok(g) = g {
+                good_method = g.method;
+                good_pts.push(if g.method == reports::Method::Exact {
+                    Point::new(r, g.goodput_rps.value)
+                } else {
+                    Point::with_ci(r, g.goodput_rps.value, g.goodput_rps.half_width)
+                });
+            }
         }
-        panel = panel.with(Series::new(
-            format!("{} GPU(s), {}", c.gpus, policy_label(c)),
-            method,
-            pts,
-        ));
+        let label = format!("{} GPU(s), {}", c.gpus, policy_label(c));
+        panel = panel.with(Series::new(label.clone(), method, pts));
+        good = good.with(Series::new(label, good_method, good_pts));
     }
     let target = Series::from_xy(
         format!("target {}", slo.label()),
@@ -107,7 +129,63 @@ pub fn figures(cfg: &PlanConfig, a: &PlanAnswer) -> Result<Vec<Figure>> {
             .mark(cfg.rate, "asked rate"),
         ],
     };
-    Ok(vec![slo_fig, gpu_fig])
+    let diagonal = Series::from_xy(
+        "every request within its targets (y = x)",
+        reports::Method::Exact,
+        [(0.0, 0.0), (rs[rs.len() - 1], rs[rs.len() - 1])],
+    )
+    .joined();
+    let goodput_fig = Figure {
+        id: "plan-goodput-vs-rate".into(),
+        title: "Goodput of the best configurations against the rate".into(),
+        caption: format!(
+            "Goodput as vLLM's --goodput defines it: the offered rate times the share of requests whose own latencies all meet {}, at the rates of plan-slo-vs-rate, for the same configurations. {}Exact points come from M/G/1's law of the wait or the sojourn (one request at a time, one GPU or the random split); simulated ones count each simulated request and carry their 95% interval. The diagonal is every request within its targets; a configuration is not drawn where it is unstable or overloaded.",
+            targets_text(&RequestTargets::of(&cfg.slos)),
+            caveats(cfg)
+        ),
+        panels: vec![good.with(diagonal).mark(cfg.rate, "asked rate")],
+    };
+    Ok(vec![slo_fig, gpu_fig, goodput_fig])
+}
+
+/// `e2e ≤ 20 s and wait ≤ 2 s`: the per-request bounds.
+fn targets_text(t: &RequestTargets) -> String {
+    let v: Vec<String> = [
+        ("wait", t.wait_s),
+        ("ttft", t.ttft_s),
+        ("tpot", t.tpot_s),
+        ("e2e", t.e2e_s),
+    ]
+    .iter()
+    .filter(|(_, b)| b.is_finite())
+    .map(|(m, b)| format!("{m} ≤ {} s", reports::plots::sig(*b)))
+    .collect();
+    if v.is_empty() {
+        "no per-request bound".into()
+    } else {
+        v.join(" and ")
+    }
+}
+
+/// What the caption must say about SLOs that are not per-request bounds as written.
+fn caveats(cfg: &PlanConfig) -> String {
+    let mut out = String::new();
+    let means: Vec<String> = cfg
+        .slos
+        .iter()
+        .filter(|s| s.stat == Stat::Mean && s.metric != Metric::Itl)
+        .map(|s| s.label())
+        .collect();
+    if !means.is_empty() {
+        out.push_str(&format!(
+            "Mean SLOs ({}) bound each request by their target here. ",
+            means.join(", ")
+        ));
+    }
+    if cfg.slos.iter().any(|s| s.metric == Metric::Itl) {
+        out.push_str("ITL SLOs bound no request here: ITL is a gap between tokens, not one value per request (vLLM's --goodput takes ttft, tpot and e2el). ");
+    }
+    out
 }
 
 /// The method of the answer's best configuration's first SLO (exact when none).

@@ -18,7 +18,8 @@
 //! with a Student-t 95 % interval on `R − 1` degrees of freedom: the replications are
 //! independent (own random numbers), so the interval is honest for the estimator's variance;
 //! a quantile estimated from a finite run also has a small bias, below the interval for the
-//! default sizes.
+//! default sizes. The share of requests whose own TTFT, TPOT and E2E meet per-request bounds
+//! ([`Replicated::attainment`], vLLM's `--goodput` criterion) is estimated the same way.
 //!
 //! A replication whose completions per second fall below [`OVERLOAD_THROUGHPUT`] of the offered
 //! rate has a queue that grows through the run (the engine is overloaded); [`Replicated`] says
@@ -100,6 +101,8 @@ struct RepSamples {
     ttft: Vec<f64>,
     tpot: Vec<f64>,
     e2e: Vec<f64>,
+    /// Per kept request, in completion order: (TTFT, TPOT or NaN for one output token, E2E).
+    requests: Vec<(f64, f64, f64)>,
     /// Iteration durations and their decode counts, sorted by duration.
     itl: Vec<(f64, u32)>,
 }
@@ -176,6 +179,11 @@ pub fn replicate(
             if let Some(tp) = rec.tpot_s {
                 s.tpot.push(tp);
             }
+            s.requests.push((
+                rec.ttft_s,
+                rec.tpot_s.unwrap_or(f64::NAN),
+                rec.finish_s - rec.arrival_s,
+            ));
         }
         for e in &r.engines {
             s.itl.extend(
@@ -227,6 +235,30 @@ impl Replicated {
             vals.push(v);
         }
         Some(interval(&vals))
+    }
+
+    /// The share of kept requests whose own TTFT, TPOT and E2E are all within the bounds
+    /// (seconds; `f64::INFINITY` = unbounded), per request as vLLM's `--goodput` counts them (a
+    /// request with one output token has no TPOT and meets a TPOT bound, as vLLM counts its
+    /// TPOT as 0): the mean of the replications' shares with its Student-t 95 % half-width.
+    pub fn attainment(&self, ttft_max_s: f64, tpot_max_s: f64, e2e_max_s: f64) -> Estimate {
+        let vals: Vec<f64> = self
+            .per_rep
+            .iter()
+            .map(|s| {
+                let met = s
+                    .requests
+                    .iter()
+                    .filter(|&&(ttft, tpot, e2e)| {
+                        ttft <= ttft_max_s
+                            && (tpot.is_nan() || tpot <= tpot_max_s)
+                            && e2e <= e2e_max_s
+                    })
+                    .count();
+                met as f64 / s.requests.len().max(1) as f64
+            })
+            .collect();
+        interval(&vals)
     }
 
     /// Replications run.

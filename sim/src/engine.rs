@@ -19,7 +19,7 @@ use std::io::Write;
 use rand_distr::{Distribution, Exp1};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
-use crate::scenario::{Abandonment, BatchTime, Patience};
+use crate::scenario::{Abandonment, BatchTime, Patience, Targets};
 use crate::stats::{SECTIONS, Unit};
 use crate::tokens::{AnySampler, TokenSampler};
 
@@ -160,10 +160,17 @@ pub(crate) struct Recorder {
     sec_len: u64,
     starts: [f64; SECTIONS + 1],
     lost_wait: f64,
+    /// Attainment targets (wait, latency), s; infinite when none were asked.
+    targets: (f64, f64),
 }
 
 impl Recorder {
-    pub fn new(requests: u64, warmup: u64, patience: Option<Patience>) -> Self {
+    pub fn new(
+        requests: u64,
+        warmup: u64,
+        patience: Option<Patience>,
+        targets: Option<Targets>,
+    ) -> Self {
         let sec_len = (requests - warmup) / SECTIONS as u64;
         let lost_wait = match patience {
             Some(Patience {
@@ -179,6 +186,7 @@ impl Recorder {
             sec_len,
             starts: [f64::NAN; SECTIONS + 1],
             lost_wait,
+            targets: targets.map_or((f64::INFINITY, f64::INFINITY), |t| (t.wait_s, t.latency_s)),
         }
     }
 
@@ -213,6 +221,7 @@ impl Recorder {
         u.sum_wait_all += wait;
         u.wait_hist.add(wait);
         u.latency_hist.add(latency);
+        u.met += u64::from(wait <= self.targets.0 && latency <= self.targets.1);
     }
 
     /// A request served alone (single-server policies).

@@ -8,7 +8,10 @@
 //! Statistics drop the first 1% of requests and give 95% Student-t intervals from 30 batch means
 //! or from independent replications run in parallel (rayon); percentiles come from a log-bucketed
 //! histogram with relative error ≤ 2⁻⁸ (0.39%), so memory does not grow with the number of
-//! requests. The same seed gives the same numbers whatever the thread count.
+//! requests. With per-request targets ([`RunConfig::attainment`]) the report also estimates the
+//! share of served requests whose own wait and latency both meet them (vLLM's `--goodput`
+//! criterion), on the same batch means or replications. The same seed gives the same numbers
+//! whatever the thread count.
 //!
 //! # Library use
 //!
@@ -56,7 +59,7 @@ use rayon::prelude::*;
 pub use report::{CiInfo, Counts, Report, Stability, Summary};
 pub use scenario::{
     Abandonment, Arrivals, BatchTime, LinearService, Patience, Policy, ProgressFn, RunConfig,
-    Scenario, Tokens,
+    Scenario, Targets, Tokens,
 };
 pub use stats::{Estimate, QUANTILE_REL_ERROR, SECTIONS};
 pub use tokens::{TokenLaw, TokenMode};
@@ -268,12 +271,14 @@ impl<S: TokenSampler + ?Sized> TokenSampler for &S {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_rep<K: Sink>(
     sc: &Scenario,
     prep: &Prepared,
     n: u64,
     warm: u64,
     seed: u64,
+    targets: Option<Targets>,
     sink: Option<&mut K>,
     progress: Option<&(dyn Fn(u64) + Send + Sync)>,
 ) -> RepOut {
@@ -282,7 +287,7 @@ fn run_rep<K: Sink>(
         Policy::Mg1 { patience, .. } => *patience,
         _ => None,
     };
-    let mut rec = Recorder::new(n, warm, patience);
+    let mut rec = Recorder::new(n, warm, patience, targets);
     let mut ticker = Ticker {
         f: progress,
         done: 0,
@@ -390,7 +395,16 @@ pub fn run(scenario: &Scenario, config: &RunConfig) -> Result<Report, SimError> 
                         err,
                     });
                 }
-                let out = run_rep(scenario, &prep, n, warm, seed, Some(&mut sink), progress);
+                let out = run_rep(
+                    scenario,
+                    &prep,
+                    n,
+                    warm,
+                    seed,
+                    config.attainment,
+                    Some(&mut sink),
+                    progress,
+                );
                 let flushed = sink.out.flush();
                 if let Some(err) = sink.err.or(flushed.err()) {
                     return Err(SimError::Records {
@@ -401,7 +415,14 @@ pub fn run(scenario: &Scenario, config: &RunConfig) -> Result<Report, SimError> 
                 Ok(out)
             }
             _ => Ok(run_rep::<NoSink>(
-                scenario, &prep, n, warm, seed, None, progress,
+                scenario,
+                &prep,
+                n,
+                warm,
+                seed,
+                config.attainment,
+                None,
+                progress,
             )),
         }
     };
@@ -513,6 +534,7 @@ fn build_report(
         wait_s: est.wait,
         latency_s: est.latency,
         wait_all_s: impatient.then_some(est.wait_all),
+        attainment: cfg.attainment.map(|_| est.attainment),
         loss_fraction: est.loss,
         mean_batch_size: est.batch_size,
         utilisation: est.utilisation,

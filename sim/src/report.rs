@@ -94,6 +94,11 @@ pub struct Report {
     /// Mean wait over all requests, lost ones charged τ (reneging, paper eq 9) or 0 (balking);
     /// only with patience (s).
     pub wait_all_s: Option<Estimate>,
+    /// Share of served requests whose own wait and latency both meet the run's attainment
+    /// targets ([`crate::RunConfig::attainment`]); only with targets. Its interval is built on
+    /// the same units (batch means or replications) as the other estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attainment: Option<Estimate>,
     /// Lost / arrivals.
     pub loss_fraction: Estimate,
     /// Mean requests per batch (1 for single-server policies).
@@ -134,6 +139,7 @@ pub(crate) struct Estimates {
     pub wait: Summary,
     pub latency: Summary,
     pub wait_all: Estimate,
+    pub attainment: Estimate,
     pub loss: Estimate,
     pub batch_size: Estimate,
     pub utilisation: Estimate,
@@ -148,6 +154,7 @@ pub(crate) fn estimates(units: &[&Unit], pooled: &Unit, confidence: f64) -> Esti
     let wait_mean = est(&|u| ratio(u.sum_wait, u.served as f64));
     let lat_mean = est(&|u| ratio(u.sum_latency, u.served as f64));
     let wait_all = est(&|u| ratio(u.sum_wait_all, u.arrivals as f64));
+    let attainment = est(&|u| ratio(u.met as f64, u.served as f64));
     let loss = est(&|u| ratio(u.lost as f64, u.arrivals as f64));
     let batch_size = est(&|u| ratio(u.batch_requests as f64, u.batches as f64));
     let utilisation = est(&|u| ratio(u.busy, u.span));
@@ -176,6 +183,7 @@ pub(crate) fn estimates(units: &[&Unit], pooled: &Unit, confidence: f64) -> Esti
         wait,
         latency,
         wait_all,
+        attainment,
         loss,
         batch_size,
         utilisation,

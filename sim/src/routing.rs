@@ -16,7 +16,9 @@
 //! Statistics: `replications` independent runs of `requests` arrivals each; the first
 //! [`WARMUP_FRACTION`] of each run's requests (by arrival) are warm-up and left out; a
 //! statistic (mean or p-quantile of the wait or the latency) is the mean of the runs' values
-//! with a Student-t 95 % interval on `R − 1` degrees of freedom. A run whose queue exceeds
+//! with a Student-t 95 % interval on `R − 1` degrees of freedom; so is the share of requests
+//! whose own wait and latency meet per-request targets ([`RoutedResult::attainment`], the
+//! criterion of vLLM's `--goodput`). A run whose queue exceeds
 //! [`crate::engine::MAX_QUEUE`] requests at one server is stopped and reported unstable.
 
 use std::collections::VecDeque;
@@ -96,11 +98,13 @@ pub struct RoutedRun {
     pub seed: u64,
 }
 
-/// Per run, the kept requests' waits and latencies (sorted), and the busy share.
+/// Per run, the kept requests' waits and latencies (sorted, and paired per request in arrival
+/// order), and the busy share.
 #[derive(Debug, Clone)]
 pub struct RoutedResult {
     waits: Vec<Vec<f64>>,
     latencies: Vec<Vec<f64>>,
+    pairs: Vec<Vec<(f64, f64)>>,
     /// Busy share of the servers, mean over runs.
     pub utilisation: f64,
 }
@@ -159,16 +163,23 @@ pub fn simulate_routed(
     )?;
     let mut waits = Vec::new();
     let mut latencies = Vec::new();
+    let mut pairs = Vec::new();
     let mut busy = 0.0;
     for r in 0..run.replications {
         let (w, l, u) = one_run(server, &sampler, run, run.seed.wrapping_add(u64::from(r)))?;
-        waits.push(w);
-        latencies.push(l);
+        pairs.push(w.iter().copied().zip(l.iter().copied()).collect());
+        let sorted = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        waits.push(sorted(w));
+        latencies.push(sorted(l));
         busy += u;
     }
     Ok(RoutedResult {
         waits,
         latencies,
+        pairs,
         utilisation: busy / f64::from(run.replications),
     })
 }
@@ -238,11 +249,7 @@ fn one_run(
     let end = states.iter().map(|s| s.busy_until).fold(t, f64::max);
     let busy = states.iter().map(|s| s.busy_s).sum::<f64>() / (k as f64 * end);
     let skip = ((n as f64) * WARMUP_FRACTION).floor() as usize;
-    let mut w = wait[skip..].to_vec();
-    let mut l = latency[skip..].to_vec();
-    w.sort_by(f64::total_cmp);
-    l.sort_by(f64::total_cmp);
-    Ok((w, l, busy))
+    Ok((wait[skip..].to_vec(), latency[skip..].to_vec(), busy))
 }
 
 impl RoutedResult {
@@ -258,6 +265,24 @@ impl RoutedResult {
             .map(|v| match q {
                 None => v.iter().sum::<f64>() / v.len() as f64,
                 Some(p) => sorted_quantile(v, p),
+            })
+            .collect();
+        replications_interval(&vals, 0.95)
+    }
+
+    /// The share of requests whose own wait is at most `wait_max_s` and whose own latency is
+    /// at most `latency_max_s` (both per request; `f64::INFINITY` = unbounded): the mean of the
+    /// runs' shares with its Student-t 95 % half-width.
+    pub fn attainment(&self, wait_max_s: f64, latency_max_s: f64) -> Estimate {
+        let vals: Vec<f64> = self
+            .pairs
+            .iter()
+            .map(|run| {
+                let met = run
+                    .iter()
+                    .filter(|&&(w, l)| w <= wait_max_s && l <= latency_max_s)
+                    .count();
+                met as f64 / run.len() as f64
             })
             .collect();
         replications_interval(&vals, 0.95)
@@ -351,6 +376,31 @@ mod tests {
         assert!(
             (e.value - mean_latency).abs() <= e.half_width,
             "{e:?} vs {mean_latency}"
+        );
+    }
+
+    /// The attainment is per request: random routing over n exponential servers is n M/M/1
+    /// queues of rate λ/n, whose sojourn has `P(T ≤ b) = 1 − e^{−(μ−λ/n)b}`, and the share
+    /// with `W ≤ a` and `T ≤ b` is the joint law (W independent of the own service time):
+    /// `(1 − ρ)(1 − e^{−μb}) + ρ(1 − e^{−(μ−l)a}) − ρ(μ − l)e^{−μb}(e^{la} − 1)/l` for a ≤ b.
+    #[test]
+    fn attainment_is_the_joint_share_per_request() {
+        let (n, lambda_total, mu) = (2u32, 1.4, 1.0);
+        let (server, law) = exp_server(1.0 / mu);
+        let r =
+            simulate_routed(server, &law, None, &run(n, Routing::Random, lambda_total)).unwrap();
+        let l = lambda_total / f64::from(n);
+        let rho = l / mu;
+        let (a, b) = (1.0, 3.0);
+        let joint = (1.0 - rho) * (1.0 - (-mu * b).exp()) + rho * (1.0 - (-(mu - l) * a).exp())
+            - rho * (mu - l) * (-mu * b).exp() * ((l * a).exp() - 1.0) / l;
+        let e = r.attainment(a, b);
+        assert!((e.value - joint).abs() <= e.half_width, "{e:?} vs {joint}");
+        let sojourn = 1.0 - (-(mu - l) * b).exp();
+        let e = r.attainment(f64::INFINITY, b);
+        assert!(
+            (e.value - sojourn).abs() <= e.half_width,
+            "{e:?} vs {sojourn}"
         );
     }
 

@@ -177,6 +177,20 @@ pub struct RunConfig {
     pub threads: Option<usize>,
     /// Progress callback.
     pub progress: Option<ProgressFn>,
+    /// Per-request latency targets: with them the report estimates the share of served
+    /// requests that meet both ([`crate::Report::attainment`]).
+    pub attainment: Option<Targets>,
+}
+
+/// Per-request latency targets (seconds; `f64::INFINITY` = unbounded). A request *attains* them
+/// when its own wait and its own latency are both within: the per-request criterion of vLLM's
+/// `--goodput` (a joint condition on each request, not a product of marginal shares).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Targets {
+    /// Largest wait (arrival → start of service), s.
+    pub wait_s: f64,
+    /// Largest latency (arrival → completion), s.
+    pub latency_s: f64,
 }
 
 impl Default for RunConfig {
@@ -190,6 +204,7 @@ impl Default for RunConfig {
             records: None,
             threads: None,
             progress: None,
+            attainment: None,
         }
     }
 }
@@ -333,6 +348,14 @@ impl RunConfig {
         }
         if self.threads == Some(0) {
             return bad("threads must be ≥ 1".into());
+        }
+        if let Some(t) = self.attainment
+            && (t.wait_s.is_nan() || t.latency_s.is_nan() || t.wait_s < 0.0 || t.latency_s < 0.0)
+        {
+            return bad(format!(
+                "attainment targets must be ≥ 0 s (infinity for none), got wait {} s, latency {} s",
+                t.wait_s, t.latency_s
+            ));
         }
         Ok(())
     }

@@ -176,6 +176,9 @@ pub struct Unit {
     pub wait_hist: LogHistogram,
     /// Latencies of served requests.
     pub latency_hist: LogHistogram,
+    /// Served requests whose wait and latency both meet the run's attainment targets
+    /// ([`crate::scenario::Targets`]; every served request when there are none).
+    pub met: u64,
 }
 
 impl Unit {
@@ -193,6 +196,7 @@ impl Unit {
         self.span += o.span;
         self.wait_hist.merge(&o.wait_hist);
         self.latency_hist.merge(&o.latency_hist);
+        self.met += o.met;
     }
 
     /// Bytes held by the unit (fixed).

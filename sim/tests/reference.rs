@@ -151,6 +151,52 @@ fn b1_mm1_with_deterministic_patience() {
     }
 }
 
+/// Attainment is per request: in M/M/1 (λ = 0.8, μ = 1) the wait W (atom 1 − ρ at 0, density
+/// ρ(μ − λ)e^{−(μ−λ)w}) and the own service S ~ Exp(μ) are independent, so
+/// `P(W ≤ a, W + S ≤ b) = (1 − ρ)(1 − e^{−μb}) + ρ(1 − e^{−(μ−λ)m}) − ρ(μ − λ)e^{−μb}(e^{λm} − 1)/λ`
+/// with `m = min(a, b)`; with no wait target it is the sojourn law `1 − e^{−(μ−λ)b}`. The
+/// product of the two marginal shares (0.156 here) is not the joint share (0.323).
+#[test]
+fn attainment_is_the_joint_per_request_share_of_mm1() {
+    let (lambda, mu) = (0.8, 1.0);
+    let rho = lambda / mu;
+    let joint = |a: f64, b: f64| {
+        let m = a.min(b);
+        (1.0 - rho) * (1.0 - (-mu * b).exp()) + rho * (1.0 - (-(mu - lambda) * m).exp())
+            - rho * (mu - lambda) * (-mu * b).exp() * ((lambda * m).exp() - 1.0) / lambda
+    };
+    let s = sc(
+        mg1(1.0, 0.0, None),
+        lambda,
+        TokenLaw::Exponential { mean: 1.0 },
+        None,
+        TokenMode::Continuous,
+    );
+    for (a, b, exact) in [
+        (1.0, 3.0, joint(1.0, 3.0)),
+        (f64::INFINITY, 3.0, 1.0 - (-(mu - lambda) * 3.0).exp()),
+    ] {
+        let r = sim::run(
+            &s,
+            &RunConfig {
+                requests: 2_000_000,
+                seed: 31,
+                attainment: Some(sim::Targets {
+                    wait_s: a,
+                    latency_s: b,
+                }),
+                ..RunConfig::default()
+            },
+        )
+        .unwrap();
+        inside("attainment", r.attainment.unwrap(), exact, 0.02);
+    }
+    let marginals = (1.0 - rho * (-(mu - lambda) * 1.0f64).exp()) * (1.0 - (-0.6f64).exp());
+    assert!((joint(1.0, 3.0) - 0.3229).abs() < 1e-3 && (marginals - 0.1557).abs() < 1e-3);
+    // Without targets there is no attainment estimate.
+    assert!(run(&s, 100_000, 1).attainment.is_none());
+}
+
 #[test]
 fn b2_md1_with_deterministic_patience() {
     let s = sc(

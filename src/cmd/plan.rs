@@ -64,7 +64,7 @@ pub struct PlanArgs {
     /// Print the answer as JSON (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
-    /// Also write plan-slo-vs-rate.svg and plan-gpus-vs-rate.svg into DIR.
+    /// Also write plan-slo-vs-rate.svg, plan-gpus-vs-rate.svg and plan-goodput-vs-rate.svg to DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
     /// Policies to search [default: every one the coefficients and step model support].
