@@ -339,6 +339,7 @@ fn question(file: &str, single: bool, caps: &[u32], rate: f64, slos: &[&str]) ->
         service: service.filter(|_| single),
         batch: batch.filter(|_| !caps.is_empty()),
         service_hi,
+        batch_hi: pipeline::plan::batch_hi(&c),
         caps: caps.to_vec(),
         limits: vec![f64::INFINITY],
         sim_requests: 100_000,
@@ -458,4 +459,93 @@ fn simulated_goodput_intervals_hold_erlangs_md1_share() {
         (share - joint).abs() <= hw && (share - product).abs() > 3.0 * hw,
         "share {share} ± {hw}: joint {joint}, product of marginals {product}"
     );
+}
+
+/// The largest rate whose M/D/1 p90 wait is at most `x` (Erlang's formula, bisection).
+fn md1_goodput(d: f64, x: f64) -> f64 {
+    let (mut lo, mut hi) = (1e-9 / d, (1.0 - 1e-9) / d);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if md1_quantile(mid, d, 0.9) <= x {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The capacity band of dynamic batching: its goodput again with the batch lines at the upper
+/// ends of their 95 % intervals. With cap 1 and constant 100-token outputs the queue is M/D/1
+/// with D = t1(1) + t2(1)·100, so each goodput is Erlang's largest rate with p90 wait ≤ the
+/// target, for D from the fit and for D from the intervals' upper ends (here 20 % above the fit,
+/// a test file). The simulated goodputs count an SLO as met only when the interval's upper end
+/// meets it (bisection to 1 %): within 5 % below Erlang's rate and at most 1 % above it.
+#[test]
+fn dynamic_batching_goodput_has_a_capacity_band_from_the_batch_lines_intervals() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text =
+        std::fs::read_to_string(root.join("datasets/coefficients/a100-llama-2-7b-vidur.toml"))
+            .unwrap();
+    let mut t: toml::Table = text.parse().unwrap();
+    let mut k = [0.0; 4];
+    for (i, (sec, key)) in [
+        ("first_token", "slope_s_per_req"),
+        ("first_token", "intercept_s"),
+        ("decode_step", "slope_s_per_req"),
+        ("decode_step", "intercept_s"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = t[sec].as_table_mut().unwrap();
+        k[i] = s[key].as_float().unwrap();
+        let ci = s["ci95"].as_table_mut().unwrap();
+        ci[key] = toml::Value::Array(vec![(0.8 * k[i]).into(), (1.2 * k[i]).into()]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wide-intervals.toml");
+    std::fs::write(&path, toml::to_string(&t).unwrap()).unwrap();
+    let d = k[0] + k[1] + (k[2] + k[3]) * 100.0;
+    let target = 2.0 * d;
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        path.to_str().unwrap(),
+        "--policy",
+        "dynamic",
+        "--caps",
+        "1",
+        "--tokens",
+        "const:100",
+        "--limits",
+        "1000",
+        "--max-gpus",
+        "1",
+        "--rate",
+        &(0.3 / d).to_string(),
+        "--slo",
+        &format!("wait:p90<={target}s"),
+        "--sim-requests",
+        "4e5",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let g = &v["goodput"][0];
+    assert_eq!(
+        (g["policy"].as_str(), g["cap"].as_u64()),
+        (Some("dynamic"), Some(1))
+    );
+    for (got, d) in [
+        (g["goodput_rps"].as_f64().unwrap(), d),
+        (g["goodput_at_fit_upper_rps"].as_f64().unwrap(), 1.2 * d),
+    ] {
+        let want = md1_goodput(d, target);
+        assert!(
+            got <= 1.01 * want && got >= 0.95 * want,
+            "D = {d} s: goodput {got} req/s vs Erlang {want} req/s"
+        );
+    }
+    assert!(g["fit_upper_note"].is_null(), "{g}");
 }

@@ -135,6 +135,16 @@ fn continuous_batching_one_at_a_time_is_md1() {
             .contains("8 replications of 4000 Poisson arrivals"),
         "{v}"
     );
+    // No capacity band: the step model has no intervals, and the answer says so.
+    let g = &v["goodput"][0];
+    assert!(
+        g["goodput_at_fit_upper_rps"].is_null()
+            && g["fit_upper_note"]
+                .as_str()
+                .unwrap()
+                .contains("no 95% intervals"),
+        "{g}"
+    );
 }
 
 /// Replay-only SLOs without a step model, continuous batching without one, and a single
@@ -286,6 +296,7 @@ fn continuous_goodput_share_is_erlangs_md1_share() {
         service: None,
         batch: None,
         service_hi: None,
+        batch_hi: None,
         caps: vec![1],
         limits: vec![1000.0],
         sim_requests: 100_000,

@@ -16,7 +16,10 @@
 //! Pollaczek–Khinchine distribution, 1e-6). Dynamic batching (§4, §7) is simulated
 //! (docs/models.md §11): its percentiles come with 95% intervals from batch means, and an SLO
 //! counts as met only when the interval's upper end meets it. The share of requests the limit
-//! truncates is `P(N > L)`.
+//! truncates is `P(N > L)`. Each goodput also comes at the upper ends of the fit's 95 %
+//! intervals (the single-request line's, or the batch lines' for dynamic batching), with the
+//! same random numbers: a capacity band; continuous batching's step model has no intervals,
+//! and the answer says so.
 //!
 //! Goodput at a rate ([`goodput_at`], `plan --plots`' goodput figure) is vLLM's `--goodput`:
 //! the rate times the share of requests whose own latencies all meet the SLOs' targets
@@ -225,6 +228,9 @@ pub struct PlanConfig {
     pub batch: Option<BatchTime>,
     /// The service line at the upper ends of its 95% intervals (for the capacity band).
     pub service_hi: Option<LinearService>,
+    /// The batch lines at the upper ends of their 95% intervals (for the capacity band of
+    /// dynamic batching; [`batch_hi`]).
+    pub batch_hi: Option<BatchTime>,
     /// Batch caps searched.
     pub caps: Vec<u32>,
     /// Max-token limits searched (`f64::INFINITY` = no limit).
@@ -314,6 +320,8 @@ pub struct Goodput {
     pub goodput_rps: f64,
     /// The same at the upper ends of the fit's 95% intervals (a slower device), when known.
     pub goodput_at_fit_upper_rps: Option<f64>,
+    /// Why `goodput_at_fit_upper_rps` is null (null when it is given).
+    pub fit_upper_note: Option<String>,
     /// exact or simulation.
     pub method: Method,
 }
@@ -899,14 +907,10 @@ pub fn config_label(policy: PlanPolicy, max_tokens: Option<f64>) -> String {
 }
 
 /// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate).
-fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> Option<f64> {
+fn goodput(cfg: &PlanConfig, c: &Candidate, lines: Lines) -> Option<f64> {
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
     // The same random numbers at every rate (common random numbers, those of the candidate's
     // own evaluation), so that the simulated statistics move with the rate, not with the seed.
-    let lines = Lines {
-        service,
-        ..Lines::fit(cfg)
-    };
     let ok = |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, lines, c.salt).feasible;
     let (mut lo, mut hi) = (0.0, cfg.rate);
     // Grow the bracket until the rate fails (at most 2^30 × the asked rate).
@@ -945,9 +949,24 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, service: Option<LinearService>) -> O
     Some(lo)
 }
 
+/// The batch lines at the upper ends of their 95 % intervals (`[first_token.ci95]` and
+/// `[decode_step.ci95]`: `slope_s_per_req`, `intercept_s`; a negative intercept is clamped to
+/// 0), for the capacity band of dynamic batching; `None` when a line or an interval is missing.
+pub fn batch_hi(file: &CoefficientsFile) -> Option<BatchTime> {
+    let (f, d) = (file.first_token.as_ref()?, file.decode_step.as_ref()?);
+    let hi = |t: &std::collections::BTreeMap<String, [f64; 2]>, k: &str| Some(t.get(k)?[1]);
+    BatchTime::from_array([
+        hi(&f.ci95, "slope_s_per_req")?.max(0.0),
+        hi(&f.ci95, "intercept_s")?.max(0.0),
+        hi(&d.ci95, "slope_s_per_req")?.max(0.0),
+        hi(&d.ci95, "intercept_s")?.max(0.0),
+    ])
+    .ok()
+}
+
 /// The models a coefficients file supports: the single-request line, the same line at the upper
 /// ends of its 95 % intervals (the capacity band; a negative intercept is clamped to 0), and
-/// the batch time.
+/// the batch time ([`batch_hi`] gives the batch lines' band).
 pub fn service_models(
     file: &CoefficientsFile,
 ) -> Result<(
@@ -1086,18 +1105,16 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     // (b) goodput of the best few distinct (policy, limit) at their GPU count.
     let mut goodputs = Vec::new();
     for c in feasible.iter().take(cfg.goodput_top) {
-        let g = goodput(cfg, c, cfg.service);
-        let g_hi = match (c.policy, cfg.service_hi) {
-            (PlanPolicy::Single, Some(hi)) => goodput(cfg, c, Some(hi)),
-            _ => None,
-        };
+        let g = goodput(cfg, c, Lines::fit(cfg));
         if let Some(g) = g {
+            let (g_hi, fit_upper_note) = fit_band(cfg, c);
             goodputs.push(Goodput {
                 policy: c.policy,
                 max_tokens: c.max_tokens,
                 gpus: c.gpus,
                 goodput_rps: g,
                 goodput_at_fit_upper_rps: g_hi,
+                fit_upper_note,
                 method: match c.policy {
                     PlanPolicy::Single
                         if c.gpus == 1 || cfg.routing == sim::routing::Routing::Random =>
@@ -1137,6 +1154,41 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
         notes,
         elapsed_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The goodput at the upper ends of the fit's 95 % intervals (the same random numbers), or why
+/// there is none.
+fn fit_band(cfg: &PlanConfig, c: &Candidate) -> (Option<f64>, Option<String>) {
+    let upper = match c.policy {
+        PlanPolicy::Single => cfg.service_hi.map(|s| Lines {
+            service: Some(s),
+            ..Lines::fit(cfg)
+        }),
+        PlanPolicy::Dynamic { .. } => cfg.batch_hi.map(|b| Lines {
+            batch: Some(b),
+            ..Lines::fit(cfg)
+        }),
+        PlanPolicy::Continuous { .. } => {
+            return (
+                None,
+                Some("continuous batching's step model carries no 95% intervals".into()),
+            );
+        }
+    };
+    let Some(lines) = upper else {
+        let what = match c.policy {
+            PlanPolicy::Single => "the single-request line has no ci95 table",
+            _ => "the batch lines (first_token, decode_step) have no ci95 tables",
+        };
+        return (None, Some(format!("{what} in the coefficients")));
+    };
+    match goodput(cfg, c, lines) {
+        Some(g) => (Some(g), None),
+        None => (
+            None,
+            Some("at the fit's upper coefficients no rate meets every SLO".into()),
+        ),
+    }
 }
 
 /// How requests reach the GPUs, for each kind of policy searched.
@@ -1267,10 +1319,11 @@ pub fn render(a: &PlanAnswer, rows: usize) -> String {
             limit_text(g.max_tokens),
             g.goodput_rps,
             g.method,
-            g.goodput_at_fit_upper_rps
-                .map_or(String::new(), |h| format!(
-                    "; {h:.4} req/s at the fit's 95% upper coefficients"
-                ))
+            match (g.goodput_at_fit_upper_rps, &g.fit_upper_note) {
+                (Some(h), _) => format!("; {h:.4} req/s at the fit's 95% upper coefficients"),
+                (None, Some(why)) => format!("; no capacity band: {why}"),
+                (None, None) => String::new(),
+            }
         );
     }
     for n in &a.notes {
@@ -1287,6 +1340,28 @@ pub fn render(a: &PlanAnswer, rows: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The capacity band's batch lines are the upper ends of the intervals in the file
+    /// (`datasets/coefficients/a100-llama-2-7b-vidur.toml`, as written there); without the
+    /// intervals there is no band.
+    #[test]
+    fn batch_band_is_the_upper_ends_of_the_batch_lines_intervals() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../datasets/coefficients/a100-llama-2-7b-vidur.toml");
+        let mut file = CoefficientsFile::read(&path).unwrap();
+        let b = batch_hi(&file).unwrap();
+        assert_eq!(
+            [b.k1, b.k2, b.k3, b.k4],
+            [
+                0.033204555085043656,
+                0.0036021501743606064,
+                0.00003194076677274965,
+                0.008836219861927305
+            ]
+        );
+        file.decode_step.as_mut().unwrap().ci95.clear();
+        assert!(batch_hi(&file).is_none());
+    }
 
     #[test]
     fn slos_parse_and_print() {

@@ -166,6 +166,7 @@ pub fn run(a: PlanArgs) -> Result<()> {
         service,
         batch,
         service_hi,
+        batch_hi: batch.and(pipeline::plan::batch_hi(&file)),
         caps: a.caps.clone(),
         limits,
         sim_requests: parse_count(&a.sim_requests)?,

@@ -89,6 +89,7 @@ pub(crate) fn capacity_analysis(
         service,
         batch,
         service_hi,
+        batch_hi: plan::batch_hi(coeffs),
         caps: caps(cfg.max_batch),
         limits: plan::default_limits(&cfg.workload),
         sim_requests: PLAN_SIM_REQUESTS,
