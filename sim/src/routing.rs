@@ -1,5 +1,6 @@
 //! Several servers behind a router (docs/models.md §11 "Several GPUs"): a Poisson stream of
-//! `rate_rps` is routed to `servers` identical servers, each one request at a time (FCFS,
+//! `rate_rps` ([`simulate_routed`]) or a trace's arrivals and token counts
+//! ([`simulate_routed_trace`]) is routed to `servers` identical servers, each one request at a time (FCFS,
 //! service `a·n + c`) or dynamic batching with cap K (padded batch time
 //! `T = t1(m) + t2(m)·max n`, an idle server starting a batch of one at the next arrival),
 //! as the single-server loops of [`crate::engine`] run them.
@@ -161,12 +162,79 @@ pub fn simulate_routed(
         TokenMode::Continuous,
         max_tokens.unwrap_or(f64::INFINITY),
     )?;
+    let mean_gap = 1.0 / run.rate_rps;
+    let skip = ((run.requests as f64) * WARMUP_FRACTION).floor() as usize;
+    collect_runs(run.replications, |r| {
+        let mut t = 0.0;
+        one_run(
+            server,
+            run,
+            run.requests as usize,
+            skip,
+            run.seed.wrapping_add(u64::from(r)),
+            |rng, _| {
+                let e: f64 = Exp1.sample(rng);
+                t += e * mean_gap;
+                (t, sampler.draw(rng))
+            },
+        )
+    })
+}
+
+/// A trace's requests behind the router: arrival times (s, ascending, e.g. a recorded trace
+/// rescaled to a rate) and token counts as recorded, clipped at `max_tokens`. No request is
+/// left out as warm-up: the trace starts from an empty system, as it was recorded. The runs
+/// differ only in the random router's draws; with round robin, join-shortest-queue or one
+/// server the run is deterministic, so one run is made and the statistics carry no interval
+/// (half-width NaN): they are the trace's own values. `run.requests` is ignored.
+pub fn simulate_routed_trace(
+    server: Server,
+    arrivals_s: &[f64],
+    tokens: &[f64],
+    max_tokens: Option<f64>,
+    run: &RoutedRun,
+) -> Result<RoutedResult, SimError> {
+    if run.servers == 0 || server.cap() == 0 {
+        return Err(SimError::Config(
+            "servers and the batch cap must be at least 1".into(),
+        ));
+    }
+    if arrivals_s.len() != tokens.len() || arrivals_s.len() < 2 {
+        return Err(SimError::Config(
+            "a trace needs at least 2 requests, each with its token count".into(),
+        ));
+    }
+    if arrivals_s.windows(2).any(|w| !(w[1] >= w[0])) {
+        return Err(SimError::Config(
+            "trace arrivals must be finite and ascending".into(),
+        ));
+    }
+    let limit = max_tokens.unwrap_or(f64::INFINITY);
+    let random = run.routing == Routing::Random && run.servers > 1;
+    let runs = if random { run.replications.max(2) } else { 1 };
+    collect_runs(runs, |r| {
+        one_run(
+            server,
+            run,
+            arrivals_s.len(),
+            0,
+            run.seed.wrapping_add(u64::from(r)),
+            |_, i| (arrivals_s[i], tokens[i].min(limit)),
+        )
+    })
+}
+
+/// `runs` runs of `one`, their waits and latencies sorted and paired.
+fn collect_runs(
+    runs: u32,
+    mut one: impl FnMut(u32) -> Result<(Vec<f64>, Vec<f64>, f64), SimError>,
+) -> Result<RoutedResult, SimError> {
     let mut waits = Vec::new();
     let mut latencies = Vec::new();
     let mut pairs = Vec::new();
     let mut busy = 0.0;
-    for r in 0..run.replications {
-        let (w, l, u) = one_run(server, &sampler, run, run.seed.wrapping_add(u64::from(r)))?;
+    for r in 0..runs {
+        let (w, l, u) = one(r)?;
         pairs.push(w.iter().copied().zip(l.iter().copied()).collect());
         let sorted = |mut v: Vec<f64>| {
             v.sort_by(f64::total_cmp);
@@ -180,7 +248,7 @@ pub fn simulate_routed(
         waits,
         latencies,
         pairs,
-        utilisation: busy / f64::from(run.replications),
+        utilisation: busy / f64::from(runs),
     })
 }
 
@@ -204,24 +272,25 @@ fn advance(st: &mut ServerState, server: &Server, t: f64, wait: &mut [f64], late
     }
 }
 
+/// One run of `n` requests, request i arriving at `next(rng, i)` = (time, tokens); the first
+/// `skip` are left out of the waits and latencies returned.
 fn one_run(
     server: Server,
-    sampler: &AnySampler,
     run: &RoutedRun,
+    n: usize,
+    skip: usize,
     seed: u64,
+    mut next: impl FnMut(&mut Xoshiro256PlusPlus, usize) -> (f64, f64),
 ) -> Result<(Vec<f64>, Vec<f64>, f64), SimError> {
-    let n = run.requests as usize;
     let k = run.servers as usize;
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(seed);
     let mut states: Vec<ServerState> = (0..k).map(|_| ServerState::default()).collect();
     let mut wait = vec![f64::NAN; n];
     let mut latency = vec![f64::NAN; n];
     let mut t = 0.0;
-    let mean_gap = 1.0 / run.rate_rps;
     for i in 0..n {
-        let e: f64 = Exp1.sample(&mut rng);
-        t += e * mean_gap;
-        let tokens = sampler.draw(&mut rng);
+        let (at, tokens) = next(&mut rng, i);
+        t = at;
         for st in &mut states {
             advance(st, &server, t, &mut wait, &mut latency);
         }
@@ -248,7 +317,6 @@ fn one_run(
     }
     let end = states.iter().map(|s| s.busy_until).fold(t, f64::max);
     let busy = states.iter().map(|s| s.busy_s).sum::<f64>() / (k as f64 * end);
-    let skip = ((n as f64) * WARMUP_FRACTION).floor() as usize;
     Ok((wait[skip..].to_vec(), latency[skip..].to_vec(), busy))
 }
 
@@ -422,5 +490,126 @@ mod tests {
             jsq.hi() < rr.lo() && rr.hi() < rnd.lo(),
             "{jsq:?} {rr:?} {rnd:?}"
         );
+    }
+
+    /// Three arrivals one second apart, each needing 1.5 s on one server: waits 0, 0.5, 1
+    /// (by hand); on two servers in round robin nobody waits.
+    #[test]
+    fn trace_by_hand() {
+        let server = Server::Single(LinearService {
+            per_token_s: 0.01,
+            intercept_s: 0.5,
+        });
+        let arrivals = [0.0, 1.0, 2.0];
+        let tokens = [100.0, 100.0, 100.0];
+        let one = RoutedRun {
+            servers: 1,
+            routing: Routing::RoundRobin,
+            ..run(1, Routing::RoundRobin, 1.0)
+        };
+        let r = simulate_routed_trace(server, &arrivals, &tokens, None, &one).unwrap();
+        assert_eq!(r.waits, vec![vec![0.0, 0.5, 1.0]]);
+        assert_eq!(r.latencies, vec![vec![1.5, 2.0, 2.5]]);
+        assert!(r.estimate(Which::Wait, None).half_width.is_nan());
+        let two = RoutedRun { servers: 2, ..one };
+        let r = simulate_routed_trace(server, &arrivals, &tokens, None, &two).unwrap();
+        assert_eq!(r.waits, vec![vec![0.0, 0.0, 0.0]]);
+        // The limit clips each request's tokens: 50 tokens take 1 s, so nobody waits.
+        let r = simulate_routed_trace(server, &arrivals, &tokens, Some(50.0), &one).unwrap();
+        assert_eq!(r.waits, vec![vec![0.0, 0.0, 0.0]]);
+        assert!(simulate_routed_trace(server, &[1.0, 0.0], &[1.0, 1.0], None, &one).is_err());
+    }
+
+    /// One server fed a trace gives what the single-server loops of `crate::run` give for the
+    /// same trace (an independent implementation): one request at a time and dynamic batching.
+    #[test]
+    fn trace_on_one_server_is_the_engines_trace_replay() {
+        use crate::{Arrivals, Policy, RunConfig, Scenario, Tokens, Trace, TraceRequest};
+        let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+        let mut t = 0.0;
+        let reqs: Vec<TraceRequest> = (0..4000)
+            .map(|_| {
+                let gap: f64 = Exp1.sample(&mut rng);
+                t += gap / 0.8;
+                let n: f64 = Exp1.sample(&mut rng);
+                TraceRequest {
+                    arrival_s: t,
+                    input_tokens: 1,
+                    output_tokens: (100.0 * n).ceil() as u64,
+                    prefix_parent: None,
+                    shared_prefix_blocks: 0,
+                }
+            })
+            .collect();
+        let arrivals: Vec<f64> = reqs.iter().map(|r| r.arrival_s).collect();
+        let tokens: Vec<f64> = reqs.iter().map(|r| r.output_tokens as f64).collect();
+        let trace = std::sync::Arc::new(Trace {
+            requests: reqs,
+            source: "test".into(),
+        });
+        let single = LinearService {
+            per_token_s: 0.009,
+            intercept_s: 0.05,
+        };
+        let batch = BatchTime {
+            k1: 0.01,
+            k2: 0.05,
+            k3: 0.0005,
+            k4: 0.004,
+        };
+        for (server, policy) in [
+            (
+                Server::Single(single),
+                Policy::Mg1 {
+                    service: single,
+                    patience: None,
+                },
+            ),
+            (
+                Server::Dynamic { batch, cap: 4 },
+                Policy::Dynamic {
+                    batch,
+                    max_batch: Some(4),
+                },
+            ),
+        ] {
+            let scenario = Scenario {
+                policy,
+                arrivals: Arrivals::Trace {
+                    trace: trace.clone(),
+                    rate_rps: None,
+                },
+                tokens: Tokens::FromTrace,
+                max_tokens: Some(150.0),
+                token_mode: TokenMode::Continuous,
+            };
+            let engine = crate::run(
+                &scenario,
+                &RunConfig {
+                    requests: 4000,
+                    warmup_fraction: 0.0,
+                    ..RunConfig::default()
+                },
+            )
+            .unwrap();
+            let routed = simulate_routed_trace(
+                server,
+                &arrivals,
+                &tokens,
+                Some(150.0),
+                &run(1, Routing::Random, 0.8),
+            )
+            .unwrap();
+            let (a, b) = (
+                engine.latency_s.mean.value,
+                routed.estimate(Which::Latency, None).value,
+            );
+            assert!((a - b).abs() < 1e-9 * a, "{server:?}: {a} vs {b}");
+            let (a, b) = (
+                engine.wait_s.mean.value,
+                routed.estimate(Which::Wait, None).value,
+            );
+            assert!((a - b).abs() < 1e-9 * a.max(1e-3), "{server:?}: {a} vs {b}");
+        }
     }
 }
