@@ -151,72 +151,103 @@ pub fn replicate(
         );
     }
     check_sizes(w.replications, w.requests, "--requests")?;
+    let runs = (0..w.replications)
+        .map(|i| {
+            let reqs = poisson_requests(w, w.seed.wrapping_add(u64::from(i)));
+            let skip = ((reqs.len() as f64) * WARMUP_FRACTION).floor() as usize;
+            one_replay(&reqs, skip, engine, engines, model)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(combine(runs, w.rate_rps))
+}
+
+/// One replay of given requests (e.g. a trace rescaled to a rate, outputs clipped at the
+/// limit), every request kept: the trace starts from an empty engine, as it was recorded. The
+/// replay is deterministic, so its statistics are the trace's own values, without an interval
+/// (half-width NaN); `rate_rps` is the offered rate the overload check compares with.
+pub fn replay_fixed(
+    reqs: &[Request],
+    rate_rps: f64,
+    engine: &EngineConfig,
+    engines: u32,
+    model: &(dyn StepModel + Sync),
+) -> Result<Replicated> {
+    if reqs.len() < 2 {
+        bail!("a trace replay needs at least 2 requests");
+    }
+    let run = one_replay(reqs, 0, engine, engines, model)?;
+    Ok(combine(vec![run], rate_rps))
+}
+
+/// One replication's samples, completions per second and busy share.
+type Run = (RepSamples, f64, f64);
+
+/// Replay `reqs` on `engines` engines and keep the requests from index `skip` on.
+fn one_replay(
+    reqs: &[Request],
+    skip: usize,
+    engine: &EngineConfig,
+    engines: u32,
+    model: &(dyn StepModel + Sync),
+) -> Result<Run> {
     let dp = DataParallel {
         engines,
         ..DataParallel::default()
     };
-    let mut per_rep = Vec::with_capacity(w.replications as usize);
-    let mut thr = Vec::new();
-    let mut busy = Vec::new();
-    for i in 0..w.replications {
-        let reqs = poisson_requests(w, w.seed.wrapping_add(u64::from(i)));
-        let r = sim::continuous::simulate_data_parallel(
-            &reqs,
-            engine,
-            &dp,
-            model,
-            SimOptions::default(),
-        )?;
-        let skip = ((reqs.len() as f64) * WARMUP_FRACTION).floor() as usize;
-        let cut = reqs[skip].arrival_s;
-        let mut s = RepSamples::default();
-        for rec in &r.merged.records {
-            if rec.index < skip {
-                continue;
-            }
-            s.ttft.push(rec.ttft_s);
-            s.e2e.push(rec.finish_s - rec.arrival_s);
-            if let Some(tp) = rec.tpot_s {
-                s.tpot.push(tp);
-            }
-            s.requests.push((
-                rec.ttft_s,
-                rec.tpot_s.unwrap_or(f64::NAN),
-                rec.finish_s - rec.arrival_s,
-            ));
+    let r =
+        sim::continuous::simulate_data_parallel(reqs, engine, &dp, model, SimOptions::default())?;
+    let cut = reqs[skip].arrival_s;
+    let mut s = RepSamples::default();
+    for rec in &r.merged.records {
+        if rec.index < skip {
+            continue;
         }
-        for e in &r.engines {
-            s.itl.extend(
-                e.series
-                    .iter()
-                    .filter(|p| p.t_s >= cut && p.decodes > 0)
-                    .map(|p| (p.step_s, p.decodes)),
-            );
+        s.ttft.push(rec.ttft_s);
+        s.e2e.push(rec.finish_s - rec.arrival_s);
+        if let Some(tp) = rec.tpot_s {
+            s.tpot.push(tp);
         }
-        s.ttft.sort_by(f64::total_cmp);
-        s.tpot.sort_by(f64::total_cmp);
-        s.e2e.sort_by(f64::total_cmp);
-        s.itl.sort_by(|a, b| a.0.total_cmp(&b.0));
-        // Completions per second between the first kept arrival and the last completion.
-        let last = r
-            .merged
-            .records
-            .iter()
-            .map(|x| x.finish_s)
-            .fold(0.0, f64::max);
-        let kept = (reqs.len() - skip) as f64;
-        thr.push(kept / (last - cut).max(f64::MIN_POSITIVE));
-        busy.push(r.merged.busy_s / (f64::from(engines) * r.merged.makespan_s.max(1e-300)));
-        per_rep.push(s);
+        s.requests.push((
+            rec.ttft_s,
+            rec.tpot_s.unwrap_or(f64::NAN),
+            rec.finish_s - rec.arrival_s,
+        ));
     }
-    let throughput_rps = interval(&thr);
-    let overloaded = thr.iter().any(|&x| x < OVERLOAD_THROUGHPUT * w.rate_rps);
-    Ok(Replicated {
-        per_rep,
-        throughput_rps,
-        overloaded,
-        utilisation: busy.iter().sum::<f64>() / busy.len() as f64,
-    })
+    for e in &r.engines {
+        s.itl.extend(
+            e.series
+                .iter()
+                .filter(|p| p.t_s >= cut && p.decodes > 0)
+                .map(|p| (p.step_s, p.decodes)),
+        );
+    }
+    s.ttft.sort_by(f64::total_cmp);
+    s.tpot.sort_by(f64::total_cmp);
+    s.e2e.sort_by(f64::total_cmp);
+    s.itl.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Completions per second between the first kept arrival and the last completion.
+    let last = r
+        .merged
+        .records
+        .iter()
+        .map(|x| x.finish_s)
+        .fold(0.0, f64::max);
+    let kept = (reqs.len() - skip) as f64;
+    let thr = kept / (last - cut).max(f64::MIN_POSITIVE);
+    let busy = r.merged.busy_s / (f64::from(engines) * r.merged.makespan_s.max(1e-300));
+    Ok((s, thr, busy))
+}
+
+/// The runs together, an overload flagged against the offered `rate_rps`.
+fn combine(runs: Vec<Run>, rate_rps: f64) -> Replicated {
+    let thr: Vec<f64> = runs.iter().map(|r| r.1).collect();
+    let utilisation = runs.iter().map(|r| r.2).sum::<f64>() / runs.len() as f64;
+    Replicated {
+        throughput_rps: interval(&thr),
+        overloaded: thr.iter().any(|&x| x < OVERLOAD_THROUGHPUT * rate_rps),
+        utilisation,
+        per_rep: runs.into_iter().map(|r| r.0).collect(),
+    }
 }
 
 impl Replicated {
