@@ -549,3 +549,138 @@ fn dynamic_batching_goodput_has_a_capacity_band_from_the_batch_lines_intervals()
     }
     assert!(g["fit_upper_note"].is_null(), "{g}");
 }
+
+/// Without `--rate` the planner answers question (b) alone: each policy and limit's goodput on
+/// one GPU, largest first. With constant 100-token outputs both policies are M/D/1 (one request
+/// at a time with D = a·100 + c; dynamic batching with cap 1 with D = t1(1) + t2(1)·100), so
+/// each goodput is Erlang's largest rate with p90 wait ≤ the target: exact (bisection to 0.1 %)
+/// for one at a time, simulated (interval's upper end, bisection to 1 %) within 5 % below for
+/// batching. The bisection starts at the capacity scale, 1/D for one at a time.
+#[test]
+fn without_a_rate_each_configuration_gets_its_goodput_on_one_gpu() {
+    let vidur = "datasets/coefficients/a100-llama-2-7b-vidur.toml";
+    let c = tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(vidur))
+        .unwrap();
+    let s = c.single_request.as_ref().unwrap();
+    let d_single = s.per_token_s * 100.0 + s.intercept_s;
+    let k = c.batch_k().unwrap();
+    let d_batch = k[0] + k[1] + (k[2] + k[3]) * 100.0;
+    let target = 1.5;
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        vidur,
+        "--policy",
+        "single,dynamic",
+        "--caps",
+        "1",
+        "--tokens",
+        "const:100",
+        "--limits",
+        "1000",
+        "--slo",
+        &format!("wait:p90<={target}s"),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let rows = v["goodputs"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{v}");
+    assert!(v["gpus"].as_str().unwrap().contains("n × it"), "{v}");
+    let g = |r: &serde_json::Value| r["goodput_rps"].as_f64().unwrap();
+    assert!(g(&rows[0]) >= g(&rows[1]), "largest first: {v}");
+    for r in rows {
+        let (d, exact) = match r["policy"].as_str().unwrap() {
+            "single" => (d_single, true),
+            _ => (d_batch, false),
+        };
+        let want = md1_goodput(d, target);
+        let got = g(r);
+        if exact {
+            assert_eq!(r["method"], "exact");
+            assert!(
+                got <= want * (1.0 + 1e-6) && got >= want * (1.0 - 2e-3),
+                "one at a time: {got} vs Erlang {want} req/s"
+            );
+            let scale = r["capacity_scale_rps"].as_f64().unwrap();
+            assert!((scale * d_single - 1.0).abs() < 1e-12, "{scale}");
+        } else {
+            assert_eq!(r["method"], "simulation");
+            assert!(
+                got <= 1.01 * want && got >= 0.95 * want,
+                "batching: {got} vs Erlang {want} req/s"
+            );
+        }
+        assert!(g(r) > 0.0 && r["served_whole_fraction"] == 1.0);
+    }
+}
+
+/// `--min-served-fraction` leaves out the limits that truncate too many requests (the default
+/// limits are the workload's p50 … p99.9 and none: with 0.9, p50 and p75 go), the rows come
+/// largest goodput first, and the human answer names its assumption about GPUs. `--plots`
+/// without `--rate` is a one-line error naming both flags.
+#[test]
+fn without_a_rate_min_served_fraction_applies_and_rows_are_best_first() {
+    let v = {
+        let o = tokenq(&[
+            "plan",
+            "--coefficients",
+            TABLE1,
+            "--tokens",
+            "sharegpt",
+            "--slo",
+            "e2e:p90<=60s",
+            "--min-served-fraction",
+            "0.9",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let tokens = queueing::dist::TokenDist::parse("sharegpt").unwrap();
+    let limits = pipeline::plan::default_limits(&tokens);
+    let short = limits.iter().filter(|&&l| tokens.cdf(l) < 0.9).count();
+    assert_eq!(short, 2);
+    assert_eq!(v["excluded"], short as u64, "{v}");
+    let rows = v["goodputs"].as_array().unwrap();
+    assert_eq!(rows.len(), limits.len() - short);
+    let g: Vec<f64> = rows
+        .iter()
+        .map(|r| r["goodput_rps"].as_f64().unwrap())
+        .collect();
+    assert!(g.windows(2).all(|w| w[0] >= w[1]), "{g:?}");
+    assert!(rows.iter().all(|r| {
+        r["served_whole_fraction"].as_f64().unwrap() >= 0.9 && r["method"] == "exact"
+    }));
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--tokens",
+        "sharegpt",
+        "--slo",
+        "e2e:p90<=60s",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        text.contains("goodput on 1 GPU, largest first") && text.contains("GPUs: goodput on 1 GPU"),
+        "{text}"
+    );
+    let o = tokenq(&[
+        "plan",
+        "--coefficients",
+        TABLE1,
+        "--tokens",
+        "sharegpt",
+        "--slo",
+        "e2e:p90<=60s",
+        "--plots",
+        "/tmp/never-written",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("Error: --plots") && err.contains("--rate") && err.lines().count() == 1,
+        "{err}"
+    );
+}

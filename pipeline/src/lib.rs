@@ -23,6 +23,8 @@
 //! * [`openai_profile`] (feature `http`) — an OpenAI-compatible server as a profiler backend;
 //! * [`outdir`] — the pipeline's output directory: what an earlier run left there is removed;
 //! * [`plan`] — `tokenq plan`: policies × limits × GPU counts against percentile SLOs;
+//! * [`plan_cli`] — `tokenq plan`'s flags → the planner's question → the answer, printed (with
+//!   `--rate`, or goodputs alone without it);
 //! * [`plan_trace`] — a recorded trace as the planner's workload (`tokenq plan --trace`);
 //! * [`interrupt`] — Ctrl-C: a flag raised by SIGINT, checked between units of work;
 //! * [`profiling`] (feature `profiler`) — `tokenq profile`: the plan or the timed grid and its
@@ -56,6 +58,7 @@ pub mod mg1;
 pub mod openai_profile;
 pub mod outdir;
 pub mod plan;
+pub mod plan_cli;
 pub mod plan_plots;
 pub mod plan_trace;
 pub mod poisson_replay;

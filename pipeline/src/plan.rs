@@ -6,7 +6,8 @@
 //! (a) at rate R, the configurations that meet every SLO, cheapest first (fewest GPUs, then the
 //!     most output served whole, then the lowest latency), each percentile with its method;
 //! (b) for the best configurations, the largest rate that still meets the SLOs (goodput), by
-//!     bisection on the rate;
+//!     bisection on the rate; without a rate ([`goodput_plan`]), for every policy and limit on
+//!     one GPU, the bisection started at the configuration's capacity scale;
 //! (c) the smallest number of GPUs for rate R.
 //!
 //! Models: each of `n` GPUs runs one engine and receives a random `1/n` share of a Poisson
@@ -214,7 +215,8 @@ pub struct PlanConfig {
     pub tokens: TokenDist,
     /// The law as written.
     pub tokens_spec: String,
-    /// Total arrival rate R, req/s.
+    /// Total arrival rate R, req/s, of [`plan`] ([`goodput_plan`] does not read it: `tokenq
+    /// plan` without `--rate` leaves it NaN).
     pub rate: f64,
     /// The SLOs; all must hold.
     pub slos: Vec<Slo>,
@@ -493,6 +495,25 @@ fn evaluate(
     evaluate_share(cfg, policy, limit, gpus, rate, lines, salt, None).0
 }
 
+/// A configuration not yet evaluated.
+fn candidate(cfg: &PlanConfig, policy: PlanPolicy, limit: f64, gpus: u32, salt: u64) -> Candidate {
+    Candidate {
+        policy,
+        max_tokens: limit.is_finite().then_some(limit),
+        gpus,
+        served_whole_fraction: if limit.is_finite() {
+            cfg.tokens.cdf(limit)
+        } else {
+            1.0
+        },
+        utilisation: f64::NAN,
+        slos: Vec::new(),
+        feasible: false,
+        note: None,
+        salt,
+    }
+}
+
 /// [`evaluate`], and with `targets` the share of requests within them from the same model run.
 #[allow(clippy::too_many_arguments)]
 fn evaluate_share(
@@ -506,22 +527,7 @@ fn evaluate_share(
     targets: Option<&RequestTargets>,
 ) -> (Candidate, Result<Option<Share>>) {
     let lambda = rate / f64::from(gpus);
-    let served = if limit.is_finite() {
-        cfg.tokens.cdf(limit)
-    } else {
-        1.0
-    };
-    let mut c = Candidate {
-        policy,
-        max_tokens: limit.is_finite().then_some(limit),
-        gpus,
-        served_whole_fraction: served,
-        utilisation: f64::NAN,
-        slos: Vec::new(),
-        feasible: false,
-        note: None,
-        salt,
-    };
+    let mut c = candidate(cfg, policy, limit, gpus, salt);
     let result = match policy {
         PlanPolicy::Single | PlanPolicy::Dynamic { .. }
             if gpus > 1 && cfg.routing != sim::routing::Routing::Random =>
@@ -906,14 +912,20 @@ pub fn config_label(policy: PlanPolicy, max_tokens: Option<f64>) -> String {
     )
 }
 
-/// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate).
-fn goodput(cfg: &PlanConfig, c: &Candidate, lines: Lines) -> Option<f64> {
+/// The goodput search tries rates down to its start divided by this (`4⁶`: six steps of 4).
+pub const GOODPUT_FLOOR: f64 = 4096.0;
+
+/// Largest total rate meeting every SLO, by bisection (the SLO statistics grow with the rate),
+/// from `start` (the asked rate, or without one the configuration's [`capacity_scale`]): the
+/// bracket doubles while `start` meets the SLOs, and steps down by factors of 4 to
+/// `start`/[`GOODPUT_FLOOR`] when it fails (`None` when even that fails).
+fn goodput(cfg: &PlanConfig, c: &Candidate, lines: Lines, start: f64) -> Option<f64> {
     let limit = c.max_tokens.unwrap_or(f64::INFINITY);
     // The same random numbers at every rate (common random numbers, those of the candidate's
     // own evaluation), so that the simulated statistics move with the rate, not with the seed.
     let ok = |rate: f64| evaluate(cfg, c.policy, limit, c.gpus, rate, lines, c.salt).feasible;
-    let (mut lo, mut hi) = (0.0, cfg.rate);
-    // Grow the bracket until the rate fails (at most 2^30 × the asked rate).
+    let (mut lo, mut hi) = (0.0, start);
+    // Grow the bracket until the rate fails (at most 2^30 × the start).
     let mut doublings = 0;
     while ok(hi) {
         lo = hi;
@@ -924,10 +936,19 @@ fn goodput(cfg: &PlanConfig, c: &Candidate, lines: Lines) -> Option<f64> {
         }
     }
     if lo == 0.0 {
-        // Even the asked rate fails: search below it.
-        lo = hi * 1e-4;
-        if !ok(lo) {
-            return None;
+        // Even the start fails: step down by factors of 4 (six at most) to a rate that meets
+        // the SLOs, and bisect above it. Low rates are the slowest to simulate (the replay runs
+        // one request at a time), so the steps start from the top.
+        loop {
+            if hi <= start / GOODPUT_FLOOR {
+                return None;
+            }
+            hi /= 4.0;
+            if ok(hi) {
+                lo = hi;
+                hi *= 4.0;
+                break;
+            }
         }
     }
     // Exact statistics are bisected to 0.1 %; simulated ones to 1 %, finer than their noise.
@@ -1004,6 +1025,11 @@ impl PlanConfig {
                 self.rate
             );
         }
+        self.validate_search()
+    }
+
+    /// [`PlanConfig::validate`] without the rate ([`goodput_plan`] does not read it).
+    pub fn validate_search(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.min_served_fraction) {
             bail!(
                 "--min-served-fraction {}: give a fraction in [0, 1]",
@@ -1030,29 +1056,7 @@ impl PlanConfig {
 pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     cfg.validate()?;
     let started = std::time::Instant::now();
-    if cfg.slos.is_empty() {
-        bail!("give at least one --slo, e.g. --slo 'e2e:p99<=10s'");
-    }
-    let policies = policies(cfg);
-    if policies.is_empty() {
-        if cfg.slos.iter().any(|s| s.metric.replay_only()) {
-            bail!(
-                "--slo {}: ttft, tpot and itl come from the continuous-batching replay, which needs a step model: give --step-table DIR, or a --coefficients file with a [step_time] section (tokenq fit --step-model)",
-                cfg.slos
-                    .iter()
-                    .find(|s| s.metric.replay_only())
-                    .map(Slo::label)
-                    .unwrap_or_default()
-            );
-        }
-        bail!("the coefficients have neither a single-request line nor batch-time lines");
-    }
-    let mut pairs = Vec::new();
-    for &p in &policies {
-        for &l in &cfg.limits {
-            pairs.push((p, l));
-        }
-    }
+    let (policies, pairs) = searched(cfg)?;
     // For each policy and limit, GPU counts upwards until one meets the SLOs: more GPUs only
     // spread the same stream thinner, so the first feasible count is the one worth listing.
     let all: Vec<Candidate> = pairs
@@ -1075,15 +1079,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     let mut feasible: Vec<Candidate> = all.iter().filter(|c| c.feasible).cloned().collect();
     feasible.sort_by(cheaper);
     let min_gpus = feasible.first().map(|c| c.gpus);
-    let mut notes = Vec::new();
-    if cfg.paper_policies
-        && (cfg.service.is_some() || cfg.batch.is_some())
-        && cfg.slos.iter().any(|s| s.metric.replay_only())
-    {
-        notes.push(
-            "ttft/tpot/itl SLOs: only continuous batching is searched (the paper's single-request and dynamic-batching models give e2e and wait)".into(),
-        );
-    }
+    let mut notes = replay_only_note(cfg);
     if let Some(best) = feasible.first() {
         if best.max_tokens.is_none() {
             notes.push("the cheapest configuration needs no max-token limit (= no limit)".into());
@@ -1105,9 +1101,9 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
     // (b) goodput of the best few distinct (policy, limit) at their GPU count.
     let mut goodputs = Vec::new();
     for c in feasible.iter().take(cfg.goodput_top) {
-        let g = goodput(cfg, c, Lines::fit(cfg));
+        let g = goodput(cfg, c, Lines::fit(cfg), cfg.rate);
         if let Some(g) = g {
-            let (g_hi, fit_upper_note) = fit_band(cfg, c);
+            let (g_hi, fit_upper_note) = fit_band(cfg, c, cfg.rate);
             goodputs.push(Goodput {
                 policy: c.policy,
                 max_tokens: c.max_tokens,
@@ -1115,17 +1111,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
                 goodput_rps: g,
                 goodput_at_fit_upper_rps: g_hi,
                 fit_upper_note,
-                method: match c.policy {
-                    PlanPolicy::Single
-                        if c.gpus == 1 || cfg.routing == sim::routing::Routing::Random =>
-                    {
-                        Method::Exact
-                    }
-                    PlanPolicy::Single => Method::Simulation,
-                    PlanPolicy::Dynamic { .. } | PlanPolicy::Continuous { .. } => {
-                        Method::Simulation
-                    }
-                },
+                method: goodput_method(cfg, c),
             });
         }
     }
@@ -1134,19 +1120,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
         rate_rps: cfg.rate,
         slos: cfg.slos.iter().map(Slo::label).collect(),
         routing: routing(&policies, cfg.routing),
-        continuous: cfg.continuous.as_ref().map(|cs| {
-            format!(
-                "{}; input tokens {}; max_batched_tokens {}, {} KV blocks of {} tokens; {} replications of {} Poisson arrivals (first {:.0}% warm-up), 95% Student-t intervals",
-                cs.model_description,
-                cs.input_spec,
-                cs.engine.max_batched_tokens,
-                cs.engine.kv_blocks,
-                cs.engine.block_size,
-                cs.replications,
-                cs.requests,
-                100.0 * crate::poisson_replay::WARMUP_FRACTION
-            )
-        }),
+        continuous: continuous_text(cfg),
         feasible,
         min_gpus,
         goodput: goodputs,
@@ -1158,7 +1132,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
 
 /// The goodput at the upper ends of the fit's 95 % intervals (the same random numbers), or why
 /// there is none.
-fn fit_band(cfg: &PlanConfig, c: &Candidate) -> (Option<f64>, Option<String>) {
+fn fit_band(cfg: &PlanConfig, c: &Candidate, start: f64) -> (Option<f64>, Option<String>) {
     let upper = match c.policy {
         PlanPolicy::Single => cfg.service_hi.map(|s| Lines {
             service: Some(s),
@@ -1182,13 +1156,333 @@ fn fit_band(cfg: &PlanConfig, c: &Candidate) -> (Option<f64>, Option<String>) {
         };
         return (None, Some(format!("{what} in the coefficients")));
     };
-    match goodput(cfg, c, lines) {
+    match goodput(cfg, c, lines, start) {
         Some(g) => (Some(g), None),
         None => (
             None,
             Some("at the fit's upper coefficients no rate meets every SLO".into()),
         ),
     }
+}
+
+/// Continuous batching's engine, step model and replications, in words.
+fn continuous_text(cfg: &PlanConfig) -> Option<String> {
+    cfg.continuous.as_ref().map(|cs| {
+        format!(
+            "{}; input tokens {}; max_batched_tokens {}, {} KV blocks of {} tokens; {} replications of {} Poisson arrivals (first {:.0}% warm-up), 95% Student-t intervals",
+            cs.model_description,
+            cs.input_spec,
+            cs.engine.max_batched_tokens,
+            cs.engine.kv_blocks,
+            cs.engine.block_size,
+            cs.replications,
+            cs.requests,
+            100.0 * crate::poisson_replay::WARMUP_FRACTION
+        )
+    })
+}
+
+/// The policies searched and every (policy, limit) pair, or why there are none.
+#[allow(clippy::type_complexity)]
+fn searched(cfg: &PlanConfig) -> Result<(Vec<PlanPolicy>, Vec<(PlanPolicy, f64)>)> {
+    if cfg.slos.is_empty() {
+        bail!("give at least one --slo, e.g. --slo 'e2e:p99<=10s'");
+    }
+    let policies = policies(cfg);
+    if policies.is_empty() {
+        if let Some(s) = cfg.slos.iter().find(|s| s.metric.replay_only()) {
+            bail!(
+                "--slo {}: ttft, tpot and itl come from the continuous-batching replay, which needs a step model: give --step-table DIR, or a --coefficients file with a [step_time] section (tokenq fit --step-model)",
+                s.label()
+            );
+        }
+        bail!("the coefficients have neither a single-request line nor batch-time lines");
+    }
+    let pairs = policies
+        .iter()
+        .flat_map(|&p| cfg.limits.iter().map(move |&l| (p, l)))
+        .collect();
+    Ok((policies, pairs))
+}
+
+/// The note that replay-only SLOs leave the paper's policies out, when they do.
+fn replay_only_note(cfg: &PlanConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if cfg.paper_policies
+        && (cfg.service.is_some() || cfg.batch.is_some())
+        && cfg.slos.iter().any(|s| s.metric.replay_only())
+    {
+        notes.push(
+            "ttft/tpot/itl SLOs: only continuous batching is searched (the paper's single-request and dynamic-batching models give e2e and wait)".into(),
+        );
+    }
+    notes
+}
+
+/// exact for one request at a time on one GPU or behind the random split, else simulation.
+fn goodput_method(cfg: &PlanConfig, c: &Candidate) -> Method {
+    match c.policy {
+        PlanPolicy::Single if c.gpus == 1 || cfg.routing == sim::routing::Routing::Random => {
+            Method::Exact
+        }
+        _ => Method::Simulation,
+    }
+}
+
+/// A configuration's one-GPU capacity scale, req/s: where the goodput bisection starts without
+/// an asked rate — K requests over the time of a batch of K run together. One request at a
+/// time: `1/E[S_L]`, `S_L = a·min(N, L) + c`. Dynamic batching with cap K:
+/// `K/(t1(K) + t2(K)·E[min(N, L)])`, full batches of mean-length requests (padding to the
+/// longest makes the real capacity lower). Continuous batching: K = `max_num_seqs`, or fewer
+/// when the KV cache holds fewer mean-length requests, over the prefill of their K mean prompts
+/// in one step and `E[min(N, L)] − 1` decode steps of K requests at the mean context. The
+/// bisection widens its bracket from there either way.
+fn capacity_scale(cfg: &PlanConfig, policy: PlanPolicy, limit: f64) -> Result<f64> {
+    let n = cfg.tokens.clipped_moments(limit).0;
+    let scale = match policy {
+        PlanPolicy::Single => {
+            let s = cfg.service.context("no single-request line")?;
+            1.0 / (s.per_token_s * n + s.intercept_s)
+        }
+        PlanPolicy::Dynamic { cap } => {
+            let b = cfg.batch.context("no batch-time lines")?;
+            let k = f64::from(cap);
+            k / (b.t1(k) + b.t2(k) * n)
+        }
+        PlanPolicy::Continuous { max_num_seqs } => {
+            let cs = cfg.continuous.as_ref().context("no step model")?;
+            let prompt = cs.input.mean().ceil().max(1.0);
+            let kv_tokens = f64::from(cs.engine.kv_blocks) * f64::from(cs.engine.block_size);
+            let k = f64::from(max_num_seqs)
+                .min((kv_tokens / (prompt + n)).floor())
+                .max(1.0);
+            let prefill = cs
+                .model
+                .step_time_s(&sim::continuous::StepBatch::prefill_of_batch(k * prompt, k));
+            let ctx = (prompt + 0.5 * n).round() as u32;
+            let decode = cs.model.step_time_s(&sim::continuous::StepBatch {
+                n_decode: k as u32,
+                decode_context_sum: u64::from(ctx) * k as u64,
+                decode_context_min: ctx,
+                decode_context_max: ctx,
+                ..Default::default()
+            });
+            k / (prefill + (n - 1.0).max(0.0) * decode)
+        }
+    };
+    if !(scale.is_finite() && scale > 0.0) {
+        bail!(
+            "{}: the model gives it no finite service time (capacity scale {scale} req/s); check the --coefficients lines",
+            config_label(policy, limit.is_finite().then_some(limit))
+        );
+    }
+    Ok(scale)
+}
+
+/// One configuration's goodput without an asked rate.
+#[derive(Debug, Clone, Serialize)]
+pub struct GoodputRow {
+    /// The policy.
+    #[serde(flatten)]
+    pub policy: PlanPolicy,
+    /// Max-token limit, tokens (`null` = none).
+    pub max_tokens: Option<f64>,
+    /// Share of requests served whole, `P(N ≤ L)`.
+    pub served_whole_fraction: f64,
+    /// Largest total rate one GPU sustains within every SLO, req/s (`null`: none does, down to
+    /// 1/4096 of the capacity scale).
+    pub goodput_rps: Option<f64>,
+    /// The same at the upper ends of the fit's 95% intervals, when known.
+    pub goodput_at_fit_upper_rps: Option<f64>,
+    /// Why `goodput_at_fit_upper_rps` is null (null when it is given).
+    pub fit_upper_note: Option<String>,
+    /// exact or simulation.
+    pub method: Method,
+    /// Where the bisection started: the configuration's one-GPU capacity scale, req/s.
+    pub capacity_scale_rps: f64,
+}
+
+/// Question (b) alone (`tokenq plan` without `--rate`).
+#[derive(Debug, Clone, Serialize)]
+pub struct GoodputPlan {
+    /// The workload.
+    pub tokens: String,
+    /// The SLOs.
+    pub slos: Vec<String>,
+    /// Least share of requests served whole asked for.
+    pub min_served_fraction: f64,
+    /// How the one-GPU goodput scales to n GPUs (the assumption).
+    pub gpus: String,
+    /// Continuous batching's engine, step model and replications (null: not searched).
+    pub continuous: Option<String>,
+    /// Every policy and limit that serves enough whole, largest goodput first, then most
+    /// served whole.
+    pub goodputs: Vec<GoodputRow>,
+    /// Configurations left out by `--min-served-fraction`.
+    pub excluded: usize,
+    /// Remarks.
+    pub notes: Vec<String>,
+    /// Wall time, seconds.
+    pub elapsed_s: f64,
+}
+
+/// What [`GoodputPlan::gpus`] says.
+pub const GOODPUT_GPUS: &str = "goodput on 1 GPU; n GPUs behind the random split sustain n × it (each sees R/n, and meets the SLOs exactly when one GPU does at R/n); round robin, join-shortest-queue and vLLM's router are taken to do at least as well, so n × it is on the safe side (give --rate to search GPU counts)";
+
+/// Question (b) without a rate: for every policy and limit on one GPU that serves at least
+/// `min_served_fraction` whole, the largest total rate meeting every SLO (the bisection of
+/// [`plan`], started at the configuration's [`capacity_scale`]) with its capacity band, best
+/// first. `cfg.rate` is not read.
+pub fn goodput_plan(cfg: &PlanConfig) -> Result<GoodputPlan> {
+    cfg.validate_search()?;
+    let started = std::time::Instant::now();
+    let (_, pairs) = searched(cfg)?;
+    let rows: Vec<Option<GoodputRow>> = pairs
+        .par_iter()
+        .enumerate()
+        .map(|(i, &(p, l))| {
+            // The salt of the configuration's one-GPU evaluation in `plan`.
+            let c = candidate(cfg, p, l, 1, (i as u64) * 1024 + 1);
+            if c.served_whole_fraction < cfg.min_served_fraction {
+                return Ok(None);
+            }
+            let scale = capacity_scale(cfg, p, l)?;
+            let g = goodput(cfg, &c, Lines::fit(cfg), scale);
+            let (g_hi, fit_upper_note) = match g {
+                Some(_) => fit_band(cfg, &c, scale),
+                None => (
+                    None,
+                    Some("no rate meets every SLO at the fit's values".into()),
+                ),
+            };
+            Ok(Some(GoodputRow {
+                policy: p,
+                max_tokens: c.max_tokens,
+                served_whole_fraction: c.served_whole_fraction,
+                goodput_rps: g,
+                goodput_at_fit_upper_rps: g_hi,
+                fit_upper_note,
+                method: goodput_method(cfg, &c),
+                capacity_scale_rps: scale,
+            }))
+        })
+        .collect::<Result<_>>()?;
+    let excluded = rows.iter().filter(|r| r.is_none()).count();
+    let mut goodputs: Vec<GoodputRow> = rows.into_iter().flatten().collect();
+    goodputs.sort_by(|a, b| {
+        let g = |r: &GoodputRow| r.goodput_rps.unwrap_or(-1.0);
+        g(b).total_cmp(&g(a))
+            .then(b.served_whole_fraction.total_cmp(&a.served_whole_fraction))
+    });
+    let mut notes = replay_only_note(cfg);
+    if excluded > 0 {
+        notes.push(format!(
+            "{excluded} of {} configurations serve less than --min-served-fraction {} whole and are left out",
+            pairs.len(),
+            cfg.min_served_fraction
+        ));
+    }
+    if goodputs.iter().any(|r| r.goodput_rps.is_none()) {
+        notes.push("goodput none: no rate meets every SLO, down to 1/4096 of the configuration's capacity scale (the service alone misses a target, or nearly)".into());
+    }
+    if goodputs.is_empty() {
+        notes.push(format!(
+            "every configuration serves less than --min-served-fraction {} whole: lower it or raise --limits",
+            cfg.min_served_fraction
+        ));
+    }
+    Ok(GoodputPlan {
+        tokens: cfg.tokens_spec.clone(),
+        slos: cfg.slos.iter().map(Slo::label).collect(),
+        min_served_fraction: cfg.min_served_fraction,
+        gpus: GOODPUT_GPUS.into(),
+        continuous: continuous_text(cfg),
+        goodputs,
+        excluded,
+        notes,
+        elapsed_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The human-readable answer without a rate: the configurations, largest goodput first.
+pub fn render_goodputs(a: &GoodputPlan, rows: usize) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "goodput plan: tokens {}, SLOs {}{}",
+        a.tokens,
+        a.slos.join(", "),
+        if a.min_served_fraction > 0.0 {
+            format!(
+                ", at least {}% of requests served whole",
+                trim_num(100.0 * a.min_served_fraction)
+            )
+        } else {
+            String::new()
+        }
+    );
+    let _ = writeln!(o, "GPUs: {}", a.gpus);
+    if let Some(c) = &a.continuous {
+        let _ = writeln!(o, "continuous batching: {c}");
+    }
+    let rate = |g: Option<f64>| g.map_or("none".into(), |g| format!("{g:.4} req/s"));
+    if let Some(best) = a.goodputs.first().filter(|r| r.goodput_rps.is_some()) {
+        let _ = writeln!(
+            o,
+            "answer: {}, max tokens {}: {} on 1 GPU ({}; {:.1}% of requests served whole)",
+            policy_text(best.policy),
+            limit_text(best.max_tokens),
+            rate(best.goodput_rps),
+            best.method,
+            100.0 * best.served_whole_fraction
+        );
+    }
+    let body: Vec<Vec<String>> = a
+        .goodputs
+        .iter()
+        .take(rows)
+        .map(|r| {
+            vec![
+                policy_text(r.policy),
+                limit_text(r.max_tokens),
+                format!("{:.1}%", 100.0 * r.served_whole_fraction),
+                rate(r.goodput_rps),
+                r.goodput_at_fit_upper_rps
+                    .map_or("-".into(), |g| format!("{g:.4} req/s")),
+                r.method.to_string(),
+            ]
+        })
+        .collect();
+    if !body.is_empty() {
+        let _ = writeln!(
+            o,
+            "goodput on 1 GPU, largest first ({} of {}):",
+            body.len(),
+            a.goodputs.len()
+        );
+        o.push_str(&crate::text::columns(
+            &[
+                "policy",
+                "max tokens",
+                "served whole",
+                "goodput",
+                "at fit's 95% upper",
+                "method",
+            ],
+            &body,
+        ));
+    }
+    for n in &a.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    let _ = writeln!(
+        o,
+        "goodputs of {} configurations in {:.2} s",
+        a.goodputs.len(),
+        a.elapsed_s
+    );
+    o
 }
 
 /// How requests reach the GPUs, for each kind of policy searched.

@@ -1,15 +1,14 @@
-//! `tokenq plan`: flags → [`PlanConfig`] → [`pipeline::plan::plan`] (docs/usage.md "tokenq
-//! plan"): which policy, max-token limit and how many GPUs keep the SLOs at a rate.
+//! `tokenq plan`: flags → [`pipeline::plan_cli`] (docs/usage.md "tokenq plan"): which policy,
+//! max-token limit and how many GPUs keep the SLOs at a rate; without a rate, each policy and
+//! limit's goodput.
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Args;
-use pipeline::plan::{ContinuousFlags, ContinuousSetup, PlanConfig, Slo, default_limits};
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use pipeline::plan_cli::{POLICY_NAMES, PlanFlags, PolicyKind, ROUTING_NAMES, parse_routing};
 use pipeline::replay::EngineFile;
-use tokenq_core::CoefficientsFile;
-
-use super::common::{parse_count, parse_tokens, print_json};
 
 /// Search policies, max-token limits and GPU counts for the cheapest configuration that meets
 /// latency SLOs stated as percentiles, and each one's goodput.
@@ -26,9 +25,10 @@ pub struct PlanArgs {
     /// Output-token distribution (a built-in name such as sharegpt, or a spec).
     #[arg(long, value_name = "DIST")]
     pub tokens: String,
-    /// Total arrival rate, requests per second.
+    /// Total arrival rate, requests per second [default: none — then each policy and limit's
+    /// goodput on one GPU, largest first].
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
-    pub rate: f64,
+    pub rate: Option<f64>,
     /// A service-level objective METRIC:STAT<=TARGET (METRIC e2e or wait, or for continuous
     /// batching ttft, tpot, itl; STAT mean or pNN; TARGET in s or ms), e.g. 'e2e:p99<=10s'.
     /// Repeat for several; all must hold.
@@ -58,18 +58,22 @@ pub struct PlanArgs {
     /// Seed of the simulations.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Rows of the feasible table printed.
+    /// Rows of the table printed (feasible configurations, or goodputs without --rate).
     #[arg(long, default_value_t = 10)]
     pub rows: usize,
     /// Print the answer as JSON (fields in docs/usage.md).
     #[arg(long)]
     pub json: bool,
-    /// Also write plan-slo-vs-rate.svg, plan-gpus-vs-rate.svg and plan-goodput-vs-rate.svg to DIR.
+    /// With --rate: also write plan-slo-vs-rate.svg, plan-gpus-vs-rate.svg and
+    /// plan-goodput-vs-rate.svg to DIR.
     #[arg(long, value_name = "DIR")]
     pub plots: Option<PathBuf>,
-    /// Policies to search [default: every one the coefficients and step model support].
-    #[arg(long = "policy", value_delimiter = ',', value_name = "POLICY")]
-    pub policies: Vec<PolicyArg>,
+    /// Policies to search: single (one request at a time, exact M/G/1), dynamic (dynamic
+    /// batching, simulated), continuous (vLLM's scheduler, replayed) [default: every one the
+    /// coefficients and step model support].
+    #[arg(long = "policy", value_delimiter = ',', value_name = "POLICY",
+          value_parser = PossibleValuesParser::new(POLICY_NAMES).try_map(|s| PolicyKind::parse(&s)))]
+    pub policies: Vec<PolicyKind>,
     /// Continuous batching: per-layer step tables (as `tokenq replay --step-table`); without it
     /// the coefficients file's [step_time] section is the step model.
     #[arg(long, value_name = "DIR")]
@@ -99,100 +103,16 @@ pub struct PlanArgs {
     /// How one-at-a-time and dynamic batching spread requests over several GPUs: random (each
     /// GPU a Poisson stream of R/n: exact for one at a time), round-robin or shortest-queue
     /// (simulated). Continuous batching always routes as vLLM's data-parallel front end.
-    #[arg(long, value_enum, default_value = "random")]
-    pub routing: RoutingArg,
+    #[arg(long, default_value = "random",
+          value_parser = PossibleValuesParser::new(ROUTING_NAMES).try_map(|s| parse_routing(&s)))]
+    pub routing: sim::routing::Routing,
     /// Continuous batching: independent replications (the intervals come from their spread).
     #[arg(long, default_value_t = 5, value_name = "R")]
     pub replications: u32,
 }
 
-/// A routing rule over several GPUs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum RoutingArg {
-    /// Uniformly at random.
-    Random,
-    /// In turn.
-    RoundRobin,
-    /// Fewest requests in the system (join-shortest-queue).
-    ShortestQueue,
-}
-
-/// A serving policy `tokenq plan` can search.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum PolicyArg {
-    /// One request at a time (exact M/G/1; the single-request line).
-    Single,
-    /// Dynamic batching (simulated; the batch lines).
-    Dynamic,
-    /// Continuous batching as vLLM runs it (replayed; a step model).
-    Continuous,
-}
-
 /// Run `tokenq plan`.
 pub fn run(a: PlanArgs) -> Result<()> {
-    let file = CoefficientsFile::read(&a.coefficients)
-        .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
-    let tokens = parse_tokens("--tokens", &a.tokens)?;
-    let slos = Slo::parse_all(&a.slos)?;
-    let limits = Some(a.limits.clone()).filter(|l| !l.is_empty());
-    let limits = limits.unwrap_or_else(|| default_limits(&tokens));
-    let (service, service_hi, batch) = pipeline::plan::service_models(&file)
-        .with_context(|| format!("--coefficients {}", a.coefficients.display()))?;
-    let wants = |p: PolicyArg| a.policies.is_empty() || a.policies.contains(&p);
-    let paper_policies = wants(PolicyArg::Single) || wants(PolicyArg::Dynamic);
-    let (service, service_hi) = if wants(PolicyArg::Single) {
-        (service, service_hi)
-    } else {
-        (None, None)
-    };
-    let batch = batch.filter(|_| wants(PolicyArg::Dynamic));
-    let has_step_model = a.step_table.is_some() || file.step_time.is_some();
-    let continuous = if wants(PolicyArg::Continuous) && has_step_model {
-        Some(continuous_setup(&a, &file)?)
-    } else if a.policies.contains(&PolicyArg::Continuous) {
-        anyhow::bail!(
-            "--policy continuous needs a step model: give --step-table DIR, or a --coefficients file with a [step_time] section (tokenq fit --step-model)"
-        );
-    } else {
-        None
-    };
-    let cfg = PlanConfig {
-        tokens,
-        tokens_spec: a.tokens.clone(),
-        rate: a.rate,
-        slos,
-        min_served_fraction: a.min_served_fraction,
-        max_gpus: a.max_gpus,
-        service,
-        batch,
-        service_hi,
-        batch_hi: batch.and(pipeline::plan::batch_hi(&file)),
-        caps: a.caps.clone(),
-        limits,
-        sim_requests: parse_count(&a.sim_requests)?,
-        seed: a.seed,
-        goodput_top: 3,
-        continuous,
-        paper_policies,
-        routing: match a.routing {
-            RoutingArg::Random => sim::routing::Routing::Random,
-            RoutingArg::RoundRobin => sim::routing::Routing::RoundRobin,
-            RoutingArg::ShortestQueue => sim::routing::Routing::ShortestQueue,
-        },
-    };
-    let answer = pipeline::plan::plan(&cfg)?;
-    if let Some(dir) = &a.plots {
-        pipeline::plan_plots::write(&cfg, &answer, dir)?;
-    }
-    if a.json {
-        return print_json(&answer);
-    }
-    print!("{}", pipeline::plan::render(&answer, a.rows));
-    Ok(())
-}
-
-/// The continuous-batching engine, step model and workload from the flags.
-fn continuous_setup(a: &PlanArgs, file: &CoefficientsFile) -> Result<ContinuousSetup> {
     let engine = EngineFile {
         max_batched_tokens: a.max_batched_tokens,
         kv_blocks: a.kv_blocks,
@@ -201,13 +121,24 @@ fn continuous_setup(a: &PlanArgs, file: &CoefficientsFile) -> Result<ContinuousS
         layers: a.layers,
         ..EngineFile::default()
     };
-    pipeline::plan::continuous_setup(&ContinuousFlags {
+    let flags = PlanFlags {
+        coefficients: &a.coefficients,
+        tokens: &a.tokens,
+        rate: a.rate,
+        slos: &a.slos,
+        min_served_fraction: a.min_served_fraction,
+        max_gpus: a.max_gpus,
+        limits: &a.limits,
+        caps: &a.caps,
+        sim_requests: &a.sim_requests,
+        seed: a.seed,
+        policies: &a.policies,
+        routing: a.routing,
         engine,
         engine_config: a.engine_config.as_deref(),
-        coefficients: (&a.coefficients, file),
-        tokens: &a.tokens,
         input_tokens: a.input_tokens.as_deref(),
-        requests: &a.replay_requests,
+        replay_requests: &a.replay_requests,
         replications: a.replications,
-    })
+    };
+    pipeline::plan_cli::run(&flags, a.rows, a.json, a.plots.as_deref())
 }
