@@ -326,7 +326,9 @@ fn capacity_plan_table_follows_the_recommendations() {
     let html = render_html(&r).unwrap();
     let rec = html.find("<section id=\"recommendations\">").unwrap();
     let plots = html.find("<section id=\"plots\">").unwrap();
-    let at = html.find("<h3>Capacity plan</h3>").expect("capacity plan heading");
+    let at = html
+        .find("<h3>Capacity plan</h3>")
+        .expect("capacity plan heading");
     assert!(rec < at && at < plots);
     assert!(html[at..plots].contains("<td>17.9 ± 0.1 s (sim)</td>"));
     // Without it, no heading.

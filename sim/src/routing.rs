@@ -204,7 +204,7 @@ pub fn simulate_routed_trace(
             "a trace needs at least 2 requests, each with its token count".into(),
         ));
     }
-    if arrivals_s.windows(2).any(|w| !(w[1] >= w[0])) {
+    if arrivals_s.iter().any(|t| !t.is_finite()) || arrivals_s.windows(2).any(|w| w[1] < w[0]) {
         return Err(SimError::Config(
             "trace arrivals must be finite and ascending".into(),
         ));
