@@ -348,6 +348,7 @@ fn question(file: &str, single: bool, caps: &[u32], rate: f64, slos: &[&str]) ->
         routing: sim::routing::Routing::Random,
         continuous: None,
         paper_policies: true,
+        trace: None,
     }
 }
 

@@ -276,6 +276,7 @@ fn continuous_goodput_share_is_erlangs_md1_share() {
         input_tokens: Some("const:32"),
         requests: "4000",
         replications: 8,
+        input_law: None,
     })
     .unwrap();
     let (rate, s) = (1.2, P_S + (N - 1.0) * D_S);
@@ -305,6 +306,7 @@ fn continuous_goodput_share_is_erlangs_md1_share() {
         routing: sim::routing::Routing::Random,
         continuous: Some(cs),
         paper_policies: false,
+        trace: None,
     };
     let ans = pipeline::plan::plan(&q).unwrap();
     let figs = pipeline::plan_plots::figures(&q, &ans).unwrap();

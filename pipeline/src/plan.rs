@@ -249,6 +249,11 @@ pub struct PlanConfig {
     pub continuous: Option<ContinuousSetup>,
     /// Search one request at a time and dynamic batching (with the coefficients' lines).
     pub paper_policies: bool,
+    /// A recorded trace as the workload ([`crate::plan_trace`]): its arrivals, stretched to
+    /// each rate, and its requests' lengths; `tokens` is then the law of its output lengths.
+    /// Every policy is then a replay of the trace (simulation, no interval but the random
+    /// router's).
+    pub trace: Option<std::sync::Arc<crate::plan_trace::PlanTrace>>,
 }
 
 /// One statistic of one configuration.
@@ -372,6 +377,9 @@ pub struct ContinuousFlags<'a> {
     pub requests: &'a str,
     /// `--replications`.
     pub replications: u32,
+    /// A prompt-length law given directly, with its description (a trace's prompt lengths),
+    /// instead of `--input-tokens`.
+    pub input_law: Option<(TokenDist, String)>,
 }
 
 /// The engine (vLLM's defaults under the flags and settings file; no prefix caching: Poisson
@@ -385,7 +393,10 @@ pub fn continuous_setup(f: &ContinuousFlags) -> Result<ContinuousSetup> {
     let s = crate::replay::settings(&given, f.engine_config, None, Some(file))?;
     let flag = format!("--coefficients {}", path.display());
     let (model, model_description) = crate::replay::open_step_model(&s, Some(file), &flag)?;
-    let (input, input_spec) = crate::values::input_tokens(f.input_tokens, f.tokens)?;
+    let (input, input_spec) = match &f.input_law {
+        Some(given) => given.clone(),
+        None => crate::values::input_tokens(f.input_tokens, f.tokens)?,
+    };
     Ok(ContinuousSetup {
         model,
         model_description,
@@ -530,7 +541,8 @@ fn evaluate_share(
     let mut c = candidate(cfg, policy, limit, gpus, salt);
     let result = match policy {
         PlanPolicy::Single | PlanPolicy::Dynamic { .. }
-            if gpus > 1 && cfg.routing != sim::routing::Routing::Random =>
+            if cfg.trace.is_some()
+                || (gpus > 1 && cfg.routing != sim::routing::Routing::Random) =>
         {
             routed(cfg, policy, lines, limit, gpus, rate, salt, targets, &mut c)
         }
@@ -564,7 +576,8 @@ fn evaluate_share(
 }
 
 /// One request at a time or dynamic batching on `gpus` servers behind a round-robin or
-/// join-shortest-queue router: simulated (`sim::routing`), replications with 95 % intervals.
+/// join-shortest-queue router: simulated (`sim::routing`), replications with 95 % intervals;
+/// or, with a trace, the trace replayed behind the router (any rule, one GPU too).
 #[allow(clippy::too_many_arguments)]
 fn routed(
     cfg: &PlanConfig,
@@ -599,8 +612,17 @@ fn routed(
         replications: ROUTED_REPLICATIONS as u32,
         seed: cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt),
     };
-    let law = sim::TokenLaw::Dist(cfg.tokens.clone());
-    let r = sim::routing::simulate_routed(server, &law, limit.is_finite().then_some(limit), &run)?;
+    let max_tokens = limit.is_finite().then_some(limit);
+    let r = match &cfg.trace {
+        Some(t) => {
+            let (arrivals, tokens) = t.feed_at(rate);
+            sim::routing::simulate_routed_trace(server, &arrivals, &tokens, max_tokens, &run)?
+        }
+        None => {
+            let law = sim::TokenLaw::Dist(cfg.tokens.clone());
+            sim::routing::simulate_routed(server, &law, max_tokens, &run)?
+        }
+    };
     c.utilisation = r.utilisation;
     for slo in &cfg.slos {
         let which = match slo.metric {
@@ -762,7 +784,8 @@ fn batched(
 }
 
 /// Continuous batching on `gpus` engines behind vLLM's data-parallel router, by replications
-/// of the replay under Poisson arrivals ([`crate::poisson_replay`]).
+/// of the replay under Poisson arrivals ([`crate::poisson_replay`]), or one replay of the
+/// trace.
 #[allow(clippy::too_many_arguments)]
 fn continuous(
     cfg: &PlanConfig,
@@ -790,7 +813,16 @@ fn continuous(
         max_num_seqs,
         ..cs.engine
     };
-    let r = crate::poisson_replay::replicate(&w, &engine, gpus, cs.model.as_ref())?;
+    let r = match &cfg.trace {
+        Some(t) => crate::poisson_replay::replay_fixed(
+            &t.requests_at(rate, limit),
+            rate,
+            &engine,
+            gpus,
+            cs.model.as_ref(),
+        )?,
+        None => crate::poisson_replay::replicate(&w, &engine, gpus, cs.model.as_ref())?,
+    };
     c.utilisation = r.utilisation;
     if r.overloaded {
         bail!(
@@ -1119,7 +1151,7 @@ pub fn plan(cfg: &PlanConfig) -> Result<PlanAnswer> {
         tokens: cfg.tokens_spec.clone(),
         rate_rps: cfg.rate,
         slos: cfg.slos.iter().map(Slo::label).collect(),
-        routing: routing(&policies, cfg.routing),
+        routing: routing(&policies, cfg.routing, cfg.trace.is_some()),
         continuous: continuous_text(cfg),
         feasible,
         min_gpus,
@@ -1205,9 +1237,16 @@ fn searched(cfg: &PlanConfig) -> Result<(Vec<PlanPolicy>, Vec<(PlanPolicy, f64)>
     Ok((policies, pairs))
 }
 
-/// The note that replay-only SLOs leave the paper's policies out, when they do.
+/// The notes every answer starts with: that replay-only SLOs leave the paper's policies out,
+/// when they do, and what a trace workload means for the statistics.
 fn replay_only_note(cfg: &PlanConfig) -> Vec<String> {
     let mut notes = Vec::new();
+    if let Some(t) = &cfg.trace {
+        notes.push(format!(
+            "workload: {}; every configuration replays the whole trace once from an empty system, so its statistics are the trace's own (simulation without an interval; a random router's draws are replicated)",
+            t.describe()
+        ));
+    }
     if cfg.paper_policies
         && (cfg.service.is_some() || cfg.batch.is_some())
         && cfg.slos.iter().any(|s| s.metric.replay_only())
@@ -1221,6 +1260,9 @@ fn replay_only_note(cfg: &PlanConfig) -> Vec<String> {
 
 /// exact for one request at a time on one GPU or behind the random split, else simulation.
 fn goodput_method(cfg: &PlanConfig, c: &Candidate) -> Method {
+    if cfg.trace.is_some() {
+        return Method::Simulation;
+    }
     match c.policy {
         PlanPolicy::Single if c.gpus == 1 || cfg.routing == sim::routing::Routing::Random => {
             Method::Exact
@@ -1486,13 +1528,14 @@ pub fn render_goodputs(a: &GoodputPlan, rows: usize) -> String {
 }
 
 /// How requests reach the GPUs, for each kind of policy searched.
-fn routing(policies: &[PlanPolicy], rule: sim::routing::Routing) -> String {
+fn routing(policies: &[PlanPolicy], rule: sim::routing::Routing, trace: bool) -> String {
     let mut v = Vec::new();
     if policies
         .iter()
         .any(|p| !matches!(p, PlanPolicy::Continuous { .. }))
     {
         v.push(match rule {
+            sim::routing::Routing::Random if trace => "one request at a time and dynamic batching: the trace's requests split at random over the n GPUs (simulated)",
             sim::routing::Routing::Random => "one request at a time and dynamic batching: random split, each of n GPUs sees a Poisson stream of R/n (round robin and join-shortest-queue do at least as well)",
             sim::routing::Routing::RoundRobin => "one request at a time and dynamic batching: round robin over the n GPUs (simulated for n > 1)",
             sim::routing::Routing::ShortestQueue => "one request at a time and dynamic batching: join-shortest-queue over the n GPUs (simulated for n > 1)",
@@ -1544,13 +1587,12 @@ pub fn feasible_table(a: &PlanAnswer, rows: usize) -> (Vec<String>, Vec<Vec<Stri
                 format!("{:.3}", c.utilisation),
             ];
             r.extend(c.slos.iter().map(|s| {
-                if s.value_s.half_width > 0.0 {
-                    format!(
-                        "{:.3} ± {:.3} s (sim)",
-                        s.value_s.value, s.value_s.half_width
-                    )
-                } else {
-                    format!("{:.3} s (exact)", s.value_s.value)
+                let (v, h) = (s.value_s.value, s.value_s.half_width);
+                match s.method {
+                    Method::Simulation if h.is_finite() => format!("{v:.3} ± {h:.3} s (sim)"),
+                    // One replay of a trace: the trace's own value, no interval.
+                    Method::Simulation => format!("{v:.3} s (sim)"),
+                    m => format!("{v:.3} s ({m})"),
                 }
             }));
             r

@@ -54,8 +54,10 @@ pub fn parse_routing(s: &str) -> Result<sim::routing::Routing, String> {
 pub struct PlanFlags<'a> {
     /// `--coefficients`.
     pub coefficients: &'a Path,
-    /// `--tokens`.
-    pub tokens: &'a str,
+    /// `--tokens` (none: `--trace` brings the lengths).
+    pub tokens: Option<&'a str>,
+    /// `--trace`.
+    pub trace: Option<&'a str>,
     /// `--rate` (none: question (b) alone).
     pub rate: Option<f64>,
     /// `--slo`, each as written.
@@ -94,7 +96,22 @@ impl PlanFlags<'_> {
     pub fn config(&self) -> Result<PlanConfig> {
         let file = CoefficientsFile::read(self.coefficients)
             .with_context(|| format!("--coefficients {}", self.coefficients.display()))?;
-        let tokens = crate::values::parse_tokens("--tokens", self.tokens)?;
+        let trace = match self.trace {
+            Some(spec) => Some(std::sync::Arc::new(crate::plan_trace::PlanTrace::load(
+                spec,
+            )?)),
+            None => None,
+        };
+        let (tokens, tokens_spec) = match (&trace, self.tokens) {
+            (Some(t), None) => (t.output_law()?, t.describe()),
+            (None, Some(s)) => (crate::values::parse_tokens("--tokens", s)?, s.to_string()),
+            (Some(_), Some(_)) => bail!(
+                "--tokens: a --trace brings its own output lengths; give one of --tokens and --trace"
+            ),
+            (None, None) => {
+                bail!("give --tokens DIST (output lengths) or --trace TRACE (a recorded workload)")
+            }
+        };
         let slos = Slo::parse_all(self.slos)?;
         let limits = match self.limits {
             [] => default_limits(&tokens),
@@ -111,10 +128,14 @@ impl PlanFlags<'_> {
                 engine: self.engine.clone(),
                 engine_config: self.engine_config,
                 coefficients: (self.coefficients, &file),
-                tokens: self.tokens,
+                tokens: &tokens_spec,
                 input_tokens: self.input_tokens,
                 requests: self.replay_requests,
                 replications: self.replications,
+                input_law: match &trace {
+                    Some(t) => Some((t.input_law()?, "the trace's prompt lengths".into())),
+                    None => None,
+                },
             })?)
         } else if self.policies.contains(&PolicyKind::Continuous) {
             bail!(
@@ -131,7 +152,7 @@ impl PlanFlags<'_> {
         })?;
         Ok(PlanConfig {
             tokens,
-            tokens_spec: self.tokens.to_string(),
+            tokens_spec,
             rate: self.rate.unwrap_or(f64::NAN),
             slos,
             min_served_fraction: self.min_served_fraction,
@@ -148,6 +169,7 @@ impl PlanFlags<'_> {
             routing: self.routing,
             continuous,
             paper_policies: wants(PolicyKind::Single) || wants(PolicyKind::Dynamic),
+            trace,
         })
     }
 }

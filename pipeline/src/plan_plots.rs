@@ -60,14 +60,14 @@ pub fn figures(cfg: &PlanConfig, a: &PlanAnswer) -> Result<Vec<Figure>> {
             let (e, g) = goodput_at(cfg, c, r);
             if let (None, Some(v)) = (&e.note, e.slos.first()) {
                 method = v.method;
-                pts.push(Point::with_ci(r, v.value_s.value, v.value_s.half_width));
+                pts.push(point(r, v.value_s));
             }
             if let Ok(g) = g {
                 good_method = g.method;
                 good_pts.push(if g.method == reports::Method::Exact {
                     Point::new(r, g.goodput_rps.value)
                 } else {
-                    Point::with_ci(r, g.goodput_rps.value, g.goodput_rps.half_width)
+                    point(r, g.goodput_rps)
                 });
             }
         }
@@ -206,4 +206,13 @@ pub fn write(cfg: &PlanConfig, a: &PlanAnswer, dir: &Path) -> Result<Vec<PathBuf
         out.push(path);
     }
     Ok(out)
+}
+
+/// A point with its interval when it has one (a replay of a trace has none).
+fn point(x: f64, e: tokenq_core::Estimate) -> Point {
+    if e.half_width.is_finite() && e.half_width > 0.0 {
+        Point::with_ci(x, e.value, e.half_width)
+    } else {
+        Point::new(x, e.value)
+    }
 }

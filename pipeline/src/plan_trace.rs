@@ -59,12 +59,17 @@ impl PlanTrace {
     /// The empirical law of the output lengths (for the limits searched and the share served
     /// whole).
     pub fn output_law(&self) -> Result<TokenDist> {
-        let v: Vec<f64> = self
-            .requests
-            .iter()
-            .map(|r| f64::from(r.output_tokens))
-            .collect();
-        Empirical::from_samples(&v, format!("{} output tokens", self.source))
+        self.law("output", |r| r.output_tokens)
+    }
+
+    /// The empirical law of the prompt lengths (continuous batching's capacity scale).
+    pub fn input_law(&self) -> Result<TokenDist> {
+        self.law("input", |r| r.input_tokens)
+    }
+
+    fn law(&self, what: &str, len: fn(&Request) -> u32) -> Result<TokenDist> {
+        let v: Vec<f64> = self.requests.iter().map(|r| f64::from(len(r))).collect();
+        Empirical::from_samples(&v, format!("{} {what} tokens", self.source))
             .map(TokenDist::Empirical)
             .map_err(|e| anyhow::anyhow!("--trace {}: {e}", self.source))
     }

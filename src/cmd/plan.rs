@@ -23,8 +23,12 @@ pub struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     pub coefficients: PathBuf,
     /// Output-token distribution (a built-in name such as sharegpt, or a spec).
-    #[arg(long, value_name = "DIST")]
-    pub tokens: String,
+    #[arg(long, value_name = "DIST", required_unless_present = "trace")]
+    pub tokens: Option<String>,
+    /// A recorded workload instead of --tokens: azure-conv, azure-code or a CSV (as `tokenq
+    /// replay --trace`); its arrivals are stretched to --rate, its lengths kept.
+    #[arg(long, value_name = "TRACE", conflicts_with_all = ["tokens", "input_tokens"])]
+    pub trace: Option<String>,
     /// Total arrival rate, requests per second [default: none — then each policy and limit's
     /// goodput on one GPU, largest first].
     #[arg(long, value_name = "REQ_PER_S", allow_hyphen_values = true)]
@@ -123,7 +127,8 @@ pub fn run(a: PlanArgs) -> Result<()> {
     };
     let flags = PlanFlags {
         coefficients: &a.coefficients,
-        tokens: &a.tokens,
+        tokens: a.tokens.as_deref(),
+        trace: a.trace.as_deref(),
         rate: a.rate,
         slos: &a.slos,
         min_served_fraction: a.min_served_fraction,

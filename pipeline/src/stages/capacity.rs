@@ -68,6 +68,7 @@ pub(crate) fn capacity_analysis(
             input_tokens: None,
             requests: PLAN_REPLAY_REQUESTS,
             replications: PLAN_REPLICATIONS,
+            input_law: None,
         }) {
             Ok(c) => Some(c),
             Err(e) => {
@@ -98,6 +99,7 @@ pub(crate) fn capacity_analysis(
         routing: sim::routing::Routing::Random,
         continuous,
         paper_policies: true,
+        trace: None,
     };
     let answer = plan::plan(&config)?;
     Ok(CapacityAnalysis { config, answer })
