@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{md1_quantile, ok_json, p, tokenq};
+use common::{constant_steps_coefficients, md1_quantile, ok_json, p, tokenq};
 
 const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 
@@ -16,45 +16,9 @@ const P_S: f64 = 0.1;
 const D_S: f64 = 0.02;
 const N: f64 = 20.0;
 
-/// The shipped Table I coefficients with a `[step_time]` section of constant steps.
+/// The shipped Table I coefficients with constant `P_S` prefill and `D_S` decode steps.
 fn coefficients(dir: &std::path::Path) -> std::path::PathBuf {
-    let base = std::fs::read_to_string(TABLE1).unwrap();
-    let step = format!(
-        r#"
-[step_time]
-source = "test: constant prefill {P_S} s and decode {D_S} s steps"
-kv_capacity_tokens = 16000
-
-[step_time.decode]
-intercept_s = {D_S}
-per_decode_s = 0.0
-per_decode_above_knee_s = 0.0
-per_context_token_s = 0.0
-
-[step_time.mixed]
-intercept_s = {P_S}
-per_token_s = 0.0
-per_token_above_knee_s = 0.0
-per_decode_s = 0.0
-per_decode_context_token_s = 0.0
-per_prefill_token_context_token_s = 0.0
-
-[step_time.decode_fit]
-n = 1
-r2 = 1.0
-mape_pct = 0.0
-sum_bias_pct = 0.0
-
-[step_time.mixed_fit]
-n = 1
-r2 = 1.0
-mape_pct = 0.0
-sum_bias_pct = 0.0
-"#
-    );
-    let path = dir.join("constant-steps.toml");
-    std::fs::write(&path, base + &step).unwrap();
-    path
+    constant_steps_coefficients(dir, P_S, D_S)
 }
 
 #[test]

@@ -9,7 +9,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{ok_json, p, tokenq};
+use common::{constant_steps_coefficients, ok_json, p, tokenq};
 
 const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 /// Requests in the trace, one a second, each 32 prompt and `OUT` output tokens.
@@ -99,16 +99,7 @@ fn even_trace_on_continuous_batching_one_at_a_time() {
     const N: u32 = 20;
     let dir = tempfile::tempdir().unwrap();
     let t = trace(dir.path(), N);
-    let base = std::fs::read_to_string(TABLE1).unwrap();
-    let step = format!(
-        "\n[step_time]\nsource = \"test: constant steps\"\nkv_capacity_tokens = 16000\n\n\
-         [step_time.decode]\nintercept_s = {D_S}\nper_decode_s = 0.0\nper_decode_above_knee_s = 0.0\nper_context_token_s = 0.0\n\n\
-         [step_time.mixed]\nintercept_s = {P_S}\nper_token_s = 0.0\nper_token_above_knee_s = 0.0\nper_decode_s = 0.0\nper_decode_context_token_s = 0.0\nper_prefill_token_context_token_s = 0.0\n\n\
-         [step_time.decode_fit]\nn = 1\nr2 = 1.0\nmape_pct = 0.0\nsum_bias_pct = 0.0\n\n\
-         [step_time.mixed_fit]\nn = 1\nr2 = 1.0\nmape_pct = 0.0\nsum_bias_pct = 0.0\n"
-    );
-    let coef = dir.path().join("constant-steps.toml");
-    std::fs::write(&coef, base + &step).unwrap();
+    let coef = constant_steps_coefficients(dir.path(), P_S, D_S);
     let v = ok_json(&tokenq(&[
         "plan",
         "--coefficients",

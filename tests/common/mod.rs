@@ -84,3 +84,47 @@ pub fn md1_quantile(lambda: f64, d: f64, q: f64) -> f64 {
     }
     0.5 * (lo + hi)
 }
+
+/// The shipped Table I coefficients (`datasets/coefficients/a100-llama-2-7b-table1.toml`) with a
+/// `[step_time]` section of constant steps: every prefill step takes `p_s` and every decode
+/// step `d_s` seconds, whatever the batch. Written into `dir`.
+pub fn constant_steps_coefficients(dir: &Path, p_s: f64, d_s: f64) -> std::path::PathBuf {
+    let base =
+        std::fs::read_to_string("datasets/coefficients/a100-llama-2-7b-table1.toml").unwrap();
+    let step = format!(
+        r#"
+[step_time]
+source = "test: constant prefill {p_s} s and decode {d_s} s steps"
+kv_capacity_tokens = 16000
+
+[step_time.decode]
+intercept_s = {d_s}
+per_decode_s = 0.0
+per_decode_above_knee_s = 0.0
+per_context_token_s = 0.0
+
+[step_time.mixed]
+intercept_s = {p_s}
+per_token_s = 0.0
+per_token_above_knee_s = 0.0
+per_decode_s = 0.0
+per_decode_context_token_s = 0.0
+per_prefill_token_context_token_s = 0.0
+
+[step_time.decode_fit]
+n = 1
+r2 = 1.0
+mape_pct = 0.0
+sum_bias_pct = 0.0
+
+[step_time.mixed_fit]
+n = 1
+r2 = 1.0
+mape_pct = 0.0
+sum_bias_pct = 0.0
+"#
+    );
+    let path = dir.join("constant-steps.toml");
+    std::fs::write(&path, base + &step).unwrap();
+    path
+}
