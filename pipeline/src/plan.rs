@@ -1368,6 +1368,9 @@ pub struct GoodputPlan {
     pub elapsed_s: f64,
 }
 
+/// What [`GoodputPlan::gpus`] says for a trace workload.
+pub const GOODPUT_GPUS_TRACE: &str = "goodput on 1 GPU, the whole trace stretched to each rate; a random split of a trace over n GPUs is not the trace stretched n times (bursts thin out), so n × it is only a guide: give --rate to search GPU counts on the trace itself";
+
 /// What [`GoodputPlan::gpus`] says.
 pub const GOODPUT_GPUS: &str = "goodput on 1 GPU; n GPUs behind the random split sustain n × it (each sees R/n, and meets the SLOs exactly when one GPU does at R/n); round robin, join-shortest-queue and vLLM's router are taken to do at least as well, so n × it is on the safe side (give --rate to search GPU counts)";
 
@@ -1437,7 +1440,10 @@ pub fn goodput_plan(cfg: &PlanConfig) -> Result<GoodputPlan> {
         tokens: cfg.tokens_spec.clone(),
         slos: cfg.slos.iter().map(Slo::label).collect(),
         min_served_fraction: cfg.min_served_fraction,
-        gpus: GOODPUT_GPUS.into(),
+        gpus: match cfg.trace {
+            None => GOODPUT_GPUS.into(),
+            Some(_) => GOODPUT_GPUS_TRACE.into(),
+        },
         continuous: continuous_text(cfg),
         goodputs,
         excluded,
