@@ -6,21 +6,15 @@
 
 mod common;
 
-use std::path::Path;
+use common::{TABLE1, md1_quantile, ok_json, p, table1_line, table1_service_s, tokenq};
 
-use common::{md1_quantile, ok_json, p, tokenq};
-
-const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 const RATE: f64 = 6.0;
 const TARGET_S: f64 = 5.0;
 
 #[test]
 fn unstable_question_is_named_and_the_capacity_plan_answers() {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let s = table1_line();
+    let d = table1_service_s(100.0);
     // At 6 req/s one GPU is unstable at every max-token limit (even L = 1 costs more than
     // 1/6 s), so the pipeline's max-token question has no answer.
     assert!(RATE * (s.per_token_s + s.intercept_s) > 1.0);

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{md1_cdf, md1_quantile};
+use common::{TABLE1, md1_cdf, md1_quantile, table1_service_s};
 use pipeline::plan::{PlanConfig, Slo};
 
 fn tokenq(args: &[&str]) -> std::process::Output {
@@ -20,15 +20,9 @@ fn tokenq(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
-const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
-
 #[test]
 fn single_server_percentile_and_goodput_match_erlang() {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let d = table1_service_s(100.0);
     let o = tokenq(&[
         "plan",
         "--coefficients",
@@ -203,11 +197,7 @@ fn mg1_percentiles_agree_with_the_simulator() {
 /// interval), and wait less than the random split, whose p90 is Erlang's M/D/1 at λ/2.
 #[test]
 fn shortest_queue_routing_is_simulated_and_beats_the_random_split() {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let d = table1_service_s(100.0);
     // Total rate 1.5 ρ per GPU at 2 GPUs: one GPU alone would be unstable.
     let rate = 1.5 / d;
     let o = tokenq(&[
@@ -251,11 +241,7 @@ fn shortest_queue_routing_is_simulated_and_beats_the_random_split() {
 /// fewest n whose λ/n keeps the p90 wait under the target: the figure's points must be those.
 #[test]
 fn plots_draw_the_slo_and_the_gpus_needed_against_the_rate() {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let d = table1_service_s(100.0);
     let dir = tempfile::tempdir().unwrap();
     let rate = 0.6 / d;
     let o = tokenq(&[
@@ -373,11 +359,7 @@ fn goodput_series(q: &PlanConfig) -> Vec<reports::Series> {
 /// (W ≤ W + D), and the share stays exact. Every drawn point (ρ < 1) matches to 1e-5.
 #[test]
 fn goodput_of_one_at_a_time_is_erlangs_md1_share() {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    let d = s.per_token_s * 100.0 + s.intercept_s;
+    let d = table1_service_s(100.0);
     let (rate, target) = (0.6 / d, 4.0 * d);
     let q = question(
         TABLE1,

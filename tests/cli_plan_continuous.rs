@@ -7,9 +7,7 @@
 
 mod common;
 
-use common::{constant_steps_coefficients, md1_quantile, ok_json, p, tokenq};
-
-const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
+use common::{TABLE1, constant_steps_coefficients, md1_quantile, ok_json, p, tokenq};
 
 /// Prefill step, decode step (seconds), output tokens.
 const P_S: f64 = 0.1;

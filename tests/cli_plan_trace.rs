@@ -9,9 +9,8 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{constant_steps_coefficients, ok_json, p, tokenq};
+use common::{TABLE1, constant_steps_coefficients, ok_json, p, table1_service_s, tokenq};
 
-const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
 /// Requests in the trace, one a second, each 32 prompt and `OUT` output tokens.
 const REQUESTS: usize = 200;
 const OUT: u32 = 100;
@@ -26,20 +25,11 @@ fn trace(dir: &Path, out: u32) -> PathBuf {
     path
 }
 
-/// The single-request line's service time of `n` tokens, seconds.
-fn service_s(n: f64) -> f64 {
-    let c =
-        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
-            .unwrap();
-    let s = c.single_request.unwrap();
-    s.per_token_s * n + s.intercept_s
-}
-
 #[test]
 fn even_trace_is_d_d_n() {
     let dir = tempfile::tempdir().unwrap();
     let t = trace(dir.path(), OUT);
-    let d = service_s(f64::from(OUT));
+    let d = table1_service_s(f64::from(OUT));
     let plan = |rate: &str, extra: &[&str]| {
         let mut args = vec![
             "plan",

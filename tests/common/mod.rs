@@ -89,8 +89,7 @@ pub fn md1_quantile(lambda: f64, d: f64, q: f64) -> f64 {
 /// `[step_time]` section of constant steps: every prefill step takes `p_s` and every decode
 /// step `d_s` seconds, whatever the batch. Written into `dir`.
 pub fn constant_steps_coefficients(dir: &Path, p_s: f64, d_s: f64) -> std::path::PathBuf {
-    let base =
-        std::fs::read_to_string("datasets/coefficients/a100-llama-2-7b-table1.toml").unwrap();
+    let base = std::fs::read_to_string(TABLE1).unwrap();
     let step = format!(
         r#"
 [step_time]
@@ -127,4 +126,25 @@ sum_bias_pct = 0.0
     let path = dir.join("constant-steps.toml");
     std::fs::write(&path, base + &step).unwrap();
     path
+}
+
+/// The shipped Table I coefficients: the paper's A100 single-request line.
+pub const TABLE1: &str = "datasets/coefficients/a100-llama-2-7b-table1.toml";
+
+/// Table I's single-request line `(a, c)`: one request of n tokens takes `a·n + c` seconds.
+pub fn table1_line() -> tokenq_core::LinearService {
+    let c =
+        tokenq_core::CoefficientsFile::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join(TABLE1))
+            .expect("read Table I");
+    let s = c.single_request.expect("Table I has a single-request line");
+    tokenq_core::LinearService {
+        per_token_s: s.per_token_s,
+        intercept_s: s.intercept_s,
+    }
+}
+
+/// Table I's service time of one request of `n` tokens, seconds.
+pub fn table1_service_s(n: f64) -> f64 {
+    let s = table1_line();
+    s.per_token_s * n + s.intercept_s
 }
