@@ -31,8 +31,7 @@ impl PlanTrace {
     /// Read `--trace SPEC`: a built-in name (azure-conv, azure-code) or a file, as
     /// `tokenq replay --trace` reads it.
     pub fn load(spec: &str) -> Result<Self> {
-        let mut requests = crate::replay::read_trace(Path::new(spec))?;
-        Self::new(std::mem::take(&mut requests), spec)
+        Self::new(crate::replay::read_trace(Path::new(spec))?, spec)
     }
 
     /// From requests in arrival order.
